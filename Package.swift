@@ -1,0 +1,47 @@
+// swift-tools-version: 6.1
+// Reroute: reference-model verification suite for visual-token routing in VLMs.
+import PackageDescription
+
+let package = Package(
+    name: "Reroute",
+    platforms: [.macOS(.v14)],
+    products: [
+        // The suite as a library: model + checkpoints, reference decoder, HDF5, verification.
+        .library(name: "RerouteSuite", targets: ["RerouteModel", "RerouteHDF5", "RerouteReference", "RerouteVerify"]),
+        .executable(name: "reroute", targets: ["RerouteCLI"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+        .package(url: "https://github.com/x-sheep/swift-property-based", from: "2.0.0"),
+    ],
+    targets: [
+        // System libraries, found through pkg-config (Debian: libhdf5-dev, libopenblas-dev).
+        .systemLibrary(name: "CHDF5", pkgConfig: "hdf5", providers: [.apt(["libhdf5-dev"])]),
+        .systemLibrary(name: "CBLAS", pkgConfig: "openblas", providers: [.apt(["libopenblas-dev"])]),
+
+        // Model configuration, safetensors checkpoints, weights, projector, prompt cases.
+        .target(name: "RerouteModel"),
+        // Thin Swift layer over the HDF5 C library.
+        .target(name: "RerouteHDF5", dependencies: ["CHDF5"]),
+        // The scalar reference decoder: plain loops, Double accumulation (SPEC.md §2).
+        .target(name: "RerouteReference", dependencies: ["RerouteModel"]),
+        // Golden cases, comparison and the `verify` job.
+        .target(name: "RerouteVerify", dependencies: ["RerouteModel", "RerouteHDF5", "RerouteReference"]),
+        // The `reroute` command.
+        .executableTarget(
+            name: "RerouteCLI",
+            dependencies: [
+                "RerouteVerify", "RerouteModel", "RerouteReference", "RerouteHDF5", "CBLAS", "CHDF5",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ]
+        ),
+        .testTarget(
+            name: "RerouteTests",
+            dependencies: [
+                "RerouteModel", "RerouteHDF5", "RerouteReference", "RerouteVerify",
+                .product(name: "PropertyBased", package: "swift-property-based"),
+            ]
+        ),
+    ],
+    swiftLanguageModes: [.v6]
+)

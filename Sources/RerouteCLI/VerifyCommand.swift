@@ -1,0 +1,106 @@
+import ArgumentParser
+import Foundation
+import RerouteModel
+import RerouteReference
+import RerouteVerify
+
+struct VerifyCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "verify",
+        abstract: "Run every shipped case and check the reference decoder against transformers.",
+        discussion: """
+            For each model folder under --models (config.json, safetensors, cases/*.h5), runs
+            the scalar reference decoder on every case and compares with the outputs that
+            Hugging Face transformers produced (tools/make_tiny_models.py): hidden states entering
+            every layer, logits at every prefill position and at each greedy step, within the
+            tolerances of SPEC.md §7, and the greedy tokens exactly.
+            Prints one line per case and run, then a summary. Exit 0 if all pass, 1 if any
+            differs, 2 on an input error.
+            """)
+
+    @Option(name: .long, help: "Folder holding one subfolder per model.")
+    var models: String?
+
+    @Flag(name: .shortAndLong, help: "Print every compared tensor, not only failures.")
+    var verbose = false
+
+    @Option(name: .long, help: "Offending elements to print per failing tensor.")
+    var maxReported = 8
+
+    func run() throws {
+        let root = models.map { URL(fileURLWithPath: $0) } ?? GoldenStore.defaultModelsRoot()
+        let found = try GoldenStore.models(in: root)
+        if found.isEmpty { throw InputError(.fileNotFound, file: root.path, "no model folders (with config.json) here") }
+        var results: [TransformersCheck] = []
+        let start = Date()
+        for model in found {
+            progress("loading \(model.name) from \(model.directory.path)")
+            let decoder = ReferenceDecoder(weights: try ModelWeights.load(directory: model.directory))
+            for (i, path) in model.casePaths.enumerated() {
+                let t0 = Date()
+                let reference = try HFReferenceCase.load(path: path)
+                let check = try TransformersCheck.run(decoder: decoder, model: model.name, reference: reference)
+                results.append(check)
+                progress(String(format: "  [%d/%d] %@ %@ (%.1f s)", i + 1, model.casePaths.count, check.caseName,
+                                check.passed ? "ok" : "DIFFERS", Date().timeIntervalSince(t0)))
+            }
+        }
+        print(VerifyReport.render(results, verbose: verbose, maxReported: maxReported))
+        let failed = results.filter { !$0.passed }.count
+        print(String(format: "%d case(s), %d passed, %d failed (%.1f s)", results.count, results.count - failed, failed,
+                     Date().timeIntervalSince(start)))
+        if failed > 0 { throw ExitCode(1) }
+    }
+}
+
+/// Text rendering of verification results: a table, then every failure in detail.
+enum VerifyReport {
+    static func render(_ results: [TransformersCheck], verbose: Bool, maxReported: Int) -> String {
+        var lines: [String] = []
+        func pad(_ s: String, _ n: Int) -> String { s.count >= n ? s : s + String(repeating: " ", count: n - s.count) }
+        lines.append(pad("model", 12) + pad("case", 28) + pad("run", 9) + pad("tensors", 9) + pad("worst/bound", 13)
+                     + pad("max NMSE", 11) + pad("tokens", 8) + "status")
+        for r in results {
+            let runs = Array(Set(r.tensors.map { String($0.name.split(separator: "/")[0]) })).sorted()
+            for run in runs {
+                let ts = r.tensors.filter { $0.name.hasPrefix(run + "/") }
+                let ex = r.exact.filter { $0.name.hasPrefix(run + "/") }
+                let ok = ts.allSatisfy(\.passed) && ex.allSatisfy(\.passed)
+                lines.append(pad(r.model, 12) + pad(r.caseName, 28) + pad(run, 9) + pad("\(ts.count)", 9)
+                             + pad(String(format: "%.3f", ts.map(\.worstRatio).max() ?? 0), 13)
+                             + pad(String(format: "%.1e", ts.map(\.nmse).max() ?? 0), 11)
+                             + pad(ex.allSatisfy(\.passed) ? "same" : "DIFFER", 8) + (ok ? "ok" : "FAILED"))
+            }
+        }
+        var failures: [String] = []
+        for r in results {
+            for t in r.tensors where verbose || !t.passed {
+                var line = "\(t.passed ? "  ok" : "FAIL") \(r.model)/\(r.caseName) \(t.name): "
+                if let gate = t.gateFailure {
+                    line += gate
+                } else {
+                    line += String(format: "NMSE %.2e (limit %.0e), worst %.3f of bound, %d element(s) outside",
+                                   t.nmse, t.nmseLimit, t.worstRatio, t.mismatchCount)
+                }
+                lines.append(line)
+                if !t.passed { failures.append(line) }
+                for m in t.mismatches.prefix(maxReported) {
+                    let detail = String(format: "      [%d, %d] expected %.9g actual %.9g difference %.3g bound %.3g",
+                                        m.row, m.column, m.expected, m.actual, m.difference, m.bound)
+                    lines.append(detail)
+                }
+            }
+            for e in r.exact where !e.passed {
+                let line = "FAIL \(r.model)/\(r.caseName) \(e.name): expected \(e.expected), actual \(e.actual)"
+                lines.append(line)
+                failures.append(line)
+            }
+        }
+        if !failures.isEmpty {
+            lines.append("")
+            lines.append("Failures (\(failures.count)):")
+            lines += failures.map { "  " + $0 }
+        }
+        return lines.joined(separator: "\n")
+    }
+}

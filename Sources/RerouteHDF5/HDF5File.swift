@@ -1,0 +1,206 @@
+import CHDF5
+
+/// Element kinds the suite stores.
+public enum HDF5ElementKind: String, Sendable {
+    case float, integer, string, other
+}
+
+/// An open HDF5 file (read-only here; writing comes with the trace schema).
+///
+/// HDF5's automatic error printing is turned off once per process; failures become
+/// `HDF5Error`s that name this file and the object.
+public final class HDF5File: @unchecked Sendable {
+    public let path: String
+    let id: hid_t
+
+    /// Largest dataset, in elements, a read will allocate (a hostile file cannot ask for more).
+    public static let maxElements = 1 << 31
+
+    /// Opens an existing file read-only.
+    public init(readingFrom path: String) throws {
+        HDF5Library.initialize()
+        self.path = path
+        let fid = H5Fopen(path, chdf5_acc_rdonly(), chdf5_p_default())
+        guard fid >= 0 else { throw HDF5Error(.cannotOpen, file: path, "not a readable HDF5 file") }
+        id = fid
+    }
+
+    deinit { H5Fclose(id) }
+
+    /// Whether a link (group or dataset) exists at an absolute path such as `/inputs/grid`.
+    public func exists(_ objectPath: String) -> Bool {
+        var prefix = ""
+        for part in objectPath.split(separator: "/") {
+            prefix += "/" + part
+            if H5Lexists(id, prefix, chdf5_p_default()) <= 0 { return false }
+        }
+        return true
+    }
+
+    /// Shape of a dataset (empty for a scalar).
+    public func shape(_ objectPath: String) throws -> [Int] {
+        try withDataset(objectPath) { ds in try Self.shape(of: ds, file: path, object: objectPath) }
+    }
+
+    /// Element kind of a dataset.
+    public func elementKind(_ objectPath: String) throws -> HDF5ElementKind {
+        try withDataset(objectPath) { ds in
+            let t = H5Dget_type(ds)
+            defer { H5Tclose(t) }
+            return Self.kind(of: t)
+        }
+    }
+
+    /// A float32/float64 dataset read as `Float` (float64 is rounded).
+    public func readFloats(_ objectPath: String) throws -> (values: [Float], shape: [Int]) {
+        try read(objectPath, expect: .float, memType: chdf5_t_native_float(), zero: Float(0))
+    }
+
+    /// A float dataset read as `Double` (float32 widens exactly).
+    public func readDoubles(_ objectPath: String) throws -> (values: [Double], shape: [Int]) {
+        try read(objectPath, expect: .float, memType: chdf5_t_native_double(), zero: Double(0))
+    }
+
+    /// An integer dataset of any width read as `Int` (through int64).
+    public func readInts(_ objectPath: String) throws -> (values: [Int], shape: [Int]) {
+        let (v, s) = try read(objectPath, expect: .integer, memType: chdf5_t_native_int64(), zero: Int64(0))
+        return (v.map { Int($0) }, s)
+    }
+
+    /// An attribute of the object at `objectPath` ("/" for the root) as a string.
+    public func stringAttribute(_ name: String, of objectPath: String = "/") throws -> String {
+        try withAttribute(name, of: objectPath) { attr, objName in
+            let t = H5Aget_type(attr)
+            defer { H5Tclose(t) }
+            guard H5Tget_class(t) == H5T_STRING else {
+                throw HDF5Error(.wrongType, file: path, object: objName, "attribute is not a string")
+            }
+            if H5Tis_variable_str(t) > 0 {
+                let mem = H5Tcopy(chdf5_t_c_s1())
+                defer { H5Tclose(mem) }
+                H5Tset_size(mem, chdf5_t_variable())
+                H5Tset_cset(mem, H5T_CSET_UTF8)
+                var ptr: UnsafeMutablePointer<CChar>? = nil
+                guard H5Aread(attr, mem, &ptr) >= 0 else { throw HDF5Error(.ioFailed, file: path, object: objName, "cannot read") }
+                defer { if let ptr { H5free_memory(ptr) } }
+                return ptr.map { String(cString: $0) } ?? ""
+            }
+            let size = H5Tget_size(t)
+            guard size > 0, size < 1 << 24 else { throw HDF5Error(.tooLarge, file: path, object: objName, "string of \(size) bytes") }
+            var buf = [UInt8](repeating: 0, count: size + 1)
+            guard H5Aread(attr, t, &buf) >= 0 else { throw HDF5Error(.ioFailed, file: path, object: objName, "cannot read") }
+            let end = buf.firstIndex(of: 0) ?? size
+            return String(decoding: buf[0..<end], as: UTF8.self)
+        }
+    }
+
+    /// A scalar integer attribute.
+    public func intAttribute(_ name: String, of objectPath: String = "/") throws -> Int {
+        try withAttribute(name, of: objectPath) { attr, objName in
+            let t = H5Aget_type(attr)
+            defer { H5Tclose(t) }
+            guard H5Tget_class(t) == H5T_INTEGER else { throw HDF5Error(.wrongType, file: path, object: objName, "attribute is not an integer") }
+            let space = H5Aget_space(attr)
+            defer { H5Sclose(space) }
+            guard H5Sget_simple_extent_npoints(space) == 1 else { throw HDF5Error(.wrongShape, file: path, object: objName, "not a scalar") }
+            var v: Int64 = 0
+            guard H5Aread(attr, chdf5_t_native_int64(), &v) >= 0 else { throw HDF5Error(.ioFailed, file: path, object: objName, "cannot read") }
+            return Int(v)
+        }
+    }
+
+    /// A scalar float attribute.
+    public func doubleAttribute(_ name: String, of objectPath: String = "/") throws -> Double {
+        try withAttribute(name, of: objectPath) { attr, objName in
+            let t = H5Aget_type(attr)
+            defer { H5Tclose(t) }
+            guard H5Tget_class(t) == H5T_FLOAT || H5Tget_class(t) == H5T_INTEGER else {
+                throw HDF5Error(.wrongType, file: path, object: objName, "attribute is not a number")
+            }
+            let space = H5Aget_space(attr)
+            defer { H5Sclose(space) }
+            guard H5Sget_simple_extent_npoints(space) == 1 else { throw HDF5Error(.wrongShape, file: path, object: objName, "not a scalar") }
+            var v: Double = 0
+            guard H5Aread(attr, chdf5_t_native_double(), &v) >= 0 else { throw HDF5Error(.ioFailed, file: path, object: objName, "cannot read") }
+            return v
+        }
+    }
+
+    // MARK: - Internals
+
+    private func withDataset<R>(_ objectPath: String, _ body: (hid_t) throws -> R) throws -> R {
+        guard exists(objectPath) else { throw HDF5Error(.missing, file: path, object: objectPath, "no such dataset") }
+        let ds = H5Dopen2(id, objectPath, chdf5_p_default())
+        guard ds >= 0 else { throw HDF5Error(.cannotOpen, file: path, object: objectPath, "not a dataset") }
+        defer { H5Dclose(ds) }
+        return try body(ds)
+    }
+
+    private func withAttribute<R>(_ name: String, of objectPath: String, _ body: (hid_t, String) throws -> R) throws -> R {
+        let objName = objectPath == "/" ? "/@\(name)" : "\(objectPath)@\(name)"
+        guard objectPath == "/" || exists(objectPath) else { throw HDF5Error(.missing, file: path, object: objectPath, "no such object") }
+        guard H5Aexists_by_name(id, objectPath, name, chdf5_p_default()) > 0 else {
+            throw HDF5Error(.missing, file: path, object: objName, "no such attribute")
+        }
+        let attr = H5Aopen_by_name(id, objectPath, name, chdf5_p_default(), chdf5_p_default())
+        guard attr >= 0 else { throw HDF5Error(.cannotOpen, file: path, object: objName, "cannot open attribute") }
+        defer { H5Aclose(attr) }
+        return try body(attr, objName)
+    }
+
+    static func kind(of type: hid_t) -> HDF5ElementKind {
+        switch H5Tget_class(type) {
+        case H5T_FLOAT: .float
+        case H5T_INTEGER: .integer
+        case H5T_STRING: .string
+        default: .other
+        }
+    }
+
+    static func shape(of ds: hid_t, file: String, object: String) throws -> [Int] {
+        let space = H5Dget_space(ds)
+        guard space >= 0 else { throw HDF5Error(.ioFailed, file: file, object: object, "no dataspace") }
+        defer { H5Sclose(space) }
+        let rank = H5Sget_simple_extent_ndims(space)
+        guard rank >= 0, rank <= 32 else { throw HDF5Error(.wrongShape, file: file, object: object, "rank \(rank)") }
+        var dims = [hsize_t](repeating: 0, count: Int(rank))
+        if rank > 0 { H5Sget_simple_extent_dims(space, &dims, nil) }
+        return dims.map { Int(clamping: $0) }
+    }
+
+    private func read<T>(_ objectPath: String, expect: HDF5ElementKind, memType: hid_t, zero: T) throws -> (values: [T], shape: [Int]) {
+        try withDataset(objectPath) { ds in
+            let t = H5Dget_type(ds)
+            defer { H5Tclose(t) }
+            let kind = Self.kind(of: t)
+            guard kind == expect else {
+                throw HDF5Error(.wrongType, file: path, object: objectPath, "holds \(kind.rawValue) elements, expected \(expect.rawValue)")
+            }
+            let shape = try Self.shape(of: ds, file: path, object: objectPath)
+            var count = 1
+            for d in shape {
+                let (p, o) = count.multipliedReportingOverflow(by: d)
+                guard !o, p <= Self.maxElements else {
+                    throw HDF5Error(.tooLarge, file: path, object: objectPath, "shape \(shape) exceeds \(Self.maxElements) elements")
+                }
+                count = p
+            }
+            var values = [T](repeating: zero, count: count)
+            if count > 0 {
+                let status = values.withUnsafeMutableBytes { H5Dread(ds, memType, chdf5_s_all(), chdf5_s_all(), chdf5_p_default(), $0.baseAddress) }
+                guard status >= 0 else { throw HDF5Error(.ioFailed, file: path, object: objectPath, "read failed (corrupt or truncated file?)") }
+            }
+            return (values, shape)
+        }
+    }
+}
+
+/// Process-wide HDF5 setup: open the library and silence its error printing.
+enum HDF5Library {
+    private static let once: Void = {
+        H5open()
+        H5Eset_auto2(chdf5_e_default(), nil, nil)
+    }()
+
+    static func initialize() { _ = once }
+}

@@ -1,0 +1,216 @@
+import Foundation
+
+/// The decoder families the suite implements (SPEC.md §2).
+public enum ModelFamily: String, Sendable, Codable, CaseIterable {
+    /// LLaMA / Vicuna (LLaVA-1.5's language model): no attention bias unless `attention_bias`.
+    case llama
+    /// Qwen2 / Qwen2.5 (Qwen2-VL's and Qwen2.5-VL's language model): q/k/v carry a bias.
+    case qwen2
+}
+
+/// Shape and constants of a LLaMA / Qwen2 decoder, read from a Hugging Face `config.json`.
+///
+/// Invariants (checked by `validate`): all sizes positive, `heads % kvHeads == 0`,
+/// `headDim` even (RoPE rotates pairs), `rmsNormEps > 0`, `ropeTheta > 1`.
+public struct ModelConfig: Sendable, Equatable, Codable {
+    public var family: ModelFamily
+    /// d: width of the residual stream.
+    public var hiddenSize: Int
+    /// L: number of decoder layers.
+    public var layers: Int
+    /// H: query heads.
+    public var heads: Int
+    /// H_kv: key/value heads (GQA when < H).
+    public var kvHeads: Int
+    /// d_head: width of one head (HF `head_dim`, default d / H).
+    public var headDim: Int
+    /// m: SwiGLU intermediate width.
+    public var intermediateSize: Int
+    /// ε of RMSNorm.
+    public var rmsNormEps: Double
+    /// θ of RoPE: inverse frequency i is θ^(-2i/d_head).
+    public var ropeTheta: Double
+    /// V: vocabulary size.
+    public var vocabSize: Int
+    /// The LM head reuses the token embedding matrix.
+    public var tieWordEmbeddings: Bool
+    /// q/k/v projections carry a bias (always for Qwen2; `attention_bias` for LLaMA).
+    public var attentionBias: Bool
+    /// Largest position the checkpoint was trained for (informational; not enforced).
+    public var maxPositionEmbeddings: Int
+
+    public init(family: ModelFamily, hiddenSize: Int, layers: Int, heads: Int, kvHeads: Int, headDim: Int? = nil,
+                intermediateSize: Int, rmsNormEps: Double, ropeTheta: Double, vocabSize: Int,
+                tieWordEmbeddings: Bool, attentionBias: Bool? = nil, maxPositionEmbeddings: Int = 4096) {
+        self.family = family
+        self.hiddenSize = hiddenSize
+        self.layers = layers
+        self.heads = heads
+        self.kvHeads = kvHeads
+        self.headDim = headDim ?? (heads > 0 ? hiddenSize / heads : 0)
+        self.intermediateSize = intermediateSize
+        self.rmsNormEps = rmsNormEps
+        self.ropeTheta = ropeTheta
+        self.vocabSize = vocabSize
+        self.tieWordEmbeddings = tieWordEmbeddings
+        self.attentionBias = attentionBias ?? (family == .qwen2)
+        self.maxPositionEmbeddings = maxPositionEmbeddings
+    }
+
+    /// Width of all query heads together, H · d_head.
+    public var queryWidth: Int { heads * headDim }
+    /// Width of all key (or value) heads together, H_kv · d_head.
+    public var kvWidth: Int { kvHeads * headDim }
+    /// Query heads per key/value head (GQA group size).
+    public var groupSize: Int { heads / kvHeads }
+
+    /// Checks the invariants; `file` names the source in the error.
+    public func validate(file: String) throws {
+        func bad(_ key: String, _ why: String) -> InputError { InputError(.badConfig, file: file, object: key, why) }
+        for (key, v) in [("hidden_size", hiddenSize), ("num_hidden_layers", layers), ("num_attention_heads", heads),
+                         ("num_key_value_heads", kvHeads), ("head_dim", headDim), ("intermediate_size", intermediateSize),
+                         ("vocab_size", vocabSize)] where v <= 0 {
+            throw bad(key, "must be positive, got \(v)")
+        }
+        // Caps that keep a hostile config from asking for absurd allocations.
+        for (key, v, cap) in [("hidden_size", hiddenSize, 1 << 16), ("num_hidden_layers", layers, 1024),
+                              ("num_attention_heads", heads, 1024), ("intermediate_size", intermediateSize, 1 << 18),
+                              ("vocab_size", vocabSize, 1 << 22), ("head_dim", headDim, 4096)] where v > cap {
+            throw bad(key, "\(v) is larger than the supported maximum \(cap)")
+        }
+        if heads % kvHeads != 0 { throw bad("num_key_value_heads", "\(kvHeads) does not divide num_attention_heads \(heads)") }
+        if headDim % 2 != 0 { throw bad("head_dim", "RoPE needs an even head dimension, got \(headDim)") }
+        if !(rmsNormEps > 0) || !rmsNormEps.isFinite { throw bad("rms_norm_eps", "must be positive and finite, got \(rmsNormEps)") }
+        if !(ropeTheta > 1) || !ropeTheta.isFinite { throw bad("rope_theta", "must be finite and > 1, got \(ropeTheta)") }
+    }
+}
+
+extension ModelConfig {
+    /// Reads a Hugging Face `config.json` (`llama`, `qwen2`; for `llava` and `qwen2_5_vl` /
+    /// `qwen2_vl` the language model's `text_config`).
+    public static func load(from url: URL) throws -> ModelConfig {
+        let data: Data
+        do { data = try Data(contentsOf: url) } catch {
+            throw InputError(FileManager.default.fileExists(atPath: url.path) ? .unreadable : .fileNotFound,
+                             file: url.path, "cannot read config: \(error.localizedDescription)")
+        }
+        return try parse(json: data, file: url.path)
+    }
+
+    /// Parses the bytes of a `config.json`; `file` names the source in errors.
+    public static func parse(json data: Data, file: String) throws -> ModelConfig {
+        let any: Any
+        do { any = try JSONSerialization.jsonObject(with: data) } catch {
+            throw InputError(.badJSON, file: file, "not valid JSON: \(error.localizedDescription)")
+        }
+        guard var obj = any as? [String: Any] else { throw InputError(.badJSON, file: file, "top level is not an object") }
+        var modelType = obj["model_type"] as? String
+        if ["llava", "qwen2_5_vl", "qwen2_vl"].contains(modelType ?? ""), let text = obj["text_config"] as? [String: Any] {
+            let outer = modelType!
+            obj = text
+            modelType = (text["model_type"] as? String) ?? (outer == "llava" ? "llama" : "qwen2")
+            if modelType == "qwen2_5_vl_text" || modelType == "qwen2_vl_text" { modelType = "qwen2" }
+        }
+        guard let type = modelType else { throw InputError(.badConfig, file: file, object: "model_type", "missing") }
+        guard let family = ModelFamily(rawValue: type) else {
+            throw InputError(.unsupportedModel, file: file, object: "model_type",
+                             "'\(type)' is not supported (supported: llama, qwen2, llava, qwen2_5_vl)")
+        }
+        let j = JSONFields(obj: obj, file: file)
+        let hidden = try j.int("hidden_size")
+        let heads = try j.int("num_attention_heads")
+        let act = try j.string("hidden_act", default: "silu")
+        if act != "silu" { throw InputError(.badConfig, file: file, object: "hidden_act", "only silu (SwiGLU) is supported, got '\(act)'") }
+        if try j.bool("mlp_bias", default: false) {
+            throw InputError(.badConfig, file: file, object: "mlp_bias", "MLP biases are not supported")
+        }
+        // transformers 5 nests RoPE under rope_parameters; older configs use rope_theta / rope_scaling.
+        var theta = 10000.0
+        if let rp = obj["rope_parameters"] as? [String: Any] {
+            let r = JSONFields(obj: rp, file: file, prefix: "rope_parameters.")
+            theta = try r.double("rope_theta", default: 10000.0)
+            let ropeType = try r.string("rope_type", default: "default")
+            if ropeType != "default" && ropeType != "mrope" {
+                throw InputError(.badConfig, file: file, object: "rope_parameters.rope_type", "only default RoPE is supported, got '\(ropeType)'")
+            }
+        } else {
+            theta = try j.double("rope_theta", default: 10000.0)
+        }
+        if let scaling = obj["rope_scaling"], !(scaling is NSNull) {
+            let t = ((scaling as? [String: Any])?["rope_type"] ?? (scaling as? [String: Any])?["type"]) as? String
+            if t != "default" && t != "mrope" {
+                throw InputError(.badConfig, file: file, object: "rope_scaling", "RoPE scaling '\(t ?? "?")' is not supported")
+            }
+        }
+        if family == .qwen2, try j.bool("use_sliding_window", default: false) {
+            throw InputError(.badConfig, file: file, object: "use_sliding_window", "sliding-window attention is not supported")
+        }
+        let config = ModelConfig(
+            family: family,
+            hiddenSize: hidden,
+            layers: try j.int("num_hidden_layers"),
+            heads: heads,
+            kvHeads: try j.int("num_key_value_heads", default: heads),
+            headDim: try j.optionalInt("head_dim") ?? (heads > 0 ? hidden / heads : 0),
+            intermediateSize: try j.int("intermediate_size"),
+            rmsNormEps: try j.double("rms_norm_eps", default: 1e-6),
+            ropeTheta: theta,
+            vocabSize: try j.int("vocab_size"),
+            tieWordEmbeddings: try j.bool("tie_word_embeddings", default: false),
+            attentionBias: family == .qwen2 ? true : try j.bool("attention_bias", default: false),
+            maxPositionEmbeddings: try j.int("max_position_embeddings", default: 4096))
+        if family == .llama, hidden % heads != 0, j.has("head_dim") == false {
+            throw InputError(.badConfig, file: file, object: "num_attention_heads", "\(heads) does not divide hidden_size \(hidden)")
+        }
+        try config.validate(file: file)
+        return config
+    }
+}
+
+/// Typed access to a JSON object with errors that name the file and the key.
+struct JSONFields {
+    let obj: [String: Any]
+    let file: String
+    var prefix = ""
+
+    func has(_ key: String) -> Bool { obj[key] != nil && !(obj[key] is NSNull) }
+
+    private func fail(_ key: String, _ why: String) -> InputError {
+        InputError(.badConfig, file: file, object: prefix + key, why)
+    }
+
+    func optionalInt(_ key: String) throws -> Int? {
+        guard has(key) else { return nil }
+        guard let n = obj[key] as? NSNumber else { throw fail(key, "expected an integer") }
+        let d = n.doubleValue
+        guard d.isFinite, d == d.rounded(), abs(d) < 9.0e15 else { throw fail(key, "expected an integer, got \(n)") }
+        return Int(d)
+    }
+
+    func int(_ key: String, default value: Int? = nil) throws -> Int {
+        if let v = try optionalInt(key) { return v }
+        if let value { return value }
+        throw fail(key, "missing")
+    }
+
+    func double(_ key: String, default value: Double? = nil) throws -> Double {
+        if has(key) {
+            guard let n = obj[key] as? NSNumber else { throw fail(key, "not a number") }
+            return n.doubleValue
+        }
+        if let value { return value }
+        throw fail(key, "missing")
+    }
+
+    func bool(_ key: String, default value: Bool) throws -> Bool {
+        guard has(key) else { return value }
+        guard let b = obj[key] as? Bool else { throw fail(key, "expected true or false") }
+        return b
+    }
+
+    func string(_ key: String, default value: String) throws -> String {
+        guard has(key) else { return value }
+        guard let s = obj[key] as? String else { throw fail(key, "expected a string") }
+        return s
+    }
+}

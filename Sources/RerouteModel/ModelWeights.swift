@@ -1,0 +1,136 @@
+import Foundation
+
+/// Weights of one decoder layer, by their Hugging Face names
+/// (`model.layers.N.self_attn.q_proj.weight`, ...). Projections are `[out, in]` as in HF:
+/// y = W x + b.
+public struct LayerWeights: Sendable {
+    public var inputNorm: [Float]           // input_layernorm.weight [d]
+    public var q: Matrix                    // self_attn.q_proj.weight [H·dh, d]
+    public var k: Matrix                    // self_attn.k_proj.weight [Hkv·dh, d]
+    public var v: Matrix                    // self_attn.v_proj.weight [Hkv·dh, d]
+    public var qBias: [Float]?              // self_attn.q_proj.bias [H·dh] (Qwen2)
+    public var kBias: [Float]?
+    public var vBias: [Float]?
+    public var o: Matrix                    // self_attn.o_proj.weight [d, H·dh]
+    public var postNorm: [Float]            // post_attention_layernorm.weight [d]
+    public var gate: Matrix                 // mlp.gate_proj.weight [m, d]
+    public var up: Matrix                   // mlp.up_proj.weight [m, d]
+    public var down: Matrix                 // mlp.down_proj.weight [d, m]
+}
+
+/// A LLaVA-style multimodal projector: `linear_2(GELU(linear_1(x)))`, GELU exact (erf).
+public struct ProjectorWeights: Sendable {
+    public var linear1: Matrix              // [d, d_vision]
+    public var bias1: [Float]?              // [d]
+    public var linear2: Matrix              // [d, d]
+    public var bias2: [Float]?              // [d]
+    /// Width of the vision features the projector takes.
+    public var visionDim: Int { linear1.cols }
+}
+
+/// All weights of a model, widened to f32, with the config they were checked against.
+public struct ModelWeights: Sendable {
+    public var config: ModelConfig
+    public var embedding: Matrix            // model.embed_tokens.weight [V, d]
+    public var layers: [LayerWeights]
+    public var finalNorm: [Float]           // model.norm.weight [d]
+    public var lmHead: Matrix               // lm_head.weight [V, d], or the embedding when tied
+    public var projector: ProjectorWeights?
+
+    public init(config: ModelConfig, embedding: Matrix, layers: [LayerWeights], finalNorm: [Float], lmHead: Matrix,
+                projector: ProjectorWeights?) {
+        self.config = config
+        self.embedding = embedding
+        self.layers = layers
+        self.finalNorm = finalNorm
+        self.lmHead = lmHead
+        self.projector = projector
+    }
+
+    /// Prefixes under which checkpoints put the language model: a plain CausalLM
+    /// (`model.`), LLaVA-HF before transformers 5 (`language_model.model.`) and after.
+    static let languageModelPrefixes = ["model.", "language_model.model.", "model.language_model."]
+    static let lmHeadNames = ["lm_head.weight", "language_model.lm_head.weight"]
+    /// (linear_1 prefix, linear_2 prefix): LLaVA-HF and original LLaVA (`mm_projector.0/.2`).
+    static let projectorNames = [("multi_modal_projector.linear_1", "multi_modal_projector.linear_2"),
+                                 ("model.multi_modal_projector.linear_1", "model.multi_modal_projector.linear_2"),
+                                 ("model.mm_projector.0", "model.mm_projector.2")]
+
+    /// Loads `config.json` and the weights of a model folder, checking every tensor's
+    /// shape against the config.
+    public static func load(directory: URL) throws -> ModelWeights {
+        let config = try ModelConfig.load(from: directory.appendingPathComponent("config.json"))
+        let ckpt = try Checkpoint(directory: directory)
+        return try load(config: config, checkpoint: ckpt)
+    }
+
+    public static func load(config c: ModelConfig, checkpoint ckpt: Checkpoint) throws -> ModelWeights {
+        guard let prefix = languageModelPrefixes.first(where: { ckpt.has($0 + "embed_tokens.weight") }) else {
+            throw InputError(.missingTensor, file: ckpt.directory.path, object: "model.embed_tokens.weight",
+                             "no token embedding under any known prefix (\(languageModelPrefixes.joined(separator: ", ")))")
+        }
+        func mat(_ name: String, _ rows: Int, _ cols: Int) throws -> Matrix {
+            Matrix(rows: rows, cols: cols, values: try ckpt.floats(name, shape: [rows, cols]))
+        }
+        func vec(_ name: String, _ n: Int) throws -> [Float] { try ckpt.floats(name, shape: [n]) }
+        let d = c.hiddenSize, m = c.intermediateSize
+        var layers: [LayerWeights] = []
+        for l in 0..<c.layers {
+            let p = "\(prefix)layers.\(l)."
+            func bias(_ proj: String, _ n: Int) throws -> [Float]? {
+                let name = p + "self_attn.\(proj).bias"
+                if c.attentionBias { return try vec(name, n) }
+                if ckpt.has(name) {
+                    throw InputError(.shapeMismatch, file: ckpt.file(of: name) ?? ckpt.directory.path, object: name,
+                                     "the config says the attention has no bias")
+                }
+                return nil
+            }
+            layers.append(LayerWeights(
+                inputNorm: try vec(p + "input_layernorm.weight", d),
+                q: try mat(p + "self_attn.q_proj.weight", c.queryWidth, d),
+                k: try mat(p + "self_attn.k_proj.weight", c.kvWidth, d),
+                v: try mat(p + "self_attn.v_proj.weight", c.kvWidth, d),
+                qBias: try bias("q_proj", c.queryWidth),
+                kBias: try bias("k_proj", c.kvWidth),
+                vBias: try bias("v_proj", c.kvWidth),
+                o: try mat(p + "self_attn.o_proj.weight", d, c.queryWidth),
+                postNorm: try vec(p + "post_attention_layernorm.weight", d),
+                gate: try mat(p + "mlp.gate_proj.weight", m, d),
+                up: try mat(p + "mlp.up_proj.weight", m, d),
+                down: try mat(p + "mlp.down_proj.weight", d, m)))
+        }
+        let extraLayer = "\(prefix)layers.\(c.layers).input_layernorm.weight"
+        if ckpt.has(extraLayer) {
+            throw InputError(.shapeMismatch, file: ckpt.file(of: extraLayer)!, object: extraLayer,
+                             "the checkpoint has more layers than num_hidden_layers = \(c.layers)")
+        }
+        let embedding = try mat(prefix + "embed_tokens.weight", c.vocabSize, d)
+        let lmHead: Matrix
+        if c.tieWordEmbeddings {
+            lmHead = embedding
+        } else {
+            guard let name = lmHeadNames.first(where: { ckpt.has($0) }) else {
+                throw InputError(.missingTensor, file: ckpt.directory.path, object: "lm_head.weight",
+                                 "tie_word_embeddings is false but there is no LM head")
+            }
+            lmHead = try mat(name, c.vocabSize, d)
+        }
+        var projector: ProjectorWeights?
+        if let (n1, n2) = projectorNames.first(where: { ckpt.has($0.0 + ".weight") }) {
+            let info = try ckpt.info(n1 + ".weight")
+            guard info.shape.count == 2, info.shape[0] == d, info.shape[1] > 0 else {
+                throw InputError(.shapeMismatch, file: ckpt.file(of: n1 + ".weight")!, object: n1 + ".weight",
+                                 "shape \(info.shape), the projector needs [\(d), vision_dim]")
+            }
+            let dv = info.shape[1]
+            projector = ProjectorWeights(
+                linear1: try mat(n1 + ".weight", d, dv),
+                bias1: ckpt.has(n1 + ".bias") ? try vec(n1 + ".bias", d) : nil,
+                linear2: try mat(n2 + ".weight", d, d),
+                bias2: ckpt.has(n2 + ".bias") ? try vec(n2 + ".bias", d) : nil)
+        }
+        return ModelWeights(config: c, embedding: embedding, layers: layers,
+                            finalNorm: try vec(prefix + "norm.weight", d), lmHead: lmHead, projector: projector)
+    }
+}

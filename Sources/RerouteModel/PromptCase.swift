@@ -1,0 +1,137 @@
+/// Rows × columns of the visual tokens (e.g. 24×24 for LLaVA-1.5 at 336 px).
+public struct ImageGrid: Sendable, Equatable, Codable {
+    public var rows: Int
+    public var cols: Int
+    public init(rows: Int, cols: Int) { self.rows = rows; self.cols = cols }
+    /// Number of visual tokens, rows · cols.
+    public var count: Int { rows * cols }
+}
+
+/// The visual tokens' place in the prefill sequence: indices `start ..< start + length`.
+public struct VisualSpan: Sendable, Equatable, Codable {
+    public var start: Int
+    public var length: Int
+    public init(start: Int, length: Int) { self.start = start; self.length = length }
+    public var range: Range<Int> { start..<(start + length) }
+}
+
+/// Where the visual tokens come from.
+public enum VisualInput: Sendable, Equatable {
+    /// Vision-encoder features `[N, d_vision]`; the model's projector maps them to `[N, d]`.
+    case features(Matrix)
+    /// Visual embeddings `[N, d]`, used as they are.
+    case embeddings(Matrix)
+
+    /// Number of visual tokens N.
+    public var count: Int {
+        switch self {
+        case .features(let m), .embeddings(let m): m.rows
+        }
+    }
+}
+
+/// RoPE position ids of a token sequence, stored as axes × tokens.
+///
+/// One axis is ordinary 1-D RoPE (LLaMA, Qwen2). Three axes (t, h, w) are reserved for
+/// Qwen2.5-VL's M-RoPE; the type already carries them so adding M-RoPE changes no API.
+/// Positions need not be contiguous: pruners that keep original positions leave gaps.
+public struct PositionIDs: Sendable, Equatable {
+    /// `axes[a][i]` is token i's position on axis a; all axes have the same length.
+    public let axes: [[Int]]
+
+    /// 1-D positions.
+    public init(_ ids: [Int]) { axes = [ids] }
+
+    /// Positions with one or three axes of equal length.
+    public init(axes: [[Int]]) {
+        precondition(axes.count == 1 || axes.count == 3, "PositionIDs: 1 or 3 axes, got \(axes.count)")
+        precondition(axes.allSatisfy { $0.count == axes[0].count }, "PositionIDs: axes of different lengths")
+        self.axes = axes
+    }
+
+    /// Contiguous positions `0 ..< count`.
+    public static func contiguous(_ count: Int) -> PositionIDs { PositionIDs(Array(0..<count)) }
+
+    /// Number of tokens.
+    public var count: Int { axes[0].count }
+    public var axisCount: Int { axes.count }
+    public var isMultimodal: Bool { axes.count == 3 }
+
+    /// The 1-D positions (precondition: one axis).
+    public var linear: [Int] {
+        precondition(axes.count == 1, "PositionIDs.linear on \(axes.count)-axis positions")
+        return axes[0]
+    }
+
+    /// Positions of the tokens at `indices`, in that order (a slice, never recomputed).
+    public func gathering(_ indices: [Int]) -> PositionIDs {
+        PositionIDs(axes: axes.map { axis in indices.map { axis[$0] } })
+    }
+
+    /// The position of the first generated token: one past the largest position on any
+    /// axis (SPEC.md §4; equals the sequence length for contiguous 1-D positions).
+    public var nextDecodePosition: Int { (axes.map { $0.max() ?? -1 }.max() ?? -1) + 1 }
+}
+
+/// The input of one run: text before the image, the image, text after it, positions.
+///
+/// The prefill sequence is `prefixTokens ++ visual ++ suffixTokens`, so the visual span is
+/// `[prefixTokens.count, prefixTokens.count + N)`. The last prefill token is the last
+/// suffix token (the last instruction token for LLaVA-style prompts).
+public struct PromptCase: Sendable, Equatable {
+    public var name: String
+    public var prefixTokens: [Int]
+    public var suffixTokens: [Int]
+    public var visual: VisualInput
+    public var grid: ImageGrid
+    public var positions: PositionIDs
+    /// Greedy tokens to generate after the prefill.
+    public var decodeSteps: Int
+
+    public init(name: String, prefixTokens: [Int], suffixTokens: [Int], visual: VisualInput, grid: ImageGrid,
+                positions: PositionIDs? = nil, decodeSteps: Int = 0) {
+        self.name = name
+        self.prefixTokens = prefixTokens
+        self.suffixTokens = suffixTokens
+        self.visual = visual
+        self.grid = grid
+        self.positions = positions ?? .contiguous(prefixTokens.count + visual.count + suffixTokens.count)
+        self.decodeSteps = decodeSteps
+    }
+
+    /// S: prefill length.
+    public var sequenceLength: Int { prefixTokens.count + visual.count + suffixTokens.count }
+    public var visualSpan: VisualSpan { VisualSpan(start: prefixTokens.count, length: visual.count) }
+
+    /// Checks the case against a model; `file` names the source in errors.
+    public func validate(for config: ModelConfig, projector: ProjectorWeights?, file: String) throws {
+        func bad(_ object: String, _ why: String) -> InputError { InputError(.badCase, file: file, object: object, why) }
+        if visual.count < 1 { throw bad("visual", "a case needs at least one visual token") }
+        if suffixTokens.isEmpty { throw bad("suffix_ids", "a case needs at least one text token after the image (the scoring query)") }
+        if grid.rows < 1 || grid.cols < 1 || grid.count != visual.count {
+            throw bad("grid", "\(grid.rows)x\(grid.cols) does not hold the \(visual.count) visual tokens")
+        }
+        for (label, ids) in [("prefix_ids", prefixTokens), ("suffix_ids", suffixTokens)] {
+            if let t = ids.first(where: { $0 < 0 || $0 >= config.vocabSize }) {
+                throw bad(label, "token id \(t) is outside the vocabulary [0, \(config.vocabSize))")
+            }
+        }
+        if positions.count != sequenceLength {
+            throw bad("positions", "\(positions.count) position ids for \(sequenceLength) tokens")
+        }
+        if positions.axes.contains(where: { $0.contains { $0 < 0 } }) { throw bad("positions", "negative position id") }
+        if positions.isMultimodal { throw bad("positions", "3-D M-RoPE positions are not supported yet") }
+        if decodeSteps < 0 { throw bad("decode_steps", "negative") }
+        switch visual {
+        case .features(let m):
+            guard let projector else { throw bad("visual_features", "the model has no multimodal projector to map features") }
+            if m.cols != projector.visionDim {
+                throw bad("visual_features", "width \(m.cols), the projector takes \(projector.visionDim)")
+            }
+            if !m.values.allSatisfy(\.isFinite) { throw InputError(.badValue, file: file, object: "visual_features", "contains NaN or Inf") }
+        case .embeddings(let m):
+            if m.cols != config.hiddenSize { throw bad("visual_embeddings", "width \(m.cols), the model's hidden size is \(config.hiddenSize)") }
+            if !m.values.allSatisfy(\.isFinite) { throw InputError(.badValue, file: file, object: "visual_embeddings", "contains NaN or Inf") }
+        }
+    }
+}

@@ -1,0 +1,482 @@
+#!/usr/bin/env python3
+"""Build the tiny reference checkpoints and transformers' own outputs for them.
+
+This is the project's *independent* reference: the checkpoints are written in Hugging
+Face format (config.json + .safetensors) and the expected outputs are computed by
+Hugging Face transformers itself, not by any code of this repository.
+
+Install (CPU torch comes from the machine's local wheel; never install plain `torch`):
+
+    pip install -r tools/requirements.txt
+
+Usage:
+
+    python3 tools/make_tiny_models.py --out golden/models           # regenerate in place
+    python3 tools/make_tiny_models.py --out /tmp/x --check golden/models
+                                                                    # reproduce and compare
+
+What is written, per model `golden/models/<model>/`:
+
+- `config.json`                       transformers' own config (save_pretrained)
+- `model.safetensors` or shards + `model.safetensors.index.json`
+- `mm_projector.safetensors`          LLaVA-style projector (linear_1, GELU, linear_2)
+- `cases/<case>.h5`                   inputs and transformers' outputs (schema below)
+
+Case file (HDF5, written with h5py's default libver so HDF5 1.10 can read it):
+
+    attrs: format="reroute.hf-reference", format_version=1, model, case, seed,
+           torch_version, transformers_version, generator
+    /inputs/prefix_ids        int64 [P]      text before the image
+    /inputs/suffix_ids        int64 [Q]      text after the image
+    /inputs/visual_features   float32 [N,dv] (or /inputs/visual_embeddings float32 [N,d])
+    /inputs/grid              int64 [2]      rows, cols (rows*cols == N)
+    /inputs/positions         int64 [1,S]    position ids (axes x tokens); S = P+N+Q
+    /inputs/decode_steps      int64 scalar   number of greedy tokens
+    /<run>/hidden_states      float32 [L+1,S,d] hidden state entering each layer; [L] = last output
+    /<run>/logits             float32 [S,V]  logits at every prefill position
+    /<run>/step_logits        float32 [T,V]  logits each greedy token was chosen from
+    /<run>/greedy_tokens      int64 [T]
+    run "float64": model in float64, float32 islands lifted to float64 (see patch_float64)
+    run "float32": stock transformers in float32 (hidden_states omitted to save space)
+
+Decode convention (SPEC.md, "Positions"): greedy step k feeds token k-1 at position
+max(prefill positions) + k, with the KV cache of the prefill.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import math
+import os
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+
+import h5py
+import numpy as np
+import torch
+import transformers
+from safetensors.torch import save_file
+from transformers import LlamaConfig, LlamaForCausalLM, Qwen2Config, Qwen2ForCausalLM
+
+SEED = 20261125
+GENERATOR = "tools/make_tiny_models.py"
+VISION_DIM = 48
+# Greedy tokens are compared exactly, so every chosen token must win by a margin far
+# above float32 noise (about 1e-5 here); the generator refuses a case that does not.
+MIN_TOP2_MARGIN = 1e-3
+
+MODELS = {
+    "tiny-llama": dict(
+        family="llama",
+        storage="bf16",  # single file, bf16: exercises bf16 -> f32 conversion
+        projector_storage="f32",
+        config=dict(
+            vocab_size=256, hidden_size=64, intermediate_size=172, num_hidden_layers=8,
+            num_attention_heads=4, num_key_value_heads=4, rms_norm_eps=1e-5,
+            rope_theta=10000.0, max_position_embeddings=1024, tie_word_embeddings=False,
+            attention_bias=False, mlp_bias=False, hidden_act="silu",
+        ),
+    ),
+    "tiny-qwen2": dict(
+        family="qwen2",
+        storage="f32-sharded",  # two shards + index: exercises sharding
+        projector_storage="f16",  # exercises f16 (including subnormals) -> f32
+        config=dict(
+            vocab_size=256, hidden_size=64, intermediate_size=160, num_hidden_layers=8,
+            num_attention_heads=4, num_key_value_heads=2, rms_norm_eps=1e-6,
+            rope_theta=1000000.0, max_position_embeddings=1024, tie_word_embeddings=True,
+            hidden_act="silu", use_sliding_window=False,
+        ),
+    ),
+}
+
+CASES = [
+    # name, prefix length, grid (rows, cols), suffix length, visual input kind, positions kind
+    dict(name="features-12x12-contiguous", prefix=5, grid=(12, 12), suffix=7,
+         visual="features", positions="contiguous", decode_steps=4),
+    dict(name="embeddings-12x14-gapped", prefix=4, grid=(12, 14), suffix=6,
+         visual="embeddings", positions="gapped", decode_steps=4),
+]
+
+
+def case_seed(model: str, case: str) -> int:
+    """Seed per (model, case) from a hash, so adding a case perturbs no other."""
+    digest = hashlib.sha256(f"{SEED}/{model}/{case}".encode()).digest()
+    return int.from_bytes(digest[:8], "little")
+
+
+def make_weights(name: str, spec: dict) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+    """Random weights in float32 numpy, from numpy's PCG64 (platform independent).
+
+    Scales keep activations O(1) so nothing is trivially near zero: matrices
+    N(0, 1/fan_in), embeddings N(0, 0.25^2) (small enough that with tied embeddings the
+    fed-back token does not dominate the residual stream and greedy decoding does not just
+    repeat it), norm weights 1 + N(0, 0.1^2), biases N(0, 0.1^2).
+    """
+    c = spec["config"]
+    rng = np.random.Generator(np.random.PCG64(case_seed(name, "weights")))
+    d, m, V = c["hidden_size"], c["intermediate_size"], c["vocab_size"]
+    H, KV = c["num_attention_heads"], c["num_key_value_heads"]
+    hd = d // H
+    bias = spec["family"] == "qwen2" or c.get("attention_bias", False)
+
+    def mat(rows, cols):
+        return (rng.standard_normal((rows, cols)) / math.sqrt(cols)).astype(np.float32)
+
+    def vec(n, base=0.0, scale=0.1):
+        return (base + scale * rng.standard_normal(n)).astype(np.float32)
+
+    w: dict[str, np.ndarray] = {}
+    w["model.embed_tokens.weight"] = (0.25 * rng.standard_normal((V, d))).astype(np.float32)
+    for l in range(c["num_hidden_layers"]):
+        p = f"model.layers.{l}."
+        w[p + "input_layernorm.weight"] = vec(d, 1.0)
+        w[p + "self_attn.q_proj.weight"] = mat(H * hd, d)
+        w[p + "self_attn.k_proj.weight"] = mat(KV * hd, d)
+        w[p + "self_attn.v_proj.weight"] = mat(KV * hd, d)
+        if bias:
+            w[p + "self_attn.q_proj.bias"] = vec(H * hd)
+            w[p + "self_attn.k_proj.bias"] = vec(KV * hd)
+            w[p + "self_attn.v_proj.bias"] = vec(KV * hd)
+        w[p + "self_attn.o_proj.weight"] = mat(d, H * hd)
+        w[p + "post_attention_layernorm.weight"] = vec(d, 1.0)
+        w[p + "mlp.gate_proj.weight"] = mat(m, d)
+        w[p + "mlp.up_proj.weight"] = mat(m, d)
+        w[p + "mlp.down_proj.weight"] = mat(d, m)
+    w["model.norm.weight"] = vec(d, 1.0)
+    if not c["tie_word_embeddings"]:
+        w["lm_head.weight"] = mat(V, d)
+
+    proj = {
+        "multi_modal_projector.linear_1.weight": mat(d, VISION_DIM),
+        "multi_modal_projector.linear_1.bias": vec(d),
+        "multi_modal_projector.linear_2.weight": mat(d, d),
+        "multi_modal_projector.linear_2.bias": vec(d),
+    }
+    return w, proj
+
+
+def storage_round(arrays: dict[str, np.ndarray], storage: str) -> dict[str, torch.Tensor]:
+    """Tensors as they are stored on disk (bf16 / f16 / f32)."""
+    dtype = {"bf16": torch.bfloat16, "f16": torch.float16}.get(storage.split("-")[0], torch.float32)
+    return {k: torch.from_numpy(v).to(dtype).contiguous() for k, v in arrays.items()}
+
+
+def save_checkpoint(out: Path, name: str, spec: dict):
+    w, proj = make_weights(name, spec)
+    stored = storage_round(w, spec["storage"])
+    stored_proj = storage_round(proj, spec["projector_storage"])
+    out.mkdir(parents=True, exist_ok=True)
+    metadata = {"format": "pt", "generator": GENERATOR}
+    if spec["storage"].endswith("sharded"):
+        names = list(stored)
+        half = len(names) // 2
+        shards = [names[:half], names[half:]]
+        index = {"metadata": {"total_size": sum(t.numel() * t.element_size() for t in stored.values())},
+                 "weight_map": {}}
+        for i, shard in enumerate(shards):
+            fname = f"model-{i + 1:05d}-of-{len(shards):05d}.safetensors"
+            save_file({k: stored[k] for k in shard}, str(out / fname), metadata=metadata)
+            for k in shard:
+                index["weight_map"][k] = fname
+        (out / "model.safetensors.index.json").write_text(json.dumps(index, indent=2, sort_keys=True) + "\n")
+    else:
+        save_file(stored, str(out / "model.safetensors"), metadata=metadata)
+    save_file(stored_proj, str(out / "mm_projector.safetensors"), metadata=metadata)
+
+    cfg_cls = LlamaConfig if spec["family"] == "llama" else Qwen2Config
+    config = cfg_cls(**spec["config"])
+    config.save_pretrained(str(out))
+    # The weights the model computes with are exactly the stored ones, widened to f32.
+    return config, {k: v.float() for k, v in stored.items()}, {k: v.float() for k, v in stored_proj.items()}
+
+
+def patch_float64(model):
+    """Lift transformers' three float32 islands to float64 for the float64 run.
+
+    Even in a float64 model, transformers computes (1) RoPE inverse frequencies and angles,
+    (2) RMSNorm and (3) the attention softmax in float32. For the float64 run they are
+    replaced by the same formulas in float64, so that run differs from an exact evaluation
+    of the model only by float64 rounding. Everything else is transformers' own code.
+    """
+    cfg = model.config
+    base = cfg.rope_parameters["rope_theta"]
+    dim = getattr(cfg, "head_dim", None) or cfg.hidden_size // cfg.num_attention_heads
+    inv_freq = 1.0 / (base ** (torch.arange(0, dim, 2, dtype=torch.float64) / dim))
+
+    def rope_forward(x, position_ids):
+        freqs = position_ids[..., None].to(torch.float64) * inv_freq
+        emb = torch.cat((freqs, freqs), dim=-1)
+        return emb.cos().to(x.dtype), emb.sin().to(x.dtype)
+
+    model.model.rotary_emb.forward = rope_forward
+
+    def norm_forward(module):
+        def forward(h):
+            variance = h.pow(2).mean(-1, keepdim=True)
+            return module.weight * (h * torch.rsqrt(variance + module.variance_epsilon))
+        return forward
+
+    for module in model.modules():
+        if type(module).__name__.endswith("RMSNorm"):
+            module.forward = norm_forward(module)
+
+
+class Float64Softmax:
+    """While active, a softmax asked for float32 on a float64 input stays in float64."""
+
+    def __enter__(self):
+        self.original = torch.nn.functional.softmax
+        original = self.original
+
+        def softmax(x, dim=None, _stacklevel=3, dtype=None):
+            if x.dtype == torch.float64 and dtype == torch.float32:
+                dtype = torch.float64
+            return original(x, dim=dim, dtype=dtype)
+
+        torch.nn.functional.softmax = softmax
+
+    def __exit__(self, *exc):
+        torch.nn.functional.softmax = self.original
+
+
+def build_model(spec, config, weights, dtype):
+    cls = LlamaForCausalLM if spec["family"] == "llama" else Qwen2ForCausalLM
+    config = config.__class__.from_dict(config.to_dict())
+    config._attn_implementation = "eager"
+    torch.manual_seed(0)
+    model = cls(config).eval()
+    state = dict(weights)
+    if config.tie_word_embeddings:
+        state["lm_head.weight"] = state["model.embed_tokens.weight"]
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    assert not unexpected, unexpected
+    assert not [k for k in missing if k != "lm_head.weight"], missing
+    model = model.to(dtype)
+    if dtype == torch.float64:
+        patch_float64(model)
+    return model
+
+
+def make_case_inputs(model_name: str, spec: dict, case: dict) -> dict:
+    rng = np.random.Generator(np.random.PCG64(case_seed(model_name, case["name"])))
+    V = spec["config"]["vocab_size"]
+    d = spec["config"]["hidden_size"]
+    rows, cols = case["grid"]
+    N = rows * cols
+    P, Q = case["prefix"], case["suffix"]
+    inputs = {
+        "prefix_ids": rng.integers(0, V, P, dtype=np.int64),
+        "suffix_ids": rng.integers(0, V, Q, dtype=np.int64),
+        "grid": np.array([rows, cols], dtype=np.int64),
+    }
+    if case["visual"] == "features":
+        inputs["visual_features"] = rng.standard_normal((N, VISION_DIM)).astype(np.float32)
+    else:
+        inputs["visual_embeddings"] = rng.standard_normal((N, d)).astype(np.float32)
+    S = P + N + Q
+    if case["positions"] == "contiguous":
+        pos = np.arange(S, dtype=np.int64)
+    else:
+        # Gaps inside the image (as after a pruner that keeps original positions) and a
+        # jump after it: visual positions are a sorted random subset of a longer span.
+        span = N + N // 3
+        vis = np.sort(rng.choice(span, size=N, replace=False)).astype(np.int64) + P
+        pos = np.concatenate([np.arange(P), vis, P + span + np.arange(Q)]).astype(np.int64)
+    inputs["positions"] = pos[None, :]
+    inputs["decode_steps"] = np.int64(case["decode_steps"])
+    return inputs
+
+
+@torch.no_grad()
+def run_transformers(model, proj, inputs, dtype, want_hidden):
+    embed = model.model.embed_tokens
+    if "visual_features" in inputs:
+        x = torch.from_numpy(inputs["visual_features"]).to(dtype)
+        l1w, l1b = proj["multi_modal_projector.linear_1.weight"].to(dtype), proj["multi_modal_projector.linear_1.bias"].to(dtype)
+        l2w, l2b = proj["multi_modal_projector.linear_2.weight"].to(dtype), proj["multi_modal_projector.linear_2.bias"].to(dtype)
+        # transformers' own LLaVA projector: linear_1, ACT2FN["gelu"] (exact erf GELU), linear_2
+        act = transformers.activations.ACT2FN["gelu"]
+        visual = torch.nn.functional.linear(act(torch.nn.functional.linear(x, l1w, l1b)), l2w, l2b)
+    else:
+        visual = torch.from_numpy(inputs["visual_embeddings"]).to(dtype)
+    pre = embed(torch.from_numpy(inputs["prefix_ids"]))
+    suf = embed(torch.from_numpy(inputs["suffix_ids"]))
+    embeds = torch.cat([pre, visual, suf], dim=0)[None]
+    S = embeds.shape[1]
+    positions = torch.from_numpy(inputs["positions"][0])[None]
+    # An explicit all-ones mask: without it transformers 5 reads non-contiguous position
+    # ids as packed sequences and builds a block-diagonal mask (masking_utils).
+    mask = torch.ones(1, S, dtype=torch.long)
+    cache = transformers.DynamicCache(config=model.config)
+    out = model(inputs_embeds=embeds, position_ids=positions, attention_mask=mask,
+                cache=cache, use_cache=True, output_hidden_states=want_hidden)
+    result = {"logits": out.logits[0].to(torch.float32).numpy()}
+    if want_hidden:
+        # hidden_states[0..L-1] enter layers 0..L-1; transformers applies the final norm
+        # to its last entry, so the raw output of the last layer is captured by a hook.
+        hs = [h[0] for h in out.hidden_states[:-1]]
+        result["hidden_entering"] = hs
+    steps = int(inputs["decode_steps"])
+    next_pos = int(inputs["positions"].max()) + 1
+    step_logits = [out.logits[0, -1]]
+    tokens = []
+    margins = []
+    for k in range(steps):
+        logits = step_logits[-1]
+        top2 = torch.topk(logits.to(torch.float64), 2).values
+        margins.append(float(top2[0] - top2[1]))
+        tok = int(torch.argmax(logits))
+        tokens.append(tok)
+        if k == steps - 1:
+            break
+        o = model(input_ids=torch.tensor([[tok]]), position_ids=torch.tensor([[next_pos + k]]),
+                  attention_mask=torch.ones(1, S + k + 1, dtype=torch.long),
+                  cache=cache, use_cache=True)
+        out = o
+        step_logits.append(o.logits[0, -1])
+    result["step_logits"] = torch.stack(step_logits).to(torch.float32).numpy()
+    result["greedy_tokens"] = np.array(tokens, dtype=np.int64)
+    result["min_margin"] = min(margins)
+    return result
+
+
+@torch.no_grad()
+def last_layer_output(model, proj, inputs, dtype):
+    """Output of the last decoder layer (before the final norm), via a forward hook."""
+    captured = {}
+
+    def hook(_module, _inp, output):
+        captured["h"] = (output[0] if isinstance(output, tuple) else output)[0].clone()
+
+    handle = model.model.layers[-1].register_forward_hook(hook)
+    try:
+        saved = inputs["decode_steps"]
+        inputs = dict(inputs, decode_steps=np.int64(1))
+        run_transformers(model, proj, inputs, dtype, want_hidden=False)
+        inputs["decode_steps"] = saved
+    finally:
+        handle.remove()
+    return captured["h"]
+
+
+def write_case(path: Path, model_name: str, case: dict, inputs: dict, r64: dict, r32: dict, last64):
+    tmp = path.with_suffix(".h5.tmp")
+    with h5py.File(tmp, "w") as f:  # default libver: readable by HDF5 1.10
+        f.attrs["format"] = "reroute.hf-reference"
+        f.attrs["format_version"] = np.int64(1)
+        f.attrs["model"] = model_name
+        f.attrs["case"] = case["name"]
+        f.attrs["seed"] = np.int64(SEED)
+        f.attrs["torch_version"] = str(torch.__version__)
+        f.attrs["transformers_version"] = transformers.__version__
+        f.attrs["generator"] = GENERATOR
+        g = f.create_group("inputs")
+        for k, v in inputs.items():
+            g.create_dataset(k, data=v)
+        for run, r in (("float64", r64), ("float32", r32)):
+            g = f.create_group(run)
+            g.create_dataset("logits", data=r["logits"].astype(np.float32))
+            g.create_dataset("step_logits", data=r["step_logits"].astype(np.float32))
+            g.create_dataset("greedy_tokens", data=r["greedy_tokens"])
+            g.attrs["min_top2_margin"] = r["min_margin"]
+            if "hidden_entering" in r:
+                hs = torch.stack(r["hidden_entering"] + [last64]).to(torch.float32).numpy()
+                g.create_dataset("hidden_states", data=hs)
+    os.replace(tmp, path)
+
+
+def generate(out_root: Path):
+    torch.set_num_threads(1)
+    for name, spec in MODELS.items():
+        mdir = out_root / name
+        if mdir.exists():
+            shutil.rmtree(mdir)
+        config, weights, proj = save_checkpoint(mdir, name, spec)
+        m64 = build_model(spec, config, weights, torch.float64)
+        m32 = build_model(spec, config, weights, torch.float32)
+        (mdir / "cases").mkdir()
+        for case in CASES:
+            inputs = make_case_inputs(name, spec, case)
+            with Float64Softmax():
+                r64 = run_transformers(m64, proj, inputs, torch.float64, want_hidden=True)
+                last64 = last_layer_output(m64, proj, inputs, torch.float64)
+            r32 = run_transformers(m32, proj, inputs, torch.float32, want_hidden=False)
+            for run, r in (("float64", r64), ("float32", r32)):
+                if r["min_margin"] < MIN_TOP2_MARGIN:
+                    sys.exit(f"{name}/{case['name']} ({run}): greedy top-2 margin {r['min_margin']:.2e} "
+                             f"< {MIN_TOP2_MARGIN}; pick another seed")
+            if list(r64["greedy_tokens"]) != list(r32["greedy_tokens"]):
+                sys.exit(f"{name}/{case['name']}: float32 and float64 greedy tokens differ")
+            write_case(mdir / "cases" / f"{case['name']}.h5", name, case, inputs, r64, r32, last64)
+            print(f"{name}/{case['name']}: S={inputs['positions'].shape[1]} tokens={r64['greedy_tokens'].tolist()} "
+                  f"margin={r64['min_margin']:.3g}")
+
+
+def compare(new_root: Path, golden_root: Path) -> int:
+    """Checkpoints and configs bitwise; case files: inputs exact, outputs within 1e-5
+    relative to each row's largest magnitude (float64-run outputs are rounded to f32 and
+    may differ by BLAS summation order between machines)."""
+    failures = 0
+    for name in MODELS:
+        for p in sorted((golden_root / name).rglob("*")):
+            if p.is_dir():
+                continue
+            rel = p.relative_to(golden_root)
+            q = new_root / rel
+            if not q.exists():
+                print(f"MISSING {rel}")
+                failures += 1
+                continue
+            if p.suffix != ".h5":
+                same = p.read_bytes() == q.read_bytes()
+                print(f"{'same' if same else 'DIFFERS'}  {rel} (bitwise)")
+                failures += not same
+                continue
+            with h5py.File(p, "r") as a, h5py.File(q, "r") as b:
+                bad = []
+
+                def visit(key, obj):
+                    if not isinstance(obj, h5py.Dataset):
+                        return
+                    x, y = np.asarray(obj), np.asarray(b[key])
+                    if x.shape != y.shape or x.dtype != y.dtype:
+                        bad.append(f"{key}: shape/dtype {x.shape}{x.dtype} vs {y.shape}{y.dtype}")
+                    elif x.dtype.kind in "iu" or key.startswith("inputs/"):
+                        if not np.array_equal(x, y):
+                            bad.append(f"{key}: not equal")
+                    else:
+                        scale = np.maximum(np.abs(x).max(axis=-1, keepdims=True), 1e-30)
+                        err = float((np.abs(x - y) / scale).max())
+                        if err > 1e-5:
+                            bad.append(f"{key}: max row-relative error {err:.2e} > 1e-5")
+
+                a.visititems(visit)
+            print(f"{'same' if not bad else 'DIFFERS'}  {rel} (within tolerance)")
+            for line in bad:
+                print("    " + line)
+            failures += bool(bad)
+    return failures
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--out", required=True, type=Path, help="output folder (one subfolder per model)")
+    ap.add_argument("--check", type=Path, help="compare what was generated with this folder; exit 1 on differences")
+    args = ap.parse_args()
+    if torch.__version__.split("+")[0] != "2.13.0":
+        print(f"warning: torch {torch.__version__}, the shipped files were made with 2.13.0", file=sys.stderr)
+    args.out.mkdir(parents=True, exist_ok=True)
+    generate(args.out)
+    if args.check:
+        n = compare(args.out, args.check)
+        print(f"{n} file(s) differ" if n else "all files reproduced")
+        sys.exit(1 if n else 0)
+
+
+if __name__ == "__main__":
+    main()
