@@ -39,6 +39,7 @@ let package = Package(
             name: "RerouteTests",
             dependencies: [
                 "RerouteModel", "RerouteHDF5", "RerouteReference", "RerouteVerify",
+                "RerouteCLI",  // built so the end-to-end tests can run the `reroute` binary
                 .product(name: "PropertyBased", package: "swift-property-based"),
             ]
         ),

@@ -171,7 +171,9 @@ def save_checkpoint(out: Path, name: str, spec: dict):
     stored = storage_round(w, spec["storage"])
     stored_proj = storage_round(proj, spec["projector_storage"])
     out.mkdir(parents=True, exist_ok=True)
-    metadata = {"format": "pt", "generator": GENERATOR}
+    # One key only: safetensors writes __metadata__ in hash-map order, so two keys would
+    # make the bytes differ between runs.
+    metadata = {"format": "pt"}
     if spec["storage"].endswith("sharded"):
         names = list(stored)
         half = len(names) // 2

@@ -29,6 +29,7 @@ public final class HDF5File: @unchecked Sendable {
 
     /// Whether a link (group or dataset) exists at an absolute path such as `/inputs/grid`.
     public func exists(_ objectPath: String) -> Bool {
+        HDF5Library.initialize()
         var prefix = ""
         for part in objectPath.split(separator: "/") {
             prefix += "/" + part
@@ -137,6 +138,7 @@ public final class HDF5File: @unchecked Sendable {
     }
 
     private func withAttribute<R>(_ name: String, of objectPath: String, _ body: (hid_t, String) throws -> R) throws -> R {
+        HDF5Library.initialize()
         let objName = objectPath == "/" ? "/@\(name)" : "\(objectPath)@\(name)"
         guard objectPath == "/" || exists(objectPath) else { throw HDF5Error(.missing, file: path, object: objectPath, "no such object") }
         guard H5Aexists_by_name(id, objectPath, name, chdf5_p_default()) > 0 else {
@@ -195,12 +197,14 @@ public final class HDF5File: @unchecked Sendable {
     }
 }
 
-/// Process-wide HDF5 setup: open the library and silence its error printing.
+/// HDF5 setup: open the library and silence its error printing. In a thread-safe HDF5
+/// build (Debian's is) the automatic error printing is a per-thread setting, so it is
+/// switched off on the calling thread before every operation, not once per process.
 enum HDF5Library {
-    private static let once: Void = {
-        H5open()
-        H5Eset_auto2(chdf5_e_default(), nil, nil)
-    }()
+    private static let once: Void = { H5open() }()
 
-    static func initialize() { _ = once }
+    static func initialize() {
+        _ = once
+        H5Eset_auto2(chdf5_e_default(), nil, nil)
+    }
 }

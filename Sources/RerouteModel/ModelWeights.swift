@@ -16,6 +16,22 @@ public struct LayerWeights: Sendable {
     public var gate: Matrix                 // mlp.gate_proj.weight [m, d]
     public var up: Matrix                   // mlp.up_proj.weight [m, d]
     public var down: Matrix                 // mlp.down_proj.weight [d, m]
+
+    public init(inputNorm: [Float], q: Matrix, k: Matrix, v: Matrix, qBias: [Float]?, kBias: [Float]?, vBias: [Float]?,
+                o: Matrix, postNorm: [Float], gate: Matrix, up: Matrix, down: Matrix) {
+        self.inputNorm = inputNorm
+        self.q = q
+        self.k = k
+        self.v = v
+        self.qBias = qBias
+        self.kBias = kBias
+        self.vBias = vBias
+        self.o = o
+        self.postNorm = postNorm
+        self.gate = gate
+        self.up = up
+        self.down = down
+    }
 }
 
 /// A LLaVA-style multimodal projector: `linear_2(GELU(linear_1(x)))`, GELU exact (erf).
@@ -26,6 +42,13 @@ public struct ProjectorWeights: Sendable {
     public var bias2: [Float]?              // [d]
     /// Width of the vision features the projector takes.
     public var visionDim: Int { linear1.cols }
+
+    public init(linear1: Matrix, bias1: [Float]?, linear2: Matrix, bias2: [Float]?) {
+        self.linear1 = linear1
+        self.bias1 = bias1
+        self.linear2 = linear2
+        self.bias2 = bias2
+    }
 }
 
 /// All weights of a model, widened to f32, with the config they were checked against.

@@ -25,7 +25,7 @@ public struct ReferenceDecode: Sendable {
     public var caches: [LayerKVCache]
 }
 
-/// The scalar reference decoder (SPEC.md §2–§4): a LLaMA / Qwen2 decoder written as the
+/// The scalar reference decoder (SPEC.md §2, §4, §5): a LLaMA / Qwen2 decoder written as the
 /// spec's formulas, executing an `ExecutionPlan` (which tokens each layer processes, at
 /// which positions). Deliberately simple and slow; every sum is a `Double`.
 public struct ReferenceDecoder: Sendable {
@@ -54,7 +54,7 @@ public struct ReferenceDecoder: Sendable {
         return x
     }
 
-    /// Prefill (§3): for each layer l, the tokens `A = plan[l].active` run through the
+    /// Prefill (§5): for each layer l, the tokens `A = plan[l].active` run through the
     /// block; every other row is carried unchanged. Logits of the last position follow.
     public func prefill(_ c: PromptCase, plan: ExecutionPlan) -> ReferencePrefill {
         precondition(plan.layers.count == config.layers, "plan has \(plan.layers.count) layers, model \(config.layers)")
