@@ -7,7 +7,7 @@ let package = Package(
     platforms: [.macOS(.v14)],
     products: [
         // The suite as a library: model + checkpoints, reference decoder, HDF5, verification.
-        .library(name: "RerouteSuite", targets: ["RerouteModel", "RerouteHDF5", "RerouteReference", "RerouteVerify"]),
+        .library(name: "RerouteSuite", targets: ["RerouteModel", "RerouteHDF5", "RerouteReference", "RerouteRouting", "RerouteVerify"]),
         .executable(name: "reroute", targets: ["RerouteCLI"]),
     ],
     dependencies: [
@@ -25,20 +25,23 @@ let package = Package(
         .target(name: "RerouteHDF5", dependencies: ["CHDF5"]),
         // The scalar reference decoder: plain loops, Double accumulation (SPEC.md §2).
         .target(name: "RerouteReference", dependencies: ["RerouteModel"]),
+        // Routing policies: scorers, schedules, actions, positions, Nüwa's vision stage,
+        // the session that turns scores into decisions, and the budget calculator (SPEC.md §8).
+        .target(name: "RerouteRouting", dependencies: ["RerouteModel"]),
         // Golden cases, comparison and the `verify` job.
-        .target(name: "RerouteVerify", dependencies: ["RerouteModel", "RerouteHDF5", "RerouteReference"]),
+        .target(name: "RerouteVerify", dependencies: ["RerouteModel", "RerouteHDF5", "RerouteReference", "RerouteRouting"]),
         // The `reroute` command.
         .executableTarget(
             name: "RerouteCLI",
             dependencies: [
-                "RerouteVerify", "RerouteModel", "RerouteReference", "RerouteHDF5", "CBLAS", "CHDF5",
+                "RerouteVerify", "RerouteModel", "RerouteReference", "RerouteRouting", "RerouteHDF5", "CBLAS", "CHDF5",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
         .testTarget(
             name: "RerouteTests",
             dependencies: [
-                "RerouteModel", "RerouteHDF5", "RerouteReference", "RerouteVerify",
+                "RerouteModel", "RerouteHDF5", "RerouteReference", "RerouteRouting", "RerouteVerify",
                 "RerouteCLI",  // built so the end-to-end tests can run the `reroute` binary
                 .product(name: "PropertyBased", package: "swift-property-based"),
             ]

@@ -73,6 +73,19 @@ public struct PositionIDs: Sendable, Equatable {
     public var nextDecodePosition: Int { (axes.map { $0.max() ?? -1 }.max() ?? -1) + 1 }
 }
 
+/// Per-image inputs a vision-side stage reads (Nüwa stage 1), one entry per grid cell.
+public struct VisionSideInputs: Sendable, Equatable {
+    /// CLS-row attention of the vision encoder to each patch (summed over heads), `[N]`.
+    public var clsAttention: [Float]
+    /// Features whose cosine similarity drives aggregation, `[N, d_s]`.
+    public var similarityFeatures: Matrix
+
+    public init(clsAttention: [Float], similarityFeatures: Matrix) {
+        self.clsAttention = clsAttention
+        self.similarityFeatures = similarityFeatures
+    }
+}
+
 /// The input of one run: text before the image, the image, text after it, positions.
 ///
 /// The prefill sequence is `prefixTokens ++ visual ++ suffixTokens`, so the visual span is
@@ -87,9 +100,15 @@ public struct PromptCase: Sendable, Equatable {
     public var positions: PositionIDs
     /// Greedy tokens to generate after the prefill.
     public var decodeSteps: Int
+    /// Grid cell of each visual token, ascending; nil means all cells in order (`0 ..< N`).
+    /// Set when a vision-side stage kept a subset of the image.
+    public var visualGridIndices: [Int]?
+    /// Inputs of a vision-side stage (optional).
+    public var visionSide: VisionSideInputs?
 
     public init(name: String, prefixTokens: [Int], suffixTokens: [Int], visual: VisualInput, grid: ImageGrid,
-                positions: PositionIDs? = nil, decodeSteps: Int = 0) {
+                positions: PositionIDs? = nil, decodeSteps: Int = 0, visualGridIndices: [Int]? = nil,
+                visionSide: VisionSideInputs? = nil) {
         self.name = name
         self.prefixTokens = prefixTokens
         self.suffixTokens = suffixTokens
@@ -97,7 +116,12 @@ public struct PromptCase: Sendable, Equatable {
         self.grid = grid
         self.positions = positions ?? .contiguous(prefixTokens.count + visual.count + suffixTokens.count)
         self.decodeSteps = decodeSteps
+        self.visualGridIndices = visualGridIndices
+        self.visionSide = visionSide
     }
+
+    /// Grid cell of visual token j.
+    public var gridIndices: [Int] { visualGridIndices ?? Array(0..<visual.count) }
 
     /// S: prefill length.
     public var sequenceLength: Int { prefixTokens.count + visual.count + suffixTokens.count }
@@ -108,8 +132,21 @@ public struct PromptCase: Sendable, Equatable {
         func bad(_ object: String, _ why: String) -> InputError { InputError(.badCase, file: file, object: object, why) }
         if visual.count < 1 { throw bad("visual", "a case needs at least one visual token") }
         if suffixTokens.isEmpty { throw bad("suffix_ids", "a case needs at least one text token after the image (the scoring query)") }
-        if grid.rows < 1 || grid.cols < 1 || grid.count != visual.count {
+        if let idx = visualGridIndices {
+            if idx.count != visual.count { throw bad("visual_grid_indices", "\(idx.count) indices for \(visual.count) visual tokens") }
+            if zip(idx, idx.dropFirst()).contains(where: { $0 >= $1 }) || (idx.first ?? 0) < 0 || (idx.last ?? 0) >= grid.count {
+                throw bad("visual_grid_indices", "must be strictly ascending cells of the \(grid.rows)x\(grid.cols) grid")
+            }
+        } else if grid.rows < 1 || grid.cols < 1 || grid.count != visual.count {
             throw bad("grid", "\(grid.rows)x\(grid.cols) does not hold the \(visual.count) visual tokens")
+        }
+        if let v = visionSide {
+            if v.clsAttention.count != grid.count || v.similarityFeatures.rows != grid.count {
+                throw bad("vision_side", "CLS attention and similarity features need one row per grid cell (\(grid.count))")
+            }
+            if !v.clsAttention.allSatisfy(\.isFinite) || !v.similarityFeatures.values.allSatisfy(\.isFinite) {
+                throw InputError(.badValue, file: file, object: "vision_side", "contains NaN or Inf")
+            }
         }
         for (label, ids) in [("prefix_ids", prefixTokens), ("suffix_ids", suffixTokens)] {
             if let t = ids.first(where: { $0 < 0 || $0 >= config.vocabSize }) {

@@ -25,6 +25,14 @@ public struct ReferenceDecode: Sendable {
     public var caches: [LayerKVCache]
 }
 
+/// Prefill state between layers: what has been computed so far.
+public struct ReferenceState: Sendable {
+    /// Hidden states entering layer 0, 1, …, up to the next layer to run.
+    public var hiddenStates: [[[Double]]]
+    public var caches: [LayerKVCache] = []
+    public var plans: [LayerPlan] = []
+}
+
 /// The scalar reference decoder (SPEC.md §2, §4, §5): a LLaMA / Qwen2 decoder written as the
 /// spec's formulas, executing an `ExecutionPlan` (which tokens each layer processes, at
 /// which positions). Deliberately simple and slow; every sum is a `Double`.
@@ -58,17 +66,17 @@ public struct ReferenceDecoder: Sendable {
     /// block; every other row is carried unchanged. Logits of the last position follow.
     public func prefill(_ c: PromptCase, plan: ExecutionPlan) -> ReferencePrefill {
         precondition(plan.layers.count == config.layers, "plan has \(plan.layers.count) layers, model \(config.layers)")
-        var h = inputEmbeddings(c)
-        var states = [h]
-        var caches: [LayerKVCache] = []
-        for (l, layerPlan) in plan.layers.enumerated() {
-            var cache = LayerKVCache()
-            h = block(layer: l, hidden: h, plan: layerPlan, cache: &cache)
-            caches.append(cache)
-            states.append(h)
-        }
-        let logits = self.logits(h[h.count - 1])
-        return ReferencePrefill(hiddenStates: states, lastLogits: logits, caches: caches, plan: plan)
+        var state = ReferenceState(hiddenStates: [inputEmbeddings(c)])
+        for (l, layerPlan) in plan.layers.enumerated() { run(layer: l, plan: layerPlan, state: &state) }
+        return finish(state)
+    }
+
+    /// The prefill result of a state in which every layer has run.
+    public func finish(_ state: ReferenceState) -> ReferencePrefill {
+        precondition(state.plans.count == config.layers, "finish after \(state.plans.count) of \(config.layers) layers")
+        let h = state.hiddenStates[config.layers]
+        return ReferencePrefill(hiddenStates: state.hiddenStates, lastLogits: logits(h[h.count - 1]), caches: state.caches,
+                                plan: ExecutionPlan(layers: state.plans))
     }
 
     /// One decoder block on the active rows (§2): pre-norm attention and SwiGLU MLP with

@@ -1,0 +1,49 @@
+import RerouteModel
+
+extension ReferenceDecoder: LayerwiseDecoder {
+    public func begin(_ c: PromptCase) throws -> ReferenceState {
+        ReferenceState(hiddenStates: [inputEmbeddings(c)])
+    }
+
+    public func run(layer l: Int, plan: LayerPlan, state: inout ReferenceState) {
+        precondition(state.plans.count == l, "layer \(l) run out of order (\(state.plans.count) done)")
+        var cache = LayerKVCache()
+        let out = block(layer: l, hidden: state.hiddenStates[l], plan: plan, cache: &cache)
+        state.hiddenStates.append(out)
+        state.caches.append(cache)
+        state.plans.append(plan)
+    }
+
+    /// Scoring attention (SPEC.md §8.1): layer `r.layer`'s input norm, Q/K (+ bias) and
+    /// RoPE on the hidden states entering that layer, causal softmax over `r.keys`.
+    public func attentionProbabilities(_ r: ScoreRequest, state: ReferenceState) -> [[[Double]]] {
+        precondition(r.layer < state.hiddenStates.count, "scores for layer \(r.layer) before its input exists")
+        let w = weights.layers[r.layer]
+        let c = config
+        let hidden = state.hiddenStates[r.layer]
+        let normed = r.keys.map { ReferenceMath.rmsNorm(hidden[$0], weight: w.inputNorm, eps: c.rmsNormEps) }
+        let keys = normed.indices.map { j in
+            ReferenceMath.ropeHeads(ReferenceMath.linear(normed[j], w.k, bias: w.kBias), heads: c.kvHeads,
+                                    position: r.keyPositions[j], inverseFrequencies: inverseFrequencies)
+        }
+        let scale = 1.0 / Double(c.headDim).squareRoot()
+        let dh = c.headDim
+        return r.queryRows.map { row in
+            let q = ReferenceMath.ropeHeads(ReferenceMath.linear(normed[row], w.q, bias: w.qBias), heads: c.heads,
+                                            position: r.keyPositions[row], inverseFrequencies: inverseFrequencies)
+            let visible = r.keys.indices.filter { r.keys[$0] <= r.keys[row] }  // causal
+            return (0..<c.heads).map { h in
+                let g = h / c.groupSize
+                let s = visible.map { j in
+                    var dot = 0.0
+                    for e in 0..<dh { dot += q[h * dh + e] * keys[j][g * dh + e] }
+                    return dot * scale
+                }
+                let p = ReferenceMath.softmax(s)
+                var row = [Double](repeating: 0, count: r.keys.count)
+                for (i, j) in visible.enumerated() { row[j] = p[i] }
+                return row
+            }
+        }
+    }
+}

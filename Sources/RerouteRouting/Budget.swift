@@ -1,0 +1,71 @@
+import RerouteModel
+
+/// Prefill cost of one layer (SPEC.md §8.13).
+public struct LayerBudget: Sendable, Equatable, Codable {
+    public var layer: Int
+    public var textTokens: Int
+    public var visualTokens: Int
+    /// Exact multiply-adds × 2 of this architecture's matrix products: projections with
+    /// GQA, causal attention (only the computed triangle), SwiGLU.
+    public var flops: Double
+    /// FastV paper convention: `4nd² + 2n²d + 2ndm` MACs, n = all tokens.
+    public var flopsFastVPaper: Double
+    /// PDrop paper convention: `4vd² + 2v²d + 3vdm` MACs, v = visual tokens only.
+    public var flopsPDropPaper: Double
+    /// KV-cache entries after prefill (text + processed visual).
+    public var kvEntries: Int
+    /// `kvEntries · 2 (K and V) · H_kv · d_h · bytesPerElement`.
+    public var kvBytes: Int
+}
+
+/// Per-layer budget of a policy on a model and an input shape.
+public struct BudgetReport: Sendable, Equatable, Codable {
+    public var policy: String
+    public var layers: [LayerBudget]
+    /// Visual tokens of the image, before any vision-side stage.
+    public var imageTokens: Int
+    /// Visual tokens entering the LLM.
+    public var llmVisualTokens: Int
+    public var matching: BudgetMatching
+    public var bytesPerElement: Int
+
+    /// avg_T = Σ_l n_vis(l) / L, the tier convention of Reroute, Nüwa and PDrop Table 5.
+    public var averageVisualTokens: Double { Double(layers.map(\.visualTokens).reduce(0, +)) / Double(layers.count) }
+    public var totalFlops: Double { layers.map(\.flops).reduce(0, +) }
+    public var totalFlopsFastVPaper: Double { layers.map(\.flopsFastVPaper).reduce(0, +) }
+    public var totalFlopsPDropPaper: Double { layers.map(\.flopsPDropPaper).reduce(0, +) }
+    public var totalKVEntries: Int { layers.map(\.kvEntries).reduce(0, +) }
+    public var totalKVBytes: Int { layers.map(\.kvBytes).reduce(0, +) }
+}
+
+public enum BudgetCalculator {
+    /// Budget of `policy` on `config` for `textTokens` text tokens and an image `grid`.
+    /// Scoring work at decision layers is not part of the budget (it is the same order as one
+    /// extra K projection; SPEC.md §8.13 lists it).
+    public static func report(config c: ModelConfig, policy: RoutingPolicy, textTokens: Int, grid: ImageGrid,
+                              bytesPerElement: Int = 2) throws -> BudgetReport {
+        let n = grid.count
+        var llmN = n
+        if let stage = policy.visionStage {
+            let proposals = ((grid.rows + 1) / 2) * ((grid.cols + 1) / 2) * stage.perRegion
+            llmN = min(proposals, n, stage.countRule.count(of: n, ratio: stage.keepRatio))
+        }
+        let schedule = try policy.schedule(layers: c.layers, originalN: n, llmN: llmN)
+        let visual = schedule.visualCounts(n: llmN, layers: c.layers)
+        let d = Double(c.hiddenSize), m = Double(c.intermediateSize)
+        let q = Double(c.queryWidth), kv = Double(c.kvWidth)
+        var layers: [LayerBudget] = []
+        for (l, v) in visual.enumerated() {
+            let nl = Double(textTokens + v), vd = Double(v)
+            let exact = 2 * (nl * d * (2 * q + 2 * kv) + q * nl * (nl + 1) + 3 * nl * d * m)
+            let fastv = 4 * nl * d * d + 2 * nl * nl * d + 2 * nl * d * m
+            let pdrop = 4 * vd * d * d + 2 * vd * vd * d + 3 * vd * d * m
+            let entries = textTokens + v
+            layers.append(LayerBudget(layer: l, textTokens: textTokens, visualTokens: v, flops: exact, flopsFastVPaper: fastv,
+                                      flopsPDropPaper: pdrop, kvEntries: entries,
+                                      kvBytes: entries * 2 * c.kvWidth * bytesPerElement))
+        }
+        return BudgetReport(policy: policy.name, layers: layers, imageTokens: n, llmVisualTokens: llmN,
+                            matching: policy.budgetMatching, bytesPerElement: bytesPerElement)
+    }
+}

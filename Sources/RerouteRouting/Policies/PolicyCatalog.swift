@@ -1,0 +1,15 @@
+/// Every shipped policy by name (`reroute run --policy NAME`, goldens, conformance).
+public enum PolicyCatalog {
+    public static var all: [RoutingPolicy] {
+        var list: [RoutingPolicy] = [.dense, .fastV(), .pyramidDrop(), .pyramidDropOriginalPositions()]
+        for tier in Tier.allCases {
+            list += [.fastVRelease(tier: tier), .pyramidDropRelease(tier: tier), .nuwa(tier: tier),
+                     .rerouteFastV(tier: tier), .reroutePDrop(tier: tier), .rerouteNuwa(tier: tier)]
+        }
+        return list
+    }
+
+    public static var names: [String] { all.map(\.name) }
+
+    public static func named(_ name: String) -> RoutingPolicy? { all.first { $0.name == name } }
+}

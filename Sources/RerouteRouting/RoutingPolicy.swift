@@ -1,0 +1,70 @@
+/// A pruner or router, composed of explicit values (SPEC.md §8): a scorer, a schedule
+/// (decision layers given at a reference depth, keep ratios of the original N, a count
+/// rule), an action, a position policy and an optional vision-side stage. No hooks.
+public struct RoutingPolicy: Sendable, Equatable, Codable {
+    /// Stable name, e.g. `fastv`, `reroute-pdrop`.
+    public var name: String
+    public var scorer: Scorer
+    /// Decision layers at `referenceDepth` layers; remapped to the model's depth (§8.3).
+    public var decisionLayers: [Int]
+    public var referenceDepth: Int
+    /// Keep ratio of the original N at each decision.
+    public var keepRatios: [Double]
+    public var countRule: CountRule
+    public var action: RoutingAction
+    public var positions: PositionPolicy
+    /// Nüwa's stage 1, applied to the image before the LLM.
+    public var visionStage: NuwaVisionStage?
+    public var budgetMatching: BudgetMatching
+
+    public init(name: String, scorer: Scorer, decisionLayers: [Int], referenceDepth: Int = LayerRemap.referenceDepth,
+                keepRatios: [Double], countRule: CountRule, action: RoutingAction, positions: PositionPolicy,
+                visionStage: NuwaVisionStage? = nil, budgetMatching: BudgetMatching = .none) {
+        self.name = name
+        self.scorer = scorer
+        self.decisionLayers = decisionLayers
+        self.referenceDepth = referenceDepth
+        self.keepRatios = keepRatios
+        self.countRule = countRule
+        self.action = action
+        self.positions = positions
+        self.visionStage = visionStage
+        self.budgetMatching = budgetMatching
+    }
+
+    /// Whether the policy never routes or removes anything.
+    public var isDense: Bool { decisionLayers.isEmpty }
+
+    /// The integer schedule for a model of `layers` layers and `n` visual tokens entering
+    /// the LLM (after the vision stage, if any). Counts come from ratios of `originalN`
+    /// (the image's token count before any stage).
+    public func schedule(layers: Int, originalN: Int, llmN: Int) throws -> Schedule {
+        try validate()
+        let mapped = layers == referenceDepth ? decisionLayers : try LayerRemap.remap(decisionLayers, from: referenceDepth, to: layers)
+        if let bad = mapped.first(where: { $0 < 1 || $0 >= layers }) {
+            throw RoutingError.badSchedule("decision layer \(bad) outside 1 ..< \(layers)")
+        }
+        let counts = keepRatios.map { min(llmN, countRule.count(of: originalN, ratio: $0)) }
+        return Schedule(decisionLayers: mapped, counts: counts)
+    }
+
+    /// Checks the combination of values is one the suite can execute.
+    public func validate() throws {
+        if decisionLayers.count != keepRatios.count {
+            throw RoutingError.badSchedule("\(name): \(decisionLayers.count) decision layers, \(keepRatios.count) keep ratios")
+        }
+        for (a, b) in zip(decisionLayers, decisionLayers.dropFirst()) where b <= a {
+            throw RoutingError.badSchedule("\(name): decision layers \(decisionLayers) are not strictly increasing")
+        }
+        if let r = keepRatios.first(where: { !($0 >= 0 && $0 <= 1) }) {
+            throw RoutingError.badSchedule("\(name): keep ratio \(r) outside [0, 1]")
+        }
+        if positions == .reindexed, action != .delete {
+            throw RoutingError.badSchedule("\(name): re-indexed positions need the delete action (routed tokens keep theirs)")
+        }
+        if case .lastRows(let k) = scorer.query, k < 1 { throw RoutingError.badSchedule("\(name): lastRows(\(k))") }
+        if action == .route(monotonic: false), scorer.domain == .activeTokens || scorer.attention == .producedByPreviousLayer {
+            throw RoutingError.badSchedule("\(name): non-monotonic routing re-scores deferred tokens, so its softmax must cover all tokens of the decision layer's input")
+        }
+    }
+}

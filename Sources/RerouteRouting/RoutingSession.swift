@@ -1,0 +1,157 @@
+import RerouteModel
+
+/// Turns a policy into per-layer plans during one prefill (SPEC.md §8.7). It holds the
+/// routing state (which visual tokens are active, which were deleted), asks the decoder for
+/// attention probabilities at decision layers, decides, and records every decision.
+///
+/// Visual indices inside the session are positions in the LLM's visual span (0 ..< N_llm);
+/// recorded decisions use grid cells of the original image (`PromptCase.gridIndices`).
+public struct RoutingSession: Sendable {
+    public let policy: RoutingPolicy
+    public let schedule: Schedule
+    /// The LLM-side case (after any vision-side stage).
+    public let llmCase: PromptCase
+    public private(set) var decisions: [RoutingDecision] = []
+    public private(set) var plans: [LayerPlan] = []
+
+    let prefixCount: Int
+    let visualCount: Int
+    let sequenceLength: Int
+    var visualActive: [Int]
+    var alive: [Bool]
+
+    /// - Parameters:
+    ///   - originalN: visual tokens of the image before any vision-side stage (ratios are of it).
+    public init(policy: RoutingPolicy, llmCase: PromptCase, layers: Int, originalN: Int) throws {
+        self.policy = policy
+        self.llmCase = llmCase
+        schedule = try policy.schedule(layers: layers, originalN: originalN, llmN: llmCase.visual.count)
+        prefixCount = llmCase.prefixTokens.count
+        visualCount = llmCase.visual.count
+        sequenceLength = llmCase.sequenceLength
+        visualActive = Array(0..<visualCount)
+        alive = Array(repeating: true, count: visualCount)
+    }
+
+    var textTokens: [Int] { Array(0..<prefixCount) + Array((prefixCount + visualCount)..<sequenceLength) }
+
+    func sequenceIndices(visual: [Int]) -> [Int] {
+        (Array(0..<prefixCount) + visual.map { prefixCount + $0 } + Array((prefixCount + visualCount)..<sequenceLength))
+    }
+
+    /// The plan of layer `l` (layers must be planned in order 0, 1, …). At a decision layer
+    /// `probe` answers the score request against the decoder's current state.
+    public mutating func plan(layer l: Int, probe: (ScoreRequest) -> [[[Double]]]) throws -> LayerPlan {
+        precondition(plans.count == l, "RoutingSession: layer \(l) planned out of order")
+        let plan: LayerPlan
+        if let t = schedule.decisionLayers.firstIndex(of: l) {
+            let decision = try decide(layer: l, stage: t, probe: probe)
+            decisions.append(decision)
+            plan = layout(visual: visualActive)
+        } else if let previous = plans.last {
+            plan = previous
+        } else {
+            plan = LayerPlan(active: Array(0..<sequenceLength), positions: llmCase.positions,
+                             decodePosition: llmCase.positions.nextDecodePosition)
+        }
+        plans.append(plan)
+        return plan
+    }
+
+    /// Active tokens = all text + the given visual tokens, with positions per the policy.
+    func layout(visual: [Int]) -> LayerPlan {
+        let active = sequenceIndices(visual: visual)
+        switch policy.positions {
+        case .original:
+            return LayerPlan(active: active, positions: llmCase.positions.gathering(active),
+                             decodePosition: llmCase.positions.nextDecodePosition)
+        case .reindexed:
+            return LayerPlan(active: active, positions: .contiguous(active.count), decodePosition: active.count)
+        }
+    }
+
+    mutating func decide(layer l: Int, stage t: Int, probe: (ScoreRequest) -> [[[Double]]]) throws -> RoutingDecision {
+        guard let previous = plans.last else { throw RoutingError.badSchedule("decision at layer 0") }
+        let candidates: [Int]
+        switch policy.action {
+        case .delete, .route(monotonic: true): candidates = visualActive
+        case .route(monotonic: false): candidates = (0..<visualCount).filter { alive[$0] }
+        }
+        // The softmax domain and the positions its keys are rotated with.
+        var scoringLayer = l
+        var keys = previous.active
+        var keyPositions = previous.positions.linear
+        switch (policy.scorer.attention, policy.scorer.domain) {
+        case (.producedByPreviousLayer, _):
+            scoringLayer = l - 1
+        case (.decisionLayerInput, .activeTokens):
+            break
+        case (.decisionLayerInput, .allTokens):
+            let all = sequenceIndices(visual: (0..<visualCount).filter { alive[$0] })
+            let current = Dictionary(uniqueKeysWithValues: zip(previous.active, keyPositions))
+            let original = llmCase.positions.linear
+            keys = all
+            keyPositions = all.map { current[$0] ?? original[$0] }
+        }
+        let keyIndex = Dictionary(uniqueKeysWithValues: keys.enumerated().map { ($1, $0) })
+        let queryRows: [Int]
+        switch policy.scorer.query {
+        case .lastToken, .lastInstructionToken:
+            // The last suffix token: the last token of the sequence, never dropped.
+            queryRows = [keys.count - 1]
+        case .lastRows(let k):
+            queryRows = Array(max(0, keys.count - k)..<keys.count)
+        }
+        let probabilities = probe(ScoreRequest(layer: scoringLayer, keys: keys, keyPositions: keyPositions, queryRows: queryRows))
+        var scores: [Double] = []
+        for j in candidates {
+            guard let col = keyIndex[prefixCount + j] else {
+                throw RoutingError.badInput("\(policy.name): candidate \(j) is not among the keys scored at layer \(l)")
+            }
+            let perHead = (0..<probabilities[0].count).map { h in
+                probabilities.reduce(0.0) { $0 + $1[h][col] } / Double(probabilities.count)
+            }
+            switch policy.scorer.heads {
+            case .mean: scores.append(perHead.reduce(0, +) / Double(perHead.count))
+            case .max: scores.append(perHead.max() ?? 0)
+            }
+        }
+        let k = schedule.counts[t]
+        let (kept, deferred) = try selectTopK(candidates: candidates, scores: scores, k: k, layer: l)
+        if policy.action == .delete { for j in deferred { alive[j] = false } }
+        visualActive = kept
+        let grid = llmCase.gridIndices
+        return RoutingDecision(layer: l, candidates: candidates.map { grid[$0] }, kept: kept.map { grid[$0] },
+                               deferred: deferred.map { grid[$0] }, scores: scores, budget: k)
+    }
+}
+
+/// Everything a routed prefill decided and executed.
+public struct RoutingRecord: Sendable {
+    public var policy: RoutingPolicy
+    public var schedule: Schedule
+    /// The case the LLM saw (after the vision-side stage).
+    public var llmCase: PromptCase
+    public var decisions: [RoutingDecision]
+    /// The executed plan of every layer.
+    public var plans: [LayerPlan]
+}
+
+/// Runs a routed prefill on any layer-wise decoder: the vision-side stage (if any), then
+/// for each layer the session plans and the decoder executes.
+public enum RoutedPrefill {
+    public static func run<D: LayerwiseDecoder>(decoder: D, case c: PromptCase, policy: RoutingPolicy)
+        throws -> (state: D.State, record: RoutingRecord)
+    {
+        let llmCase = try policy.visionStage.map { try $0.apply(to: c) } ?? c
+        var session = try RoutingSession(policy: policy, llmCase: llmCase, layers: decoder.config.layers, originalN: c.grid.count)
+        var state = try decoder.begin(llmCase)
+        for l in 0..<decoder.config.layers {
+            let current = state
+            let plan = try session.plan(layer: l) { decoder.attentionProbabilities($0, state: current) }
+            decoder.run(layer: l, plan: plan, state: &state)
+        }
+        return (state, RoutingRecord(policy: policy, schedule: session.schedule, llmCase: llmCase,
+                                     decisions: session.decisions, plans: session.plans))
+    }
+}
