@@ -36,6 +36,8 @@ Case file (HDF5, written with h5py's default libver so HDF5 1.10 can read it):
     /<run>/logits             float32 [S,V]  logits at every prefill position
     /<run>/step_logits        float32 [T,V]  logits each greedy token was chosen from
     /<run>/greedy_tokens      int64 [T]
+    /<run>/last_row_attention float32 [L,H,S] attention probabilities of the last prefill row
+                                            (float64 run only)
     run "float64": model in float64, float32 islands lifted to float64 (see patch_float64)
     run "float32": stock transformers in float32 (hidden_states omitted to save space)
 
@@ -316,8 +318,12 @@ def run_transformers(model, proj, inputs, dtype, want_hidden):
     mask = torch.ones(1, S, dtype=torch.long)
     cache = transformers.DynamicCache(config=model.config)
     out = model(inputs_embeds=embeds, position_ids=positions, attention_mask=mask,
-                cache=cache, use_cache=True, output_hidden_states=want_hidden)
+                cache=cache, use_cache=True, output_hidden_states=want_hidden, output_attentions=want_hidden)
     result = {"logits": out.logits[0].to(torch.float32).numpy()}
+    if want_hidden:
+        # Attention probabilities of the last prefill row, per layer and head: what FastV
+        # and Nüwa read ("the attention layer K-1 produced").
+        result["last_row_attention"] = torch.stack([a[0, :, -1, :] for a in out.attentions]).to(torch.float32).numpy()
     if want_hidden:
         # hidden_states[0..L-1] enter layers 0..L-1; transformers applies the final norm
         # to its last entry, so the raw output of the last layer is captured by a hook.
@@ -386,6 +392,8 @@ def write_case(path: Path, model_name: str, case: dict, inputs: dict, r64: dict,
             g.create_dataset("step_logits", data=r["step_logits"].astype(np.float32))
             g.create_dataset("greedy_tokens", data=r["greedy_tokens"])
             g.attrs["min_top2_margin"] = r["min_margin"]
+            if "last_row_attention" in r:
+                g.create_dataset("last_row_attention", data=r["last_row_attention"])
             if "hidden_entering" in r:
                 hs = torch.stack(r["hidden_entering"] + [last64]).to(torch.float32).numpy()
                 g.create_dataset("hidden_states", data=hs)

@@ -15,7 +15,7 @@ struct RerouteCommand: ParsableCommand {
             See SPEC.md for the model math, the tolerances and the file formats.
             """,
         version: "0.1.0",
-        subcommands: [VerifyCommand.self, InspectCommand.self, EnvCommand.self])
+        subcommands: [VerifyCommand.self, BudgetCommand.self, InspectCommand.self, EnvCommand.self])
 
     static func main() {
         do {

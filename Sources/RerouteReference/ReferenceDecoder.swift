@@ -31,6 +31,12 @@ public struct ReferenceState: Sendable {
     public var hiddenStates: [[[Double]]]
     public var caches: [LayerKVCache] = []
     public var plans: [LayerPlan] = []
+
+    public init(hiddenStates: [[[Double]]], caches: [LayerKVCache] = [], plans: [LayerPlan] = []) {
+        self.hiddenStates = hiddenStates
+        self.caches = caches
+        self.plans = plans
+    }
 }
 
 /// The scalar reference decoder (SPEC.md §2, §4, §5): a LLaMA / Qwen2 decoder written as the

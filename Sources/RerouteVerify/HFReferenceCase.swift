@@ -14,6 +14,8 @@ public struct HFReferenceRun: Sendable {
     /// `[L+1][S][d]` hidden states entering each layer, then the last layer's output
     /// (float64 run only).
     public var hiddenStates: [[[Float]]]?
+    /// `[L][H][S]` attention probabilities of the last prefill row (float64 run only).
+    public var lastRowAttention: [[[Float]]]?
 }
 
 /// A shipped case file: the prompt case plus transformers' outputs for it.
@@ -89,12 +91,23 @@ public struct HFReferenceCase: Sendable {
                 let (a, s, d) = (r.shape[0], r.shape[1], r.shape[2])
                 hidden = (0..<a).map { l in (0..<s).map { i in Array(r.values[((l * s + i) * d)..<((l * s + i + 1) * d)]) } }
             }
+            var attention: [[[Float]]]?
+            let ap = "/\(run)/last_row_attention"
+            if f.exists(ap) {
+                let r = try f.readFloats(ap)
+                guard r.shape.count == 3, r.shape[2] == promptCase.sequenceLength else {
+                    throw InputError(.badCase, file: path, object: ap, "shape \(r.shape), expected [L, H, S]")
+                }
+                let (a, h, s) = (r.shape[0], r.shape[1], r.shape[2])
+                attention = (0..<a).map { l in (0..<h).map { i in Array(r.values[((l * h + i) * s)..<((l * h + i + 1) * s)]) } }
+            }
             runs.append(HFReferenceRun(
                 name: run,
                 logits: try rows("/\(run)/logits", cols: promptCase.sequenceLength),
                 stepLogits: try rows("/\(run)/step_logits", cols: steps),
                 greedyTokens: try ints("/\(run)/greedy_tokens", rank: 1).values,
-                hiddenStates: hidden))
+                hiddenStates: hidden,
+                lastRowAttention: attention))
         }
         if runs.isEmpty { throw InputError(.badCase, file: path, "no transformers outputs (/float64 or /float32)") }
         return HFReferenceCase(file: path, model: model, promptCase: promptCase, runs: runs)

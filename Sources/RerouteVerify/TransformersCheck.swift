@@ -41,6 +41,16 @@ extension TransformersCheck {
                                                actual: l < prefill.hiddenStates.count ? prefill.hiddenStates[l] : [], tolerance: tol))
                 }
             }
+            if let attention = run.lastRowAttention {
+                // The scoring primitive (SPEC.md §8.1) against transformers' own attention.
+                let state = ReferenceState(hiddenStates: prefill.hiddenStates)
+                let all = Array(0..<c.sequenceLength)
+                for (l, expected) in attention.enumerated() where l < decoder.config.layers {
+                    let p = decoder.attentionProbabilities(
+                        ScoreRequest(layer: l, keys: all, keyPositions: c.positions.linear, queryRows: [all.count - 1]), state: state)
+                    tensors.append(compareRows("\(run.name)/last_row_attention[\(l)]", expected: widen(expected), actual: p[0], tolerance: tol))
+                }
+            }
             tensors.append(compareRows("\(run.name)/logits", expected: widen(run.logits), actual: allLogits, tolerance: tol))
             tensors.append(compareRows("\(run.name)/step_logits", expected: widen(run.stepLogits), actual: decode.stepLogits, tolerance: tol))
             exact.append(ExactComparison(name: "\(run.name)/greedy_tokens", expected: run.greedyTokens, actual: decode.tokens))

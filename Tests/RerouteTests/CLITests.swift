@@ -79,6 +79,17 @@ import Testing
         #expect(missing.status == 2 && missing.err.contains("/nonexistent/config.json"))
     }
 
+    @Test func budgetForLLaVAWithoutWeights() throws {
+        let r = try run(["budget", "--config", "golden/configs/llava-1.5-7b.json", "--policy", "pdrop"])
+        #expect(r.status == 0, "\(r.err)")
+        // PDrop paper: 270 average tokens, 1.78 TFLOPs (image-only MACs).
+        #expect(r.out.contains("pdrop") && r.out.contains("270.00") && r.out.contains("1.7774"))
+        let all = try run(["budget", "--config", "golden/configs/qwen2.5-vl-7b.json"])
+        #expect(all.status == 0 && all.out.contains("reroute-fastv-192") && all.out.contains("H_kv=4"))
+        #expect(try run(["budget", "--policy", "nope"]).status == 2)
+        #expect(try run(["budget", "--grid", "24"]).status == 2)
+    }
+
     @Test func usageErrorsExitTwoAndHelpExitsZero() throws {
         #expect(try run(["verify", "--no-such-flag"]).status == 2)
         #expect(try run(["frobnicate"]).status == 2)

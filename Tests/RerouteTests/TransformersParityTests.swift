@@ -33,7 +33,8 @@ import Testing
             Issue.record("\(t.name): \(t.gateFailure ?? "") NMSE \(t.nmse), worst \(t.worstRatio), first \(t.mismatches.first.map { "\($0)" } ?? "-")")
         }
         for e in check.exact { #expect(e.expected == e.actual, "\(e.name)") }
-        #expect(check.tensors.count == 2 * 2 + decoder.config.layers + 1)  // per run: logits, step logits; float64: L+1 hidden
+        // Per run: logits, step logits; float64 also L+1 hidden states and L attention rows.
+        #expect(check.tensors.count == 2 * 2 + decoder.config.layers + 1 + decoder.config.layers)
     }
 
     /// The float64 tolerance is tight enough to see a 10x change of ε in RMSNorm or a

@@ -1,0 +1,88 @@
+import ArgumentParser
+import Foundation
+import RerouteModel
+import RerouteRouting
+
+struct BudgetCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "budget",
+        abstract: "Print a policy's per-layer token counts, FLOPs and KV cache for a model shape.",
+        discussion: """
+            Needs only a config.json (no weights): a model folder, an HF config file, or one of
+            golden/configs (llava-1.5-7b.json, qwen2.5-vl-7b.json). Columns: processed text and
+            visual tokens per layer; FLOPs exact for this architecture (GQA, causal attention,
+            multiply-add = 2); MACs in the FastV-paper (n = all tokens, 2ndm) and PDrop-paper
+            (n = image tokens, 3ndm) conventions; KV entries and bytes. Totals and avg_T
+            (mean visual tokens per layer) follow. SPEC.md §8.13 gives the formulas.
+            Policies: \(PolicyCatalog.names.joined(separator: ", ")).
+            """)
+
+    @Option(help: "A config.json, or a model folder holding one.")
+    var config: String = "golden/configs/llava-1.5-7b.json"
+
+    @Option(help: "Policy name (see the list above), or 'all' for one summary line each.")
+    var policy: String = "all"
+
+    @Option(help: "Text tokens around the image (LLaVA-1.5's vicuna_v1 prompt: 35 before + a short question).")
+    var textTokens = 36
+
+    @Option(help: "Image grid ROWSxCOLS (LLaVA-1.5 at 336 px: 24x24).")
+    var grid = "24x24"
+
+    @Option(help: "Bytes per KV element (2 for fp16/bf16, 4 for f32).")
+    var kvBytes = 2
+
+    func run() throws {
+        var url = URL(fileURLWithPath: config)
+        var isDir: ObjCBool = false
+        if FileManager.default.fileExists(atPath: url.path, isDirectory: &isDir), isDir.boolValue {
+            url.appendPathComponent("config.json")
+        }
+        let c = try ModelConfig.load(from: url)
+        let parts = grid.lowercased().split(separator: "x").compactMap { Int($0) }
+        guard parts.count == 2, parts[0] > 0, parts[1] > 0 else { throw ValidationError("--grid must be ROWSxCOLS, got '\(grid)'") }
+        guard textTokens >= 1 else { throw ValidationError("--text-tokens must be at least 1") }
+        let g = ImageGrid(rows: parts[0], cols: parts[1])
+        let policies: [RoutingPolicy]
+        if policy == "all" {
+            policies = PolicyCatalog.all
+        } else {
+            guard let p = PolicyCatalog.named(policy) else {
+                throw ValidationError("unknown policy '\(policy)'; known: \(PolicyCatalog.names.joined(separator: ", "))")
+            }
+            policies = [p]
+        }
+        print("model: \(url.path) (\(c.family.rawValue), \(c.layers) layers, d=\(c.hiddenSize), H=\(c.heads), H_kv=\(c.kvHeads), m=\(c.intermediateSize))")
+        print("input: \(textTokens) text tokens, \(g.rows)x\(g.cols) = \(g.count) visual tokens, KV at \(kvBytes) bytes/element\n")
+        if policies.count == 1 {
+            let r = try BudgetCalculator.report(config: c, policy: policies[0], textTokens: textTokens, grid: g, bytesPerElement: kvBytes)
+            print(row(["layer", "text", "visual", "TFLOPs", "FastV-MACs(T)", "PDrop-MACs(T)", "KV entries", "KV MiB"]))
+            for l in r.layers {
+                print(row(["\(l.layer)", "\(l.textTokens)", "\(l.visualTokens)", t(l.flops), t(l.flopsFastVPaper), t(l.flopsPDropPaper),
+                           "\(l.kvEntries)", String(format: "%.2f", Double(l.kvBytes) / 1_048_576)]))
+            }
+            print("")
+        }
+        print(row(["policy", "avg_T", "TFLOPs", "FastV-MACs(T)", "PDrop-MACs(T)", "KV entries", "KV MiB", "matching"], width: 15))
+        for p in policies {
+            let r = try BudgetCalculator.report(config: c, policy: p, textTokens: textTokens, grid: g, bytesPerElement: kvBytes)
+            let matching: String = switch r.matching {
+            case .none: "-"
+            case .perLayer(let base): "per layer = \(base)"
+            case .averageTokens(let base): "avg_T ~ \(base)"
+            }
+            print(row([p.name, String(format: "%.2f", r.averageVisualTokens), t(r.totalFlops), t(r.totalFlopsFastVPaper),
+                       t(r.totalFlopsPDropPaper), "\(r.totalKVEntries)", String(format: "%.1f", Double(r.totalKVBytes) / 1_048_576), matching],
+                      width: 15))
+        }
+    }
+
+    func t(_ x: Double) -> String { String(format: "%.4f", x / 1e12) }
+
+    func row(_ cells: [String], width: Int = 14) -> String {
+        cells.enumerated().map { i, s in
+            let w = i == 0 ? max(width, 26) : width
+            return s.count >= w ? s + " " : s + String(repeating: " ", count: w - s.count)
+        }.joined()
+    }
+}
