@@ -257,3 +257,52 @@ import Testing
         try llm.validate(for: w.config, projector: w.projector, file: "test")
     }
 }
+
+/// What each shipped scorer asks the decoder for, on a hand-built run: which layer's
+/// weights, which keys (with which positions), which query rows.
+@Suite struct ScoreRequestTests {
+    /// 1 prefix token, 6 visual (2×3), 1 suffix: S = 8; gapped positions.
+    let c = PromptCase(name: "t", prefixTokens: [1], suffixTokens: [2],
+                       visual: .embeddings(Matrix(rows: 6, cols: 16, values: [Float](repeating: 0, count: 96))),
+                       grid: ImageGrid(rows: 2, cols: 3), positions: PositionIDs([0, 2, 3, 5, 6, 8, 9, 11]))
+
+    /// Runs a session on 8 layers with a probe whose score for visual token j is `weight[j]`
+    /// (the probability on key `1 + j`), recording every request.
+    func requests(_ policy: RoutingPolicy, weights: [Double]) throws -> ([ScoreRequest], RoutingSession) {
+        var session = try RoutingSession(policy: policy, llmCase: c, layers: 8, originalN: 6)
+        var seen: [ScoreRequest] = []
+        for l in 0..<8 {
+            _ = try session.plan(layer: l) { r in
+                seen.append(r)
+                let row = r.keys.map { k in (1...6).contains(k) ? weights[k - 1] : 0.01 }
+                return r.queryRows.map { _ in [row, row] }
+            }
+        }
+        return (seen, session)
+    }
+
+    @Test func fastVOfficialReadsThePreviousLayer() throws {
+        let (r, s) = try requests(.fastV(k: 2, r: 0.5), weights: [0.1, 0.5, 0.2, 0.4, 0.3, 0.0])
+        #expect(r.count == 1 && r[0].layer == 0)  // K = 2 remaps to 1 on 8 layers; layer 0 produced the attention
+        #expect(r[0].keys == Array(0..<8) && r[0].keyPositions == c.positions.linear && r[0].queryRows == [7])
+        #expect(s.decisions[0].kept == [1, 3, 4])  // round(6 · 0.5) = 3 best
+    }
+
+    @Test func rerouteKeysDeferredTokensAtOriginalPositions() throws {
+        let (r, s) = try requests(.rerouteFastV(tier: .t192), weights: [0.1, 0.5, 0.2, 0.4, 0.3, 0.0])
+        #expect(r.map(\.layer) == [1, 2, 4, 6])  // the decision layers' own Q/K
+        // Every decision sees all 8 tokens, deferred ones included, at their original positions.
+        for q in r { #expect(q.keys == Array(0..<8) && q.keyPositions == c.positions.linear && q.queryRows == [7]) }
+        #expect(s.decisions.allSatisfy { $0.candidates == Array(0..<6) && $0.kept == [1] })  // max(1, ⌊6·0.2644⌋) = 1
+    }
+
+    @Test func pdropScoresTheShrunkenReindexedSequence() throws {
+        let (r, s) = try requests(.pyramidDrop(), weights: [0.1, 0.5, 0.2, 0.4, 0.3, 0.0])
+        #expect(r.map(\.layer) == [2, 4, 6])
+        #expect(r[0].keys == Array(0..<8) && r[0].keyPositions == c.positions.linear)
+        // After keeping ⌊6·0.5⌋ = 3 tokens (visual 1, 3, 4 → sequence 2, 4, 5), positions are 0..<5.
+        #expect(s.decisions[0].kept == [1, 3, 4])
+        #expect(r[1].keys == [0, 2, 4, 5, 7] && r[1].keyPositions == [0, 1, 2, 3, 4])
+        #expect(s.decisions[1].candidates == [1, 3, 4] && s.decisions[1].kept == [1])
+    }
+}
