@@ -38,6 +38,26 @@ public final class HDF5File: @unchecked Sendable {
         return true
     }
 
+    /// Names of the links directly under a group, sorted by name.
+    public func children(of groupPath: String) throws -> [String] {
+        guard groupPath == "/" || exists(groupPath) else { throw HDF5Error(.missing, file: path, object: groupPath, "no such group") }
+        let g = H5Gopen2(id, groupPath, chdf5_p_default())
+        guard g >= 0 else { throw HDF5Error(.cannotOpen, file: path, object: groupPath, "not a group") }
+        defer { H5Gclose(g) }
+        var info = H5G_info_t()
+        guard H5Gget_info(g, &info) >= 0 else { throw HDF5Error(.ioFailed, file: path, object: groupPath, "cannot list") }
+        guard info.nlinks < 1 << 20 else { throw HDF5Error(.tooLarge, file: path, object: groupPath, "\(info.nlinks) members") }
+        var names: [String] = []
+        for i in 0..<info.nlinks {
+            let n = H5Lget_name_by_idx(g, ".", H5_INDEX_NAME, H5_ITER_INC, i, nil, 0, chdf5_p_default())
+            guard n >= 0 else { throw HDF5Error(.ioFailed, file: path, object: groupPath, "cannot read member \(i)") }
+            var buf = [CChar](repeating: 0, count: Int(n) + 1)
+            H5Lget_name_by_idx(g, ".", H5_INDEX_NAME, H5_ITER_INC, i, &buf, Int(n) + 1, chdf5_p_default())
+            names.append(String(cString: buf))
+        }
+        return names.sorted()
+    }
+
     /// Shape of a dataset (empty for a scalar).
     public func shape(_ objectPath: String) throws -> [Int] {
         try withDataset(objectPath) { ds in try Self.shape(of: ds, file: path, object: objectPath) }

@@ -16,6 +16,18 @@ public struct LayerBudget: Sendable, Equatable, Codable {
     public var kvEntries: Int
     /// `kvEntries · 2 (K and V) · H_kv · d_h · bytesPerElement`.
     public var kvBytes: Int
+
+    public init(layer: Int, textTokens: Int, visualTokens: Int, flops: Double, flopsFastVPaper: Double, flopsPDropPaper: Double,
+                kvEntries: Int, kvBytes: Int) {
+        self.layer = layer
+        self.textTokens = textTokens
+        self.visualTokens = visualTokens
+        self.flops = flops
+        self.flopsFastVPaper = flopsFastVPaper
+        self.flopsPDropPaper = flopsPDropPaper
+        self.kvEntries = kvEntries
+        self.kvBytes = kvBytes
+    }
 }
 
 /// Per-layer budget of a policy on a model and an input shape.
@@ -28,6 +40,16 @@ public struct BudgetReport: Sendable, Equatable, Codable {
     public var llmVisualTokens: Int
     public var matching: BudgetMatching
     public var bytesPerElement: Int
+
+    public init(policy: String, layers: [LayerBudget], imageTokens: Int, llmVisualTokens: Int, matching: BudgetMatching,
+                bytesPerElement: Int) {
+        self.policy = policy
+        self.layers = layers
+        self.imageTokens = imageTokens
+        self.llmVisualTokens = llmVisualTokens
+        self.matching = matching
+        self.bytesPerElement = bytesPerElement
+    }
 
     /// avg_T = Σ_l n_vis(l) / L, the tier convention of Reroute, Nüwa and PDrop Table 5.
     public var averageVisualTokens: Double { Double(layers.map(\.visualTokens).reduce(0, +)) / Double(layers.count) }
@@ -47,8 +69,7 @@ public enum BudgetCalculator {
         let n = grid.count
         var llmN = n
         if let stage = policy.visionStage {
-            let proposals = ((grid.rows + 1) / 2) * ((grid.cols + 1) / 2) * stage.perRegion
-            llmN = min(proposals, n, stage.countRule.count(of: n, ratio: stage.keepRatio))
+            llmN = min(stage.proposalCount(grid: grid), stage.countRule.count(of: n, ratio: stage.keepRatio))
         }
         let schedule = try policy.schedule(layers: c.layers, originalN: n, llmN: llmN)
         let visual = schedule.visualCounts(n: llmN, layers: c.layers)

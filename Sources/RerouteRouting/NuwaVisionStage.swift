@@ -113,6 +113,18 @@ public struct NuwaVisionStage: Sendable, Equatable, Codable {
         return out
     }
 
+    /// Number of region proposals on `grid`: each 2×2 region (smaller at odd edges) proposes
+    /// `min(perRegion, its cells)`; K1 can never exceed this.
+    public func proposalCount(grid: ImageGrid) -> Int {
+        var total = 0
+        for r0 in stride(from: 0, to: grid.rows, by: 2) {
+            for c0 in stride(from: 0, to: grid.cols, by: 2) {
+                total += min(perRegion, (min(r0 + 2, grid.rows) - r0) * (min(c0 + 2, grid.cols) - c0))
+            }
+        }
+        return total
+    }
+
     /// `torch.quantile` with linear interpolation: position `q · (n − 1)` in the sorted values.
     static func quantile(_ values: [Double], _ q: Double) -> Double {
         let v = values.sorted()

@@ -14,6 +14,10 @@ public struct RoutingSession: Sendable {
     public private(set) var decisions: [RoutingDecision] = []
     public private(set) var plans: [LayerPlan] = []
 
+    /// Lockstep replay: kept grid cells forced per decision layer (scores are still computed
+    /// and recorded; only the selection is taken from here).
+    public let forcedKept: [Int: [Int]]
+
     let prefixCount: Int
     let visualCount: Int
     let sequenceLength: Int
@@ -22,8 +26,9 @@ public struct RoutingSession: Sendable {
 
     /// - Parameters:
     ///   - originalN: visual tokens of the image before any vision-side stage (ratios are of it).
-    public init(policy: RoutingPolicy, llmCase: PromptCase, layers: Int, originalN: Int) throws {
+    public init(policy: RoutingPolicy, llmCase: PromptCase, layers: Int, originalN: Int, forcedKept: [Int: [Int]] = [:]) throws {
         self.policy = policy
+        self.forcedKept = forcedKept
         self.llmCase = llmCase
         schedule = try policy.schedule(layers: layers, originalN: originalN, llmN: llmCase.visual.count)
         prefixCount = llmCase.prefixTokens.count
@@ -117,7 +122,16 @@ public struct RoutingSession: Sendable {
             }
         }
         let k = schedule.counts[t]
-        let (kept, deferred) = try selectTopK(candidates: candidates, scores: scores, k: k, layer: l)
+        var (kept, deferred) = try selectTopK(candidates: candidates, scores: scores, k: k, layer: l)
+        if let forced = forcedKept[l] {
+            let cell = Dictionary(uniqueKeysWithValues: llmCase.gridIndices.enumerated().map { ($1, $0) })
+            let forcedLLM = forced.compactMap { cell[$0] }
+            guard forcedLLM.count == forced.count, Set(forcedLLM).isSubset(of: candidates), forcedLLM.count == kept.count else {
+                throw RoutingError.badInput("\(policy.name): forced route at layer \(l) (\(forced.count) tokens) is not \(kept.count) of the candidates")
+            }
+            kept = forcedLLM.sorted()
+            deferred = candidates.filter { !Set(forcedLLM).contains($0) }
+        }
         if policy.action == .delete { for j in deferred { alive[j] = false } }
         visualActive = kept
         let grid = llmCase.gridIndices
@@ -140,11 +154,13 @@ public struct RoutingRecord: Sendable {
 /// Runs a routed prefill on any layer-wise decoder: the vision-side stage (if any), then
 /// for each layer the session plans and the decoder executes.
 public enum RoutedPrefill {
-    public static func run<D: LayerwiseDecoder>(decoder: D, case c: PromptCase, policy: RoutingPolicy)
+    /// - Parameter forcedKept: lockstep replay; kept grid cells per decision layer.
+    public static func run<D: LayerwiseDecoder>(decoder: D, case c: PromptCase, policy: RoutingPolicy, forcedKept: [Int: [Int]] = [:])
         throws -> (state: D.State, record: RoutingRecord)
     {
         let llmCase = try policy.visionStage.map { try $0.apply(to: c) } ?? c
-        var session = try RoutingSession(policy: policy, llmCase: llmCase, layers: decoder.config.layers, originalN: c.grid.count)
+        var session = try RoutingSession(policy: policy, llmCase: llmCase, layers: decoder.config.layers, originalN: c.grid.count,
+                                         forcedKept: forcedKept)
         var state = try decoder.begin(llmCase)
         for l in 0..<decoder.config.layers {
             let current = state

@@ -6,7 +6,8 @@ public enum CountRule: String, Sendable, Equatable, Codable {
     case floor
     /// `max(1, ⌊N·r⌋)` (the Reroute release: `max(1, int(N * keep_ratio))`).
     case floorAtLeastOne
-    /// `round(N·r)`, halves away from zero (FastV's HF path: `round(N * (1 - R))`).
+    /// `round(N·r)` with halves to even, as Python 3's `round` (FastV's HF path:
+    /// `round(N * (1 - R))`).
     case round
     /// `⌈N·r⌉` (Nüwa on Qwen, stage 1).
     case ceil
@@ -18,7 +19,7 @@ public enum CountRule: String, Sendable, Equatable, Codable {
         switch self {
         case .floor: k = Int(x.rounded(.down))
         case .floorAtLeastOne: k = max(1, Int(x.rounded(.down)))
-        case .round: k = Int(x.rounded(.toNearestOrAwayFromZero))
+        case .round: k = Int(x.rounded(.toNearestOrEven))
         case .ceil: k = Int(x.rounded(.up))
         }
         return min(n, max(0, k))

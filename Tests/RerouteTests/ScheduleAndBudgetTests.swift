@@ -26,7 +26,9 @@ import Testing
     @Test func countRules() {
         #expect(CountRule.floor.count(of: 576, ratio: 0.001) == 0)
         #expect(CountRule.floorAtLeastOne.count(of: 576, ratio: 0.001) == 1)
-        #expect(CountRule.round.count(of: 5, ratio: 0.5) == 3)  // 2.5 rounds away from zero
+        #expect(CountRule.round.count(of: 5, ratio: 0.5) == 2)  // Python's round: 2.5 → 2, 3.5 → 4
+        #expect(CountRule.round.count(of: 7, ratio: 0.5) == 4)
+        #expect(CountRule.round.count(of: 9, ratio: 0.3) == 3)
         #expect(CountRule.ceil.count(of: 10, ratio: 0.31) == 4)
         #expect(CountRule.floorAtLeastOne.count(of: 10, ratio: 1.0) == 10)
     }
@@ -96,5 +98,21 @@ import Testing
         #expect(r.layers[0].kvEntries == 3 && r.layers[0].kvBytes == 3 * 2 * 2 * 4)
         // LLaVA-1.5-7B: 2 · 32 heads · 128 · 2 bytes = 16 KiB of fp16 KV per token per layer.
         #expect(try report(.dense).layers[0].kvBytes == 612 * 16384)
+    }
+}
+
+@Suite struct NuwaBudgetTests {
+    /// On an odd grid, edge regions propose fewer tokens; the budget's K1 is what stage 1 keeps.
+    @Test func budgetK1EqualsExecutedK1OnOddGrids() throws {
+        let w = withProjector(tinyRandomWeights(layers: 8), dv: 6, seed: 5)
+        for (rows, cols) in [(3, 3), (5, 7), (4, 6), (1, 5)] {
+            let c = randomCase(for: w, seed: 11, grid: ImageGrid(rows: rows, cols: cols), visionDim: 6)
+            for tier in Tier.allCases {
+                let policy = RoutingPolicy.nuwa(tier: tier)
+                let llm = try policy.visionStage!.apply(to: c)
+                let report = try BudgetCalculator.report(config: w.config, policy: policy, textTokens: 5, grid: c.grid)
+                #expect(report.llmVisualTokens == llm.visual.count, "\(rows)x\(cols) \(tier)")
+            }
+        }
     }
 }

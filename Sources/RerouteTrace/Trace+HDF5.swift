@@ -1,0 +1,214 @@
+import Foundation
+import RerouteHDF5
+import RerouteModel
+import RerouteRouting
+
+extension Trace {
+    /// Writes the trace atomically (temporary file, then rename). An existing file is
+    /// replaced only with `overwrite`.
+    public func write(to path: String, overwrite: Bool = false) throws {
+        let w = try HDF5Writer(creating: path, overwrite: overwrite)
+        let enc = JSONEncoder()
+        enc.outputFormatting = [.sortedKeys]
+        func json<T: Encodable>(_ v: T) throws -> String { String(decoding: try enc.encode(v), as: UTF8.self) }
+        let L = config.layers, S = sequenceLength, d = config.hiddenSize
+        try w.setAttribute("schema", Self.schema)
+        try w.setAttribute("schema_version", Self.schemaVersion)
+        try w.setAttribute("producer", provenance.producer)
+        try w.setAttribute("producer_version", provenance.producerVersion)
+        try w.setAttribute("producer_commit", provenance.producerCommit)
+        try w.setAttribute("decoder", provenance.decoder)
+        try w.setAttribute("mode", provenance.mode)
+        try w.setAttribute("model", provenance.model)
+        try w.setAttribute("case", input.name)
+        try w.setAttribute("seed", provenance.seed)
+        try w.setAttribute("model_config", try json(config))
+        try w.setAttribute("policy", try json(policy))
+
+        try PromptCaseIO.write(input, to: w)
+        for name in Self.inputDatasets(input) { try w.setAttribute("compare", CompareKind.bitwise.rawValue, on: "/inputs/\(name)") }
+
+        try w.createGroup("/llm")
+        if let g = llmGridIndices {
+            try w.write("/llm/visual_grid_indices", g, shape: [g.count])
+            try w.setAttribute("compare", CompareKind.exact.rawValue, on: "/llm/visual_grid_indices")
+        }
+        func put(_ p: String, _ v: [Float], _ shape: [Int], _ kind: CompareKind) throws {
+            try w.write(p, v, shape: shape)
+            try w.setAttribute("compare", kind.rawValue, on: p)
+        }
+        func put(_ p: String, _ v: [Double], _ shape: [Int], _ kind: CompareKind) throws {
+            try w.write(p, v, shape: shape)
+            try w.setAttribute("compare", kind.rawValue, on: p)
+        }
+        func put(_ p: String, _ v: [Int], _ shape: [Int], _ kind: CompareKind, type: HDF5StoredType = .int64) throws {
+            try w.write(p, v, shape: shape, type: type)
+            try w.setAttribute("compare", kind.rawValue, on: p)
+        }
+        try put("/prefill/hidden_states", hiddenStates.flatMap { $0.flatMap { $0 } }, [L + 1, S, d], .float)
+        var mask = [Int](repeating: 0, count: L * S)
+        var positions = [Int](repeating: -1, count: L * S)
+        for l in 0..<L {
+            for (i, t) in processed[l].enumerated() {
+                mask[l * S + t] = 1
+                positions[l * S + t] = layerPositions[l][i]
+            }
+        }
+        try put("/prefill/processed", mask, [L, S], .set, type: .uint8)
+        try put("/prefill/positions", positions, [L, S], .exact)
+        try put("/prefill/decode_positions", decodePositions, [L], .exact)
+        try put("/prefill/kv_length", kvLength, [L], .exact)
+        try put("/prefill/logits", lastLogits, [lastLogits.count], .float)
+        try w.createGroup("/prefill/decisions")
+        for (t, dec) in decisions.enumerated() {
+            let g = String(format: "/prefill/decisions/%02d", t)
+            try w.createGroup(g)
+            try w.setAttribute("layer", dec.layer, on: g)
+            try w.setAttribute("budget", dec.budget, on: g)
+            try put("\(g)/candidates", dec.candidates, [dec.candidates.count], .set)
+            try put("\(g)/kept", dec.kept, [dec.kept.count], .set)
+            try put("\(g)/deferred", dec.deferred, [dec.deferred.count], .set)
+            try put("\(g)/scores", dec.scores, [dec.scores.count], .float)
+        }
+        try put("/decode/tokens", decodeTokens, [decodeTokens.count], .exact)
+        try put("/decode/step_logits", stepLogits.flatMap { $0 }, [stepLogits.count, config.vocabSize], .float)
+        try put("/decode/kv_length", kvLengthAfterDecode, [L], .exact)
+        try put("/budget/text_tokens", budget.layers.map(\.textTokens), [L], .exact)
+        try put("/budget/visual_tokens", budget.layers.map(\.visualTokens), [L], .exact)
+        try put("/budget/kv_entries", budget.layers.map(\.kvEntries), [L], .exact)
+        try put("/budget/kv_bytes", budget.layers.map(\.kvBytes), [L], .exact)
+        try put("/budget/flops", budget.layers.map(\.flops), [L], .exact)
+        try put("/budget/flops_fastv_paper", budget.layers.map(\.flopsFastVPaper), [L], .exact)
+        try put("/budget/flops_pdrop_paper", budget.layers.map(\.flopsPDropPaper), [L], .exact)
+        try w.setAttribute("avg_visual_tokens", budget.averageVisualTokens, on: "/budget")
+        try w.setAttribute("image_tokens", budget.imageTokens, on: "/budget")
+        try w.setAttribute("llm_visual_tokens", budget.llmVisualTokens, on: "/budget")
+        try w.setAttribute("bytes_per_element", budget.bytesPerElement, on: "/budget")
+        try w.setAttribute("matching", try json(budget.matching), on: "/budget")
+        try w.commit()
+    }
+
+    static func inputDatasets(_ c: PromptCase) -> [String] {
+        var names = ["prefix_ids", "suffix_ids", "grid", "positions", "decode_steps"]
+        switch c.visual {
+        case .features: names.append("visual_features")
+        case .embeddings: names.append("visual_embeddings")
+        }
+        if c.visionSide != nil { names += ["vision_side/cls_attention", "vision_side/similarity_features"] }
+        return names
+    }
+
+    /// Reads and validates a trace: schema name and version, every dataset present with the
+    /// shape the config and the sequence imply, no NaN, consistent routes. Errors name the
+    /// file and the dataset.
+    public static func read(from path: String) throws -> Trace {
+        let f = try HDF5File(readingFrom: path)
+        func bad(_ object: String, _ why: String) -> InputError { InputError(.badCase, file: path, object: object, why) }
+        let schema = try f.stringAttribute("schema")
+        guard schema == Self.schema else { throw bad("/@schema", "'\(schema)', expected '\(Self.schema)'") }
+        let version = try f.intAttribute("schema_version")
+        guard version == Self.schemaVersion else {
+            throw bad("/@schema_version", "version \(version); this build reads version \(Self.schemaVersion)")
+        }
+        let dec = JSONDecoder()
+        func decode<T: Decodable>(_ type: T.Type, _ attr: String, of obj: String = "/") throws -> T {
+            let text = try f.stringAttribute(attr, of: obj)
+            do { return try dec.decode(T.self, from: Data(text.utf8)) } catch {
+                throw bad(obj == "/" ? "/@\(attr)" : "\(obj)@\(attr)", "not a valid \(T.self) JSON: \(error)")
+            }
+        }
+        let config = try decode(ModelConfig.self, "model_config")
+        try config.validate(file: path)
+        let policy = try decode(RoutingPolicy.self, "policy")
+        let producer = try f.stringAttribute("producer"), producerVersion = try f.stringAttribute("producer_version")
+        let producerCommit = try f.stringAttribute("producer_commit"), decoderName = try f.stringAttribute("decoder")
+        let mode = try f.stringAttribute("mode"), model = try f.stringAttribute("model"), seed = try f.intAttribute("seed")
+        let provenance = TraceProvenance(producer: producer, producerVersion: producerVersion, producerCommit: producerCommit,
+                                         decoder: decoderName, mode: mode, model: model, seed: seed)
+        let input = try PromptCaseIO.read(f, name: try f.stringAttribute("case"))
+        let L = config.layers, d = config.hiddenSize, V = config.vocabSize
+
+        func floats(_ p: String, _ shape: [Int?]) throws -> [Float] {
+            let r = try f.readFloats(p)
+            try check(p, r.shape, shape)
+            if r.values.contains(where: \.isNaN) { throw InputError(.badValue, file: path, object: p, "contains NaN") }
+            return r.values
+        }
+        func doubles(_ p: String, _ shape: [Int?]) throws -> [Double] {
+            let r = try f.readDoubles(p)
+            try check(p, r.shape, shape)
+            if r.values.contains(where: \.isNaN) { throw InputError(.badValue, file: path, object: p, "contains NaN") }
+            return r.values
+        }
+        func ints(_ p: String, _ shape: [Int?]) throws -> [Int] {
+            let r = try f.readInts(p)
+            try check(p, r.shape, shape)
+            return r.values
+        }
+        func check(_ p: String, _ actual: [Int], _ expected: [Int?]) throws {
+            guard actual.count == expected.count, zip(actual, expected).allSatisfy({ $1 == nil || $0 == $1 }) else {
+                throw InputError(.badShape, file: path, object: p,
+                                 "shape \(actual), expected \(expected.map { $0.map(String.init) ?? "*" })")
+            }
+        }
+        let hiddenShape = try f.shape("/prefill/hidden_states")
+        guard hiddenShape.count == 3 else { throw InputError(.badShape, file: path, object: "/prefill/hidden_states", "shape \(hiddenShape), expected [L+1, S, d]") }
+        let S = hiddenShape[1]
+        let hiddenFlat = try floats("/prefill/hidden_states", [L + 1, S, d])
+        let hidden = (0...L).map { l in (0..<S).map { i in Array(hiddenFlat[((l * S + i) * d)..<((l * S + i + 1) * d)]) } }
+        let mask = try ints("/prefill/processed", [L, S])
+        let pos = try ints("/prefill/positions", [L, S])
+        var processed: [[Int]] = [], layerPositions: [[Int]] = []
+        for l in 0..<L {
+            let active = (0..<S).filter { mask[l * S + $0] != 0 }
+            processed.append(active)
+            layerPositions.append(active.map { pos[l * S + $0] })
+        }
+        var llmGrid: [Int]?
+        if f.exists("/llm/visual_grid_indices") { llmGrid = try ints("/llm/visual_grid_indices", [nil]) }
+        let llmVisual = llmGrid?.count ?? input.visual.count
+        guard S == input.prefixTokens.count + llmVisual + input.suffixTokens.count else {
+            throw InputError(.badShape, file: path, object: "/prefill/hidden_states",
+                             "\(S) sequence rows, the inputs give \(input.prefixTokens.count + llmVisual + input.suffixTokens.count)")
+        }
+        var decisions: [RoutingDecision] = []
+        for g in try f.children(of: "/prefill/decisions") {
+            let p = "/prefill/decisions/\(g)"
+            let candidates = try ints("\(p)/candidates", [nil])
+            let scores = try doubles("\(p)/scores", [candidates.count])
+            decisions.append(RoutingDecision(layer: try f.intAttribute("layer", of: p), candidates: candidates,
+                                             kept: try ints("\(p)/kept", [nil]), deferred: try ints("\(p)/deferred", [nil]),
+                                             scores: scores, budget: try f.intAttribute("budget", of: p)))
+        }
+        let tokens = try ints("/decode/tokens", [nil])
+        let step = try floats("/decode/step_logits", [tokens.count, V])
+        let budgetLayers = try readBudget(f, L: L, ints: ints, doubles: doubles)
+        let imageTokens = try f.intAttribute("image_tokens", of: "/budget")
+        let llmVisualTokens = try f.intAttribute("llm_visual_tokens", of: "/budget")
+        let matching = try decode(BudgetMatching.self, "matching", of: "/budget")
+        let bytesPerElement = try f.intAttribute("bytes_per_element", of: "/budget")
+        let budget = BudgetReport(policy: policy.name, layers: budgetLayers, imageTokens: imageTokens, llmVisualTokens: llmVisualTokens,
+                                  matching: matching, bytesPerElement: bytesPerElement)
+        let decodePositions = try ints("/prefill/decode_positions", [L])
+        let kvLength = try ints("/prefill/kv_length", [L])
+        let lastLogits = try floats("/prefill/logits", [V])
+        let kvAfter = try ints("/decode/kv_length", [L])
+        let stepLogits: [[Float]] = (0..<tokens.count).map { Array(step[($0 * V)..<(($0 + 1) * V)]) }
+        return Trace(provenance: provenance, config: config, policy: policy, input: input, llmGridIndices: llmGrid,
+                     hiddenStates: hidden, processed: processed, layerPositions: layerPositions,
+                     decodePositions: decodePositions, kvLength: kvLength, lastLogits: lastLogits, decisions: decisions,
+                     decodeTokens: tokens, stepLogits: stepLogits, kvLengthAfterDecode: kvAfter, budget: budget)
+    }
+
+    private static func readBudget(_ f: HDF5File, L: Int, ints: (String, [Int?]) throws -> [Int],
+                                   doubles: (String, [Int?]) throws -> [Double]) throws -> [LayerBudget] {
+        let text = try ints("/budget/text_tokens", [L]), visual = try ints("/budget/visual_tokens", [L])
+        let entries = try ints("/budget/kv_entries", [L]), bytes = try ints("/budget/kv_bytes", [L])
+        let flops = try doubles("/budget/flops", [L]), fastv = try doubles("/budget/flops_fastv_paper", [L])
+        let pdrop = try doubles("/budget/flops_pdrop_paper", [L])
+        return (0..<L).map { l in
+            LayerBudget(layer: l, textTokens: text[l], visualTokens: visual[l], flops: flops[l], flopsFastVPaper: fastv[l],
+                        flopsPDropPaper: pdrop[l], kvEntries: entries[l], kvBytes: bytes[l])
+        }
+    }
+}

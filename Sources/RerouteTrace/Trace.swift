@@ -1,0 +1,102 @@
+import RerouteModel
+import RerouteRouting
+
+/// How a trace dataset is compared (its `compare` attribute, SPEC.md §9).
+public enum CompareKind: String, Sendable, Codable {
+    /// Floating point within a tolerance (§7).
+    case float
+    /// Equal element by element (integers, positions, tokens).
+    case exact
+    /// Equal as sets (routes); differences reported with Jaccard distance.
+    case set
+    /// Bit-identical (inputs).
+    case bitwise
+}
+
+/// Where a trace came from.
+public struct TraceProvenance: Sendable, Equatable {
+    public var producer: String
+    public var producerVersion: String
+    /// Git commit of the producer when known, else "unknown".
+    public var producerCommit: String
+    /// "reference", "fast", "transformers", …
+    public var decoder: String
+    /// "free" (routes decided by the run) or "lockstep" (routes forced from another trace).
+    public var mode: String
+    public var model: String
+    public var seed: Int
+
+    public init(producer: String = "reroute", producerVersion: String = Trace.producerVersion, producerCommit: String = "unknown",
+                decoder: String, mode: String = "free", model: String, seed: Int) {
+        self.producer = producer
+        self.producerVersion = producerVersion
+        self.producerCommit = producerCommit
+        self.decoder = decoder
+        self.mode = mode
+        self.model = model
+        self.seed = seed
+    }
+}
+
+/// One run of one policy on one case: everything needed to check it again (SPEC.md §9).
+///
+/// Sequence indices below are those of the LLM-side sequence (after any vision-side
+/// stage); visual indices in decisions are grid cells of the original image.
+public struct Trace: Sendable {
+    public static let schema = "reroute.trace"
+    public static let schemaVersion = 1
+    public static let producerVersion = "0.1.0"
+
+    public var provenance: TraceProvenance
+    public var config: ModelConfig
+    public var policy: RoutingPolicy
+    /// The case as given (before any vision-side stage).
+    public var input: PromptCase
+    /// Grid cell of each LLM visual token (nil: all cells, no vision-side stage).
+    public var llmGridIndices: [Int]?
+    /// `[L+1][S'][d]` hidden states entering each layer; the last is the last layer's output.
+    public var hiddenStates: [[[Float]]]
+    /// `[L]` sequence indices each layer processed, ascending.
+    public var processed: [[Int]]
+    /// `[L]` position ids used by each layer for its processed tokens (same order).
+    public var layerPositions: [[Int]]
+    /// `[L]` position of the first generated token at each layer.
+    public var decodePositions: [Int]
+    /// `[L]` KV-cache length of each layer after prefill.
+    public var kvLength: [Int]
+    /// `[V]` logits of the last prefill position.
+    public var lastLogits: [Float]
+    public var decisions: [RoutingDecision]
+    /// Greedy tokens and the logits each was chosen from (`[T]`, `[T][V]`).
+    public var decodeTokens: [Int]
+    public var stepLogits: [[Float]]
+    /// `[L]` KV-cache length of each layer after decoding.
+    public var kvLengthAfterDecode: [Int]
+    /// Per-layer text and visual counts, FLOPs and KV bytes of the policy on this case.
+    public var budget: BudgetReport
+
+    public init(provenance: TraceProvenance, config: ModelConfig, policy: RoutingPolicy, input: PromptCase,
+                llmGridIndices: [Int]?, hiddenStates: [[[Float]]], processed: [[Int]], layerPositions: [[Int]],
+                decodePositions: [Int], kvLength: [Int], lastLogits: [Float], decisions: [RoutingDecision],
+                decodeTokens: [Int], stepLogits: [[Float]], kvLengthAfterDecode: [Int], budget: BudgetReport) {
+        self.provenance = provenance
+        self.config = config
+        self.policy = policy
+        self.input = input
+        self.llmGridIndices = llmGridIndices
+        self.hiddenStates = hiddenStates
+        self.processed = processed
+        self.layerPositions = layerPositions
+        self.decodePositions = decodePositions
+        self.kvLength = kvLength
+        self.lastLogits = lastLogits
+        self.decisions = decisions
+        self.decodeTokens = decodeTokens
+        self.stepLogits = stepLogits
+        self.kvLengthAfterDecode = kvLengthAfterDecode
+        self.budget = budget
+    }
+
+    /// Length of the LLM-side sequence S'.
+    public var sequenceLength: Int { hiddenStates.first?.count ?? 0 }
+}
