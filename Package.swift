@@ -13,6 +13,7 @@ let package = Package(
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
         .package(url: "https://github.com/x-sheep/swift-property-based", from: "2.0.0"),
+        .package(url: "https://github.com/apple/swift-crypto", from: "3.0.0"),
     ],
     targets: [
         // System libraries, found through pkg-config (Debian: libhdf5-dev, libopenblas-dev).
@@ -31,7 +32,10 @@ let package = Package(
         // HDF5 traces: the schema (SPEC.md §9), reading and writing.
         .target(name: "RerouteTrace", dependencies: ["RerouteModel", "RerouteHDF5", "RerouteRouting"]),
         // Golden cases and traces, the comparison library, replay and the `verify` job.
-        .target(name: "RerouteVerify", dependencies: ["RerouteModel", "RerouteHDF5", "RerouteReference", "RerouteRouting", "RerouteTrace"]),
+        .target(name: "RerouteVerify", dependencies: [
+            "RerouteModel", "RerouteHDF5", "RerouteReference", "RerouteRouting", "RerouteTrace",
+            .product(name: "Crypto", package: "swift-crypto"),  // SHA-256 of the golden manifest
+        ]),
         // The `reroute` command.
         .executableTarget(
             name: "RerouteCLI",

@@ -14,6 +14,7 @@ static inline hid_t chdf5_s_all(void)         { return H5S_ALL; }
 static inline hid_t chdf5_e_default(void)     { return H5E_DEFAULT; }
 static inline hid_t chdf5_p_dataset_create(void) { return H5P_DATASET_CREATE; }
 static inline hid_t chdf5_p_file_access(void) { return H5P_FILE_ACCESS; }
+static inline hid_t chdf5_p_group_create(void) { return H5P_GROUP_CREATE; }
 static inline hid_t chdf5_t_native_float(void)  { return H5T_NATIVE_FLOAT; }
 static inline hid_t chdf5_t_native_double(void) { return H5T_NATIVE_DOUBLE; }
 static inline hid_t chdf5_t_native_int32(void)  { return H5T_NATIVE_INT32; }

@@ -2,6 +2,8 @@ import ArgumentParser
 import Foundation
 import RerouteHDF5
 import RerouteModel
+import RerouteRouting
+import RerouteVerify
 
 /// `reroute`: the suite's command line. Exit codes are fixed (as h5diff's):
 /// 0 = everything matched, 1 = differences found, 2 = error (bad input, bad usage).
@@ -15,7 +17,8 @@ struct RerouteCommand: ParsableCommand {
             See SPEC.md for the model math, the tolerances and the file formats.
             """,
         version: "0.1.0",
-        subcommands: [VerifyCommand.self, BudgetCommand.self, InspectCommand.self, EnvCommand.self])
+        subcommands: [VerifyCommand.self, RunCommand.self, DiffCommand.self, ShowCommand.self, RoutesCommand.self, BudgetCommand.self,
+                      GoldenCommand.self, InspectCommand.self, EnvCommand.self])
 
     static func main() {
         do {
@@ -26,6 +29,10 @@ struct RerouteCommand: ParsableCommand {
         } catch let error as InputError {
             fail(error.description)
         } catch let error as HDF5Error {
+            fail(error.description)
+        } catch let error as RoutingError {
+            fail(error.description)
+        } catch let error as VerifyError {
             fail(error.description)
         } catch {
             let code = exitCode(for: error)

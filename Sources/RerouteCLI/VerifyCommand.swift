@@ -2,24 +2,31 @@ import ArgumentParser
 import Foundation
 import RerouteModel
 import RerouteReference
+import RerouteTrace
 import RerouteVerify
 
 struct VerifyCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "verify",
-        abstract: "Run every shipped case and check the reference decoder against transformers.",
+        abstract: "The main job: check the reference decoder against transformers and every golden trace.",
         discussion: """
-            For each model folder under --models (config.json, safetensors, cases/*.h5), runs
-            the scalar reference decoder on every case and compares with the outputs that
-            Hugging Face transformers produced (tools/make_tiny_models.py): hidden states entering
-            every layer, logits at every prefill position and at each greedy step, within the
-            tolerances of SPEC.md §7, and the greedy tokens exactly.
-            Prints one line per case and run, then a summary. Exit 0 if all pass, 1 if any
-            differs, 2 on an input error.
+            1. For each model folder under --models (config.json, safetensors, cases/*.h5), runs the
+               scalar reference decoder on every case and compares with the outputs Hugging Face
+               transformers produced (tools/make_tiny_models.py): hidden states entering every layer,
+               last-row attention, logits at every prefill position and at each greedy step, within
+               the tolerances of SPEC.md §7, and the greedy tokens exactly.
+            2. Checks --traces against its MANIFEST.json (SHA-256 of every file), then re-runs every
+               golden trace's policy on its inputs and diffs the result against the golden
+               (SPEC.md §9.3). Route differences that are tie flips within ε are replayed in lockstep
+               (routes forced from the golden); the table says which mode decided.
+            Prints tables and a summary. Exit 0 if all pass, 1 if any differs, 2 on an input error.
             """)
 
     @Option(name: .long, help: "Folder holding one subfolder per model.")
     var models: String?
+
+    @Option(name: .long, help: "Golden traces folder (with MANIFEST.json); 'none' to skip.")
+    var traces: String = "golden/traces"
 
     @Flag(name: .shortAndLong, help: "Print every compared tensor, not only failures.")
     var verbose = false
@@ -46,10 +53,52 @@ struct VerifyCommand: ParsableCommand {
             }
         }
         print(VerifyReport.render(results, verbose: verbose, maxReported: maxReported))
-        let failed = results.filter { !$0.passed }.count
-        print(String(format: "%d case(s), %d passed, %d failed (%.1f s)", results.count, results.count - failed, failed,
+        var failed = results.filter { !$0.passed }.count
+        var total = results.count
+        if traces != "none" {
+            let (n, bad) = try verifyTraces(modelsRoot: root)
+            total += n
+            failed += bad
+        }
+        print(String(format: "verify: %d check(s), %d passed, %d failed (%.1f s)", total, total - failed, failed,
                      Date().timeIntervalSince(start)))
         if failed > 0 { throw ExitCode(1) }
+    }
+
+    /// Golden traces: manifest, then each trace re-run and diffed. Returns (checks, failures).
+    func verifyTraces(modelsRoot: URL) throws -> (Int, Int) {
+        let dir = URL(fileURLWithPath: traces)
+        let manifest = try GoldenManifest.load(from: dir)
+        let problems = manifest.problems(in: dir)
+        print("\ngolden traces: \(dir.path) (\(manifest.files.count) files, generator \(manifest.generatorCommit), seed \(manifest.seed))")
+        for p in problems { print("FAIL manifest: \(p)") }
+        var decoders: [String: ReferenceDecoder] = [:]
+        var checks: [TraceCheck] = []
+        for (i, entry) in manifest.files.enumerated() {
+            let path = dir.appendingPathComponent(entry.path).path
+            let golden = try Trace.read(from: path)
+            if decoders[entry.model] == nil {
+                let mdir = modelsRoot.appendingPathComponent(entry.model)
+                guard FileManager.default.fileExists(atPath: mdir.appendingPathComponent("config.json").path) else {
+                    throw VerifyError.missingModel(path, entry.model)
+                }
+                decoders[entry.model] = ReferenceDecoder(weights: try ModelWeights.load(directory: mdir))
+            }
+            let check = try TraceCheck.run(decoder: decoders[entry.model]!, golden: golden, file: entry.path)
+            checks.append(check)
+            progress("  [\(i + 1)/\(manifest.files.count)] \(entry.path) \(check.passed ? "ok" : "DIFFERS") (\(check.mode))")
+        }
+        print(pad("trace", 34) + pad("decoder", 10) + pad("mode", 9) + pad("objects", 8) + pad("tie flips", 10) + "status")
+        for c in checks {
+            print(pad(c.file, 34) + pad(c.decoder, 10) + pad(c.mode, 9) + pad("\(c.verdict.items.count)", 8)
+                  + pad("\(c.verdict.tieFlips.count)", 10) + (c.passed ? "ok" : "FAILED"))
+        }
+        for c in checks where !c.passed {
+            print("\nFAIL \(c.file) (\(c.mode))")
+            print(c.verdict.render(verbose: verbose))
+        }
+        let failures = checks.filter { !$0.passed }.count + (problems.isEmpty ? 0 : 1)
+        return (checks.count + 1, failures)
     }
 }
 
@@ -57,7 +106,6 @@ struct VerifyCommand: ParsableCommand {
 enum VerifyReport {
     static func render(_ results: [TransformersCheck], verbose: Bool, maxReported: Int) -> String {
         var lines: [String] = []
-        func pad(_ s: String, _ n: Int) -> String { s.count >= n ? s : s + String(repeating: " ", count: n - s.count) }
         lines.append(pad("model", 12) + pad("case", 28) + pad("run", 9) + pad("tensors", 9) + pad("worst/bound", 13)
                      + pad("max NMSE", 11) + pad("tokens", 8) + "status")
         for r in results {

@@ -74,7 +74,11 @@ public final class HDF5Writer: @unchecked Sendable {
         for part in groupPath.split(separator: "/") {
             prefix += "/" + part
             if H5Lexists(id, prefix, chdf5_p_default()) > 0 { continue }
-            let g = H5Gcreate2(id, prefix, chdf5_p_default(), chdf5_p_default(), chdf5_p_default())
+            // No modification times in object headers: the same content gives the same bytes.
+            let gcpl = H5Pcreate(chdf5_p_group_create())
+            defer { H5Pclose(gcpl) }
+            H5Pset_obj_track_times(gcpl, false)
+            let g = H5Gcreate2(id, prefix, chdf5_p_default(), gcpl, chdf5_p_default())
             guard g >= 0 else { throw HDF5Error(.cannotCreate, file: path, object: prefix, "cannot create group") }
             H5Gclose(g)
         }
@@ -109,6 +113,7 @@ public final class HDF5Writer: @unchecked Sendable {
         defer { H5Sclose(space) }
         let dcpl = H5Pcreate(chdf5_p_dataset_create())
         defer { H5Pclose(dcpl) }
+        H5Pset_obj_track_times(dcpl, false)
         if values.count > Self.chunkThreshold, !shape.contains(0) {
             // Chunks of whole trailing rows, about 64 KiB.
             var chunk = dims

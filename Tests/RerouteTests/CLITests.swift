@@ -42,7 +42,8 @@ import Testing
     @Test func verifyPassesOnShippedGoldens() throws {
         let r = try run(["verify"])
         #expect(r.status == 0, "\(r.out)\(r.err)")
-        #expect(r.out.contains("4 case(s), 4 passed, 0 failed"))
+        #expect(r.out.contains("verify: 41 check(s), 41 passed, 0 failed"))
+        #expect(r.out.contains("tiny-qwen2/reroute-nuwa-64.h5"))
         #expect(r.err.contains("[2/2]"))  // progress goes to stderr
     }
 
@@ -53,7 +54,7 @@ import Testing
         let text = try String(contentsOf: config, encoding: .utf8)
         try text.replacingOccurrences(of: "\"rms_norm_eps\": 1e-05", with: "\"rms_norm_eps\": 1e-04")
             .write(to: config, atomically: true, encoding: .utf8)
-        let r = try run(["verify", "--models", dir.url.path])
+        let r = try run(["verify", "--models", dir.url.path, "--traces", "none"])
         #expect(r.status == 1, "\(r.out)\(r.err)")
         #expect(r.out.contains("Failures ("))
         #expect(r.out.contains("FAIL tiny-llama/features-12x12-contiguous float64/hidden[1]"))
@@ -65,7 +66,7 @@ import Testing
         let weights = dir.url.appendingPathComponent("tiny-llama/model.safetensors")
         let bytes = try Data(contentsOf: weights)
         try bytes.prefix(5000).write(to: weights)
-        let r = try run(["verify", "--models", dir.url.path])
+        let r = try run(["verify", "--models", dir.url.path, "--traces", "none"])
         #expect(r.status == 2)
         #expect(r.err.contains("model.safetensors"), "\(r.err)")
         #expect(r.err.contains("reroute: error:"))

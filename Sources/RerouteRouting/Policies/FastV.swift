@@ -4,7 +4,7 @@ extension RoutingPolicy {
     /// before layer K, keep `round(N·(1−R))`, original positions. Paper defaults K=2, R=50%.
     public static func fastV(k: Int = 2, r: Double = 0.5) -> RoutingPolicy {
         RoutingPolicy(
-            name: "fastv",
+            name: k == 2 && r == 0.5 ? "fastv" : "fastv-k\(k)-r\(Int((r * 100).rounded()))",
             scorer: Scorer(query: .lastToken, attention: .producedByPreviousLayer, heads: .mean, domain: .activeTokens),
             decisionLayers: [k], keepRatios: [1 - r], countRule: .round, action: .delete, positions: .original)
     }

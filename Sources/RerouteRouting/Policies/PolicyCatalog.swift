@@ -1,7 +1,8 @@
 /// Every shipped policy by name (`reroute run --policy NAME`, goldens, conformance).
 public enum PolicyCatalog {
     public static var all: [RoutingPolicy] {
-        var list: [RoutingPolicy] = [.dense, .fastV(), .pyramidDrop(), .pyramidDropOriginalPositions()]
+        var list: [RoutingPolicy] = [.dense, .fastV(), .fastV(k: 2, r: 0.75), .pyramidDrop(), .pyramidDrop(lambda: 0.25),
+                                     .pyramidDropOriginalPositions()]
         for tier in Tier.allCases {
             list += [.fastVRelease(tier: tier), .pyramidDropRelease(tier: tier), .nuwa(tier: tier),
                      .rerouteFastV(tier: tier), .reroutePDrop(tier: tier), .rerouteNuwa(tier: tier)]

@@ -6,7 +6,7 @@ extension RoutingPolicy {
     /// re-indexed `0 ..< n` after each stage, decode positions shifted to match.
     public static func pyramidDrop(lambda: Double = 0.5) -> RoutingPolicy {
         RoutingPolicy(
-            name: "pdrop",
+            name: lambda == 0.5 ? "pdrop" : "pdrop-lambda\(lambda)",
             scorer: Scorer(query: .lastInstructionToken, attention: .decisionLayerInput, heads: .mean, domain: .activeTokens),
             decisionLayers: [8, 16, 24], keepRatios: [lambda, lambda * lambda, lambda * lambda * lambda],
             countRule: .floor, action: .delete, positions: .reindexed)
@@ -15,7 +15,7 @@ extension RoutingPolicy {
     /// Official PyramidDrop with original positions kept (named variant).
     public static func pyramidDropOriginalPositions(lambda: Double = 0.5) -> RoutingPolicy {
         var p = pyramidDrop(lambda: lambda)
-        p.name = "pdrop-original-positions"
+        p.name = lambda == 0.5 ? "pdrop-original-positions" : "pdrop-lambda\(lambda)-original-positions"
         p.positions = .original
         return p
     }
