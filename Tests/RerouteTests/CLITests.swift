@@ -1,4 +1,5 @@
 import Foundation
+import RerouteVerify
 import Testing
 
 /// The `reroute` binary end to end: output and the fixed exit codes (0 / 1 / 2).
@@ -89,6 +90,73 @@ import Testing
         #expect(all.status == 0 && all.out.contains("reroute-fastv-192") && all.out.contains("H_kv=4"))
         #expect(try run(["budget", "--policy", "nope"]).status == 2)
         #expect(try run(["budget", "--grid", "24"]).status == 2)
+    }
+
+    @Test func runShowDiffRoutes() throws {
+        let dir = try TempDir()
+        defer { dir.cleanup() }
+        let out = dir.path("t.h5")
+        let caseFile = "golden/models/tiny-qwen2/cases/features-12x12-contiguous.h5"
+        let r = try run(["run", "--model", "golden/models/tiny-qwen2", "--case", caseFile, "--policy", "reroute-pdrop-192", "--out", out])
+        #expect(r.status == 0, "\(r.err)")
+        // Never over an existing file without --overwrite.
+        let again = try run(["run", "--model", "golden/models/tiny-qwen2", "--case", caseFile, "--policy", "reroute-pdrop-192", "--out", out])
+        #expect(again.status == 2 && again.err.contains("--overwrite"))
+        let show = try run(["show", out])
+        #expect(show.status == 0 && show.out.contains("reroute-pdrop-192") && show.out.contains("decisions"))
+        let same = try run(["diff", out, out])
+        #expect(same.status == 0 && same.out.contains("0 differ"))
+        // A different policy on the same case: differences, exit 1, JSON report.
+        let other = dir.path("o.h5")
+        #expect(try run(["run", "--model", "golden/models/tiny-qwen2", "--case", caseFile, "--policy", "pdrop-release-192", "--out", other]).status == 0)
+        let differ = try run(["diff", out, other])
+        #expect(differ.status == 1 && differ.out.contains("first divergence: /@policy"))
+        let json = try run(["diff", "--json", out, other])
+        #expect(json.status == 1)
+        let obj = try JSONSerialization.jsonObject(with: Data(json.out.utf8)) as? [String: Any]
+        #expect(obj?["passed"] as? Bool == false)
+        let svg = dir.path("routes.svg")
+        let routes = try run(["routes", out, "--svg", svg])
+        #expect(routes.status == 0)
+        let text = try String(contentsOfFile: svg, encoding: .utf8)
+        #expect(text.hasPrefix("<svg") && text.contains("re-entered") && text.contains("layers 1–1 (k=64)"))
+        // Errors: missing file, not a trace.
+        let missing = try run(["diff", out, dir.path("nope.h5")])
+        #expect(missing.status == 2 && missing.err.contains("nope.h5"))
+        let notTrace = try run(["show", caseFile])
+        #expect(notTrace.status == 2 && notTrace.err.contains("schema"))
+    }
+
+    @Test func goldenRegenerateRefusesWithoutForce() throws {
+        let dir = try TempDir()
+        defer { dir.cleanup() }
+        let models = dir.url.appendingPathComponent("models")
+        try FileManager.default.createDirectory(at: models, withIntermediateDirectories: true)
+        try FileManager.default.copyItem(at: Repo.model("tiny-llama"), to: models.appendingPathComponent("tiny-llama"))
+        let traces = dir.url.appendingPathComponent("traces").path
+        let first = try run(["golden", "regenerate", "--models", models.path, "--traces", traces])
+        #expect(first.status == 0 && first.out.contains("added"), "\(first.err)")
+        // Identical to the shipped tiny-llama goldens, byte for byte.
+        for policy in ["dense", "reroute-nuwa-64"] {
+            let a = try Data(contentsOf: URL(fileURLWithPath: traces + "/tiny-llama/\(policy).h5"))
+            let b = try Data(contentsOf: Goldens.traces.appendingPathComponent("tiny-llama/\(policy).h5"))
+            #expect(a == b, "\(policy)")
+        }
+        #expect(try run(["golden", "regenerate", "--models", models.path, "--traces", traces]).out.contains("unchanged"))
+        // A changed model changes the goldens: refused without --force, old files untouched.
+        let config = models.appendingPathComponent("tiny-llama/config.json")
+        try (try String(contentsOf: config, encoding: .utf8)).replacingOccurrences(of: "\"rms_norm_eps\": 1e-05", with: "\"rms_norm_eps\": 1e-04")
+            .write(to: config, atomically: true, encoding: .utf8)
+        let before = try Data(contentsOf: URL(fileURLWithPath: traces + "/tiny-llama/dense.h5"))
+        let refused = try run(["golden", "regenerate", "--models", models.path, "--traces", traces])
+        #expect(refused.status == 2 && refused.out.contains("changed") && refused.out.contains("first divergence"))
+        #expect(try Data(contentsOf: URL(fileURLWithPath: traces + "/tiny-llama/dense.h5")) == before)
+        let forced = try run(["golden", "regenerate", "--force", "--models", models.path, "--traces", traces])
+        #expect(forced.status == 0 && forced.out.contains("wrote"))
+        #expect(try Data(contentsOf: URL(fileURLWithPath: traces + "/tiny-llama/dense.h5")) != before)
+        #expect(try run(["golden", "check", "--traces", traces]).status == 0)
+        // No staging or retired folders are left behind.
+        #expect(try FileManager.default.contentsOfDirectory(atPath: dir.url.path).sorted() == ["models", "traces"])
     }
 
     @Test func usageErrorsExitTwoAndHelpExitsZero() throws {

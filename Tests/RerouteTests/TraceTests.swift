@@ -1,0 +1,290 @@
+import CHDF5
+import Foundation
+import RerouteHDF5
+import RerouteModel
+import RerouteReference
+import RerouteRouting
+import RerouteTrace
+import RerouteVerify
+import Testing
+
+enum Goldens {
+    static let traces = Repo.root.appendingPathComponent("golden/traces")
+    static let manifest = try? GoldenManifest.load(from: traces)
+    static let files: [String] = manifest?.files.map(\.path) ?? []
+    static let decoders: [String: ReferenceDecoder] = {
+        var d: [String: ReferenceDecoder] = [:]
+        for m in ["tiny-llama", "tiny-qwen2"] {
+            if let w = try? ModelWeights.load(directory: Repo.model(m)) { d[m] = ReferenceDecoder(weights: w) }
+        }
+        return d
+    }()
+
+    /// A fresh reference trace of `policy` on the tiny LLaMA's golden case.
+    static func record(_ policy: RoutingPolicy, model: String = "tiny-llama", forced: [Int: [Int]] = [:]) throws -> Trace {
+        let d = try #require(decoders[model])
+        return try TraceRecorder.record(decoder: d, model: model, case: GoldenTraces.traceCase(for: d.weights, model: model),
+                                        policy: policy, seed: 1, forcedKept: forced)
+    }
+}
+
+/// Every shipped golden trace is reproduced by the reference decoder (one test per file).
+@Suite struct GoldenTraceTests {
+    @Test func manifestListsEveryFileWithItsHash() throws {
+        let m = try #require(Goldens.manifest)
+        #expect(m.problems(in: Goldens.traces).isEmpty)
+        #expect(m.files.count == 2 * GoldenTraces.policies.count)
+        #expect(m.seed == GoldenTraces.seed && m.traceSchemaVersion == Trace.schemaVersion)
+        #expect(!m.generatorCommit.isEmpty)
+    }
+
+    @Test func goldenFolderStaysSmall() throws {
+        var total = 0
+        for case let rel as String in FileManager.default.enumerator(atPath: Repo.root.appendingPathComponent("golden").path)! {
+            let attrs = try FileManager.default.attributesOfItem(atPath: Repo.root.appendingPathComponent("golden/\(rel)").path)
+            total += (attrs[.size] as? Int) ?? 0
+        }
+        #expect(total < 20_000_000, "golden/ is \(total) bytes")
+    }
+
+    @Test func manifestDetectsATamperedGolden() throws {
+        let dir = try TempDir()
+        defer { dir.cleanup() }
+        let copy = dir.url.appendingPathComponent("traces")
+        try FileManager.default.copyItem(at: Goldens.traces, to: copy)
+        let victim = copy.appendingPathComponent("tiny-llama/dense.h5")
+        var bytes = [UInt8](try Data(contentsOf: victim))
+        bytes[bytes.count / 2] ^= 0x01
+        try bytes.write(to: victim.path)
+        try Array("x".utf8).write(to: copy.appendingPathComponent("tiny-llama/extra.h5").path)
+        let problems = try GoldenManifest.load(from: copy).problems(in: copy)
+        #expect(problems.contains { $0.hasPrefix("tiny-llama/dense.h5: SHA-256") })
+        #expect(problems.contains { $0.hasPrefix("tiny-llama/extra.h5: not listed") })
+    }
+
+    @Test(arguments: Goldens.files)
+    func goldenIsReproduced(file: String) throws {
+        let golden = try Trace.read(from: Goldens.traces.appendingPathComponent(file).path)
+        let decoder = try #require(Goldens.decoders[golden.provenance.model])
+        let check = try TraceCheck.run(decoder: decoder, golden: golden, file: file)
+        #expect(check.passed, "\(check.verdict.render())")
+        #expect(check.mode == "free")
+        // The golden itself obeys the budget it declares.
+        #expect(golden.processed.map(\.count) == golden.budget.layers.map { $0.textTokens + $0.visualTokens })
+        #expect(golden.kvLength == golden.budget.layers.map(\.kvEntries))
+    }
+}
+
+/// Writing and reading traces, and the schema's error handling.
+@Suite struct TraceIOTests {
+    @Test func roundTripIsExact() throws {
+        let t = try Goldens.record(.rerouteNuwa(tier: .t192))
+        let dir = try TempDir()
+        defer { dir.cleanup() }
+        try t.write(to: dir.path("t.h5"))
+        let r = try Trace.read(from: dir.path("t.h5"))
+        #expect(r.hiddenStates == t.hiddenStates && r.lastLogits == t.lastLogits && r.stepLogits == t.stepLogits)
+        #expect(r.decisions == t.decisions && r.processed == t.processed && r.layerPositions == t.layerPositions)
+        #expect(r.decodePositions == t.decodePositions && r.kvLength == t.kvLength && r.kvLengthAfterDecode == t.kvLengthAfterDecode)
+        #expect(r.policy == t.policy && r.config == t.config && r.input == t.input && r.llmGridIndices == t.llmGridIndices)
+        #expect(r.budget == t.budget && r.provenance == t.provenance && r.decodeTokens == t.decodeTokens)
+        #expect(diffTraces(expected: t, actual: r, options: .referenceGolden).passed)
+        // Every dataset says how it is compared.
+        let f = try HDF5File(readingFrom: dir.path("t.h5"))
+        for p in ["/prefill/hidden_states", "/prefill/processed", "/prefill/decisions/00/kept", "/decode/tokens", "/inputs/positions"] {
+            #expect(["float", "exact", "set", "bitwise"].contains(try f.stringAttribute("compare", of: p)), "\(p)")
+        }
+    }
+
+    @Test func writesAreAtomicAndNeverOverwriteByDefault() throws {
+        let t = try Goldens.record(.dense)
+        let dir = try TempDir()
+        defer { dir.cleanup() }
+        try t.write(to: dir.path("t.h5"))
+        let before = try Data(contentsOf: dir.url.appendingPathComponent("t.h5"))
+        #expect(throws: HDF5Error.self) { try t.write(to: dir.path("t.h5")) }
+        #expect(try Data(contentsOf: dir.url.appendingPathComponent("t.h5")) == before)
+        try t.write(to: dir.path("t.h5"), overwrite: true)
+        // No temporary files are left behind.
+        #expect(try FileManager.default.contentsOfDirectory(atPath: dir.url.path) == ["t.h5"])
+    }
+
+    @Test func h5dumpReadsTraces() throws {
+        let h5dump = ["/usr/bin/h5dump", "/usr/local/bin/h5dump"].first { FileManager.default.isExecutableFile(atPath: $0) }
+        try #require(h5dump != nil, "h5dump (hdf5-tools) is installed by tools/bootstrap.sh")
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: h5dump!)
+        p.arguments = ["-A", Goldens.traces.appendingPathComponent("tiny-qwen2/reroute-pdrop-64.h5").path]
+        let out = Pipe()
+        p.standardOutput = out
+        try p.run()
+        let text = String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        p.waitUntilExit()
+        #expect(p.terminationStatus == 0)
+        #expect(text.contains("reroute.trace") && text.contains("\"compare\""))
+    }
+
+    // MARK: malformed files
+
+    /// A valid trace file, edited in place with the C API.
+    func editedTrace(_ edit: (hid_t) -> Void) throws -> (TempDir, String) {
+        let dir = try TempDir()
+        let path = dir.path("t.h5")
+        try Goldens.record(.fastV()).write(to: path)
+        let fid = H5Fopen(path, chdf5_acc_rdwr(), chdf5_p_default())
+        edit(fid)
+        H5Fclose(fid)
+        return (dir, path)
+    }
+
+    func readError(_ path: String) -> String? {
+        do { _ = try Trace.read(from: path); return nil } catch { return "\(error)" }
+    }
+
+    @Test func wrongVersionIsRefused() throws {
+        let (dir, path) = try editedTrace { fid in
+            H5Adelete(fid, "schema_version")
+            let space = H5Screate(H5S_SCALAR)
+            let a = H5Acreate2(fid, "schema_version", chdf5_t_std_i64le(), space, chdf5_p_default(), chdf5_p_default())
+            var v: Int64 = 99
+            H5Awrite(a, chdf5_t_native_int64(), &v)
+            H5Aclose(a)
+            H5Sclose(space)
+        }
+        defer { dir.cleanup() }
+        let e = try #require(readError(path))
+        #expect(e.contains("/@schema_version") && e.contains("99") && e.contains(path))
+    }
+
+    @Test func missingDatasetIsNamed() throws {
+        let (dir, path) = try editedTrace { fid in H5Ldelete(fid, "/prefill/kv_length", chdf5_p_default()) }
+        defer { dir.cleanup() }
+        let e = try #require(readError(path))
+        #expect(e.contains("/prefill/kv_length") && e.contains("missing"))
+    }
+
+    @Test func wrongShapeIsNamed() throws {
+        let (dir, path) = try editedTrace { fid in
+            H5Ldelete(fid, "/prefill/kv_length", chdf5_p_default())
+            var dims: [hsize_t] = [3]
+            let space = H5Screate_simple(1, &dims, nil)
+            let ds = H5Dcreate2(fid, "/prefill/kv_length", chdf5_t_std_i64le(), space, chdf5_p_default(), chdf5_p_default(), chdf5_p_default())
+            var v: [Int64] = [1, 2, 3]
+            H5Dwrite(ds, chdf5_t_native_int64(), chdf5_s_all(), chdf5_s_all(), chdf5_p_default(), &v)
+            H5Dclose(ds)
+            H5Sclose(space)
+        }
+        defer { dir.cleanup() }
+        let e = try #require(readError(path))
+        #expect(e.contains("/prefill/kv_length") && e.contains("shape [3]"))
+    }
+
+    @Test func nanIsRefused() throws {
+        var t = try Goldens.record(.dense)
+        t.hiddenStates[3][5][7] = .nan
+        let dir = try TempDir()
+        defer { dir.cleanup() }
+        try t.write(to: dir.path("t.h5"))
+        let e = try #require(readError(dir.path("t.h5")))
+        #expect(e.contains("/prefill/hidden_states") && e.contains("NaN"))
+    }
+
+    @Test(arguments: [100, 2000, 30_000, 120_000, -1])
+    func truncatedTraceGivesAnError(cut: Int) throws {
+        let dir = try TempDir()
+        defer { dir.cleanup() }
+        let bytes = [UInt8](try Data(contentsOf: Goldens.traces.appendingPathComponent("tiny-llama/reroute-fastv-192.h5")))
+        try Array(bytes.prefix(cut >= 0 ? cut : bytes.count + cut)).write(to: dir.path("cut.h5"))
+        #expect(readError(dir.path("cut.h5")) != nil)
+    }
+}
+
+/// The comparison library on crafted pairs: each failure kind is detected, and a tie flip is
+/// accepted only within ε.
+@Suite struct TraceDiffTests {
+    static let base: Trace = try! Goldens.record(.rerouteFastV(tier: .t192))
+
+    func diff(_ edit: (inout Trace) -> Void, options: DiffOptions = .referenceGolden) -> TraceDiffReport {
+        var t = Self.base
+        edit(&t)
+        return diffTraces(expected: Self.base, actual: t, options: options)
+    }
+
+    @Test func identicalTracesPass() {
+        let r = diff { _ in }
+        #expect(r.passed && r.firstDivergence == nil && r.tieFlips.isEmpty)
+    }
+
+    @Test func hiddenStatePerturbationIsFoundAtItsLayer() {
+        let r = diff { $0.hiddenStates[4][10][3] *= 1.001 }
+        #expect(!r.passed && r.firstDivergence == "/prefill/hidden_states[4]")
+        let item = r.failures[0]
+        #expect(item.details.first?.hasPrefix("[10, 3]") == true)
+        #expect(r.render().contains("first divergence: /prefill/hidden_states[4]"))
+    }
+
+    @Test func nanAndInfAreGated() {
+        #expect(diff { $0.lastLogits[5] = .nan }.failures.first?.summary.hasPrefix("NaN") == true)
+        #expect(diff { $0.lastLogits[5] = -.infinity }.failures.first?.summary.hasPrefix("Inf") == true)
+    }
+
+    @Test func discreteDataIsExact() {
+        #expect(diff { $0.decodeTokens[1] += 1 }.firstDivergence == "/decode/tokens")
+        #expect(diff { $0.kvLength[2] += 1 }.firstDivergence == "/prefill/kv_length[2]")
+        #expect(diff { $0.layerPositions[3][0] += 1 }.firstDivergence == "/prefill/positions[3]")
+        #expect(diff { $0.decodePositions[0] += 1 }.firstDivergence == "/prefill/decode_positions[0]")
+        #expect(diff { $0.budget.layers[1].visualTokens += 1 }.firstDivergence == "/budget/visual_tokens")
+    }
+
+    /// Swaps the weakest kept token with the strongest deferred one at the first decision.
+    func swapAtCut(_ t: inout Trace) -> Double {
+        var d = t.decisions[0]
+        let score = Dictionary(uniqueKeysWithValues: zip(d.candidates, d.scores))
+        let weakest = d.kept.min { score[$0]! < score[$1]! }!
+        let strongest = d.deferred.max { score[$0]! < score[$1]! }!
+        d.kept = (d.kept.filter { $0 != weakest } + [strongest]).sorted()
+        d.deferred = (d.deferred.filter { $0 != strongest } + [weakest]).sorted()
+        t.decisions[0] = d
+        return score[weakest]! - score[strongest]!
+    }
+
+    @Test func routeChangesAreSetsWithJaccardAndTieFlipsNeedEpsilon() {
+        var gap = 0.0
+        let strict = diff { gap = swapAtCut(&$0) }
+        let kept = strict.failures.first { $0.object.hasSuffix("/kept") }
+        #expect(kept != nil && kept!.jaccard! > 0 && kept!.summary.contains("only expected"))
+        #expect(strict.firstDivergence == "/prefill/decisions/00/kept")
+        var loose = DiffOptions.referenceGolden
+        loose.tieEpsilon = gap * 1.01
+        let flip = diff({ _ = swapAtCut(&$0) }, options: loose)
+        #expect(flip.tieFlips.count == 1 && flip.tieFlips[0].passed)
+        loose.tieEpsilon = gap * 0.99
+        #expect(diff({ _ = swapAtCut(&$0) }, options: loose).tieFlips.isEmpty)
+    }
+
+    /// A golden whose route went the other way at a near-tie: free mode differs, lockstep
+    /// replay (routes forced from the golden) agrees, and the check says which mode decided.
+    @Test func lockstepReplayAfterATieFlip() throws {
+        var swapped = Self.base
+        let gap = swapAtCut(&swapped)
+        let forced = [swapped.decisions[0].layer: swapped.decisions[0].kept]
+        let golden = try Goldens.record(.rerouteFastV(tier: .t192), forced: forced)
+        #expect(golden.provenance.mode == "lockstep")
+        var options = DiffOptions.referenceGolden
+        options.tieEpsilon = gap * 1.5
+        let check = try TraceCheck.run(decoder: Goldens.decoders["tiny-llama"]!, golden: golden, file: "crafted", options: options)
+        #expect(!check.free.passed)
+        #expect(check.mode == "lockstep" && check.passed, "\(check.verdict.render())")
+        #expect(check.verdict.tieFlips.count == 1)
+        options.tieEpsilon = gap * 0.5
+        let strict = try TraceCheck.run(decoder: Goldens.decoders["tiny-llama"]!, golden: golden, file: "crafted", options: options)
+        #expect(!strict.passed && strict.mode == "free")
+    }
+
+    @Test func jsonReportIsVersioned() throws {
+        let json = try diff { $0.kvLength[2] += 1 }.json()
+        let obj = try JSONSerialization.jsonObject(with: Data(json.utf8)) as! [String: Any]
+        #expect(obj["schema"] as? String == "reroute.diff" && obj["passed"] as? Bool == false)
+        #expect(obj["first_divergence"] as? String == "/prefill/kv_length[2]")
+    }
+}
