@@ -7,7 +7,7 @@ let package = Package(
     platforms: [.macOS(.v14)],
     products: [
         // The suite as a library: model + checkpoints, reference decoder, HDF5, verification.
-        .library(name: "RerouteSuite", targets: ["RerouteModel", "RerouteHDF5", "RerouteReference", "RerouteRouting", "RerouteTrace", "RerouteVerify"]),
+        .library(name: "RerouteSuite", targets: ["RerouteModel", "RerouteHDF5", "RerouteReference", "RerouteFast", "RerouteRouting", "RerouteTrace", "RerouteVerify"]),
         .executable(name: "reroute", targets: ["RerouteCLI"]),
     ],
     dependencies: [
@@ -29,25 +29,27 @@ let package = Package(
         // Routing policies: scorers, schedules, actions, positions, Nüwa's vision stage,
         // the session that turns scores into decisions, and the budget calculator (SPEC.md §8).
         .target(name: "RerouteRouting", dependencies: ["RerouteModel"]),
+        // The optimized decoder: Float32, OpenBLAS sgemm/sgemv, SIMD kernels (SPEC.md §10).
+        .target(name: "RerouteFast", dependencies: ["RerouteModel", "CBLAS"]),
         // HDF5 traces: the schema (SPEC.md §9), reading and writing.
         .target(name: "RerouteTrace", dependencies: ["RerouteModel", "RerouteHDF5", "RerouteRouting"]),
         // Golden cases and traces, the comparison library, replay and the `verify` job.
         .target(name: "RerouteVerify", dependencies: [
-            "RerouteModel", "RerouteHDF5", "RerouteReference", "RerouteRouting", "RerouteTrace",
+            "RerouteModel", "RerouteHDF5", "RerouteReference", "RerouteFast", "RerouteRouting", "RerouteTrace",
             .product(name: "Crypto", package: "swift-crypto"),  // SHA-256 of the golden manifest
         ]),
         // The `reroute` command.
         .executableTarget(
             name: "RerouteCLI",
             dependencies: [
-                "RerouteVerify", "RerouteModel", "RerouteReference", "RerouteRouting", "RerouteTrace", "RerouteHDF5", "CBLAS", "CHDF5",
+                "RerouteVerify", "RerouteModel", "RerouteReference", "RerouteFast", "RerouteRouting", "RerouteTrace", "RerouteHDF5", "CBLAS", "CHDF5",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
         .testTarget(
             name: "RerouteTests",
             dependencies: [
-                "RerouteModel", "RerouteHDF5", "RerouteReference", "RerouteRouting", "RerouteTrace", "RerouteVerify",
+                "RerouteModel", "RerouteHDF5", "RerouteReference", "RerouteFast", "RerouteRouting", "RerouteTrace", "RerouteVerify",
                 "RerouteCLI",  // built so the end-to-end tests can run the `reroute` binary
                 .product(name: "PropertyBased", package: "swift-property-based"),
             ]

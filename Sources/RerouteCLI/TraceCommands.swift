@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import RerouteFast
 import RerouteHDF5
 import RerouteModel
 import RerouteReference
@@ -20,7 +21,7 @@ struct RunCommand: ParsableCommand {
     @Option(help: "Model folder (config.json + safetensors).") var model: String
     @Option(name: .customLong("case"), help: "HDF5 file with an /inputs group.") var caseFile: String
     @Option(help: "Policy name.") var policy: String
-    @Option(help: "Decoder: reference.") var decoder = "reference"
+    @Option(help: "Decoder: reference or fast.") var decoder = "reference"
     @Option(help: "Output trace file.") var out: String
     @Option(help: "Seed recorded in the trace.") var seed = 0
     @Flag(help: "Replace an existing output file.") var overwrite = false
@@ -29,7 +30,7 @@ struct RunCommand: ParsableCommand {
         guard let p = PolicyCatalog.named(policy) else {
             throw ValidationError("unknown policy '\(policy)'; known: \(PolicyCatalog.names.joined(separator: ", "))")
         }
-        guard decoder == "reference" else { throw ValidationError("unknown decoder '\(decoder)'; available: reference") }
+        guard ["reference", "fast"].contains(decoder) else { throw ValidationError("unknown decoder '\(decoder)'; available: reference, fast") }
         if !overwrite, FileManager.default.fileExists(atPath: out) {
             throw ValidationError("\(out) exists; pass --overwrite to replace it")
         }
@@ -39,8 +40,11 @@ struct RunCommand: ParsableCommand {
         let name = (try? f.stringAttribute("case")) ?? URL(fileURLWithPath: caseFile).deletingPathExtension().lastPathComponent
         let c = try PromptCaseIO.read(f, name: name)
         progress("running \(p.name) on \(name) (\(c.sequenceLength) tokens, \(weights.config.layers) layers)")
-        let trace = try TraceRecorder.record(decoder: ReferenceDecoder(weights: weights), model: dir.lastPathComponent, case: c, policy: p,
-                                             seed: seed, commit: gitCommit(), file: caseFile)
+        let trace = decoder == "fast"
+            ? try TraceRecorder.record(decoder: FastDecoder(weights: weights), model: dir.lastPathComponent, case: c, policy: p,
+                                       seed: seed, commit: gitCommit(), file: caseFile)
+            : try TraceRecorder.record(decoder: ReferenceDecoder(weights: weights), model: dir.lastPathComponent, case: c, policy: p,
+                                       seed: seed, commit: gitCommit(), file: caseFile)
         try trace.write(to: out, overwrite: overwrite)
         print("wrote \(out): \(trace.decisions.count) decision(s), tokens \(trace.decodeTokens), avg_T \(String(format: "%.2f", trace.budget.averageVisualTokens))")
     }

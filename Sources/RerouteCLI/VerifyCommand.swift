@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import RerouteFast
 import RerouteModel
 import RerouteReference
 import RerouteTrace
@@ -27,6 +28,17 @@ struct VerifyCommand: ParsableCommand {
 
     @Option(name: .long, help: "Golden traces folder (with MANIFEST.json); 'none' to skip.")
     var traces: String = "golden/traces"
+
+    @Option(name: .long, help: "Decoders to check against the golden traces: reference, fast, or both (comma-separated).")
+    var decoders: String = "reference,fast"
+
+    var decoderNames: [String] { decoders.split(separator: ",").map(String.init) }
+
+    func validate() throws {
+        if let bad = decoderNames.first(where: { !["reference", "fast"].contains($0) }) {
+            throw ValidationError("unknown decoder '\(bad)'; available: reference, fast")
+        }
+    }
 
     @Flag(name: .shortAndLong, help: "Print every compared tensor, not only failures.")
     var verbose = false
@@ -72,21 +84,28 @@ struct VerifyCommand: ParsableCommand {
         let problems = manifest.problems(in: dir)
         print("\ngolden traces: \(dir.path) (\(manifest.files.count) files, generator \(manifest.generatorCommit), seed \(manifest.seed))")
         for p in problems { print("FAIL manifest: \(p)") }
-        var decoders: [String: ReferenceDecoder] = [:]
+        var weightsByModel: [String: ModelWeights] = [:]
         var checks: [TraceCheck] = []
         for (i, entry) in manifest.files.enumerated() {
             let path = dir.appendingPathComponent(entry.path).path
             let golden = try Trace.read(from: path)
-            if decoders[entry.model] == nil {
+            if weightsByModel[entry.model] == nil {
                 let mdir = modelsRoot.appendingPathComponent(entry.model)
                 guard FileManager.default.fileExists(atPath: mdir.appendingPathComponent("config.json").path) else {
                     throw VerifyError.missingModel(path, entry.model)
                 }
-                decoders[entry.model] = ReferenceDecoder(weights: try ModelWeights.load(directory: mdir))
+                weightsByModel[entry.model] = try ModelWeights.load(directory: mdir)
             }
-            let check = try TraceCheck.run(decoder: decoders[entry.model]!, golden: golden, file: entry.path)
-            checks.append(check)
-            progress("  [\(i + 1)/\(manifest.files.count)] \(entry.path) \(check.passed ? "ok" : "DIFFERS") (\(check.mode))")
+            let weights = weightsByModel[entry.model]!
+            for name in decoderNames {
+                let check = name == "fast"
+                    ? try TraceCheck.run(decoder: FastDecoder(weights: weights), golden: golden, file: entry.path,
+                                         options: .fastVsReference(weights.config))
+                    : try TraceCheck.run(decoder: ReferenceDecoder(weights: weights), golden: golden, file: entry.path,
+                                         options: .referenceGolden)
+                checks.append(check)
+                progress("  [\(i + 1)/\(manifest.files.count)] \(entry.path) \(name): \(check.passed ? "ok" : "DIFFERS") (\(check.mode))")
+            }
         }
         print(pad("trace", 34) + pad("decoder", 10) + pad("mode", 9) + pad("objects", 8) + pad("tie flips", 10) + "status")
         for c in checks {

@@ -26,10 +26,53 @@ public struct ScoreRequest: Sendable, Equatable {
 public protocol LayerwiseDecoder {
     associatedtype State
     var config: ModelConfig { get }
-    /// Embeds the case (§2.1) and returns the state before layer 0.
-    func begin(_ c: PromptCase) throws -> State
+    /// Embeds the case (§2.1) and returns the state before layer 0. `kvCapacity[l]`, when
+    /// given, is the number of cache entries layer l will hold (prefill + fed decode tokens),
+    /// so a decoder can allocate its caches once, at their final size.
+    func begin(_ c: PromptCase, kvCapacity: [Int]?) throws -> State
     /// Runs layer `layer` on `plan.active` (§5) and records its KV cache.
     func run(layer: Int, plan: LayerPlan, state: inout State)
     /// Attention probabilities for a score request on the current state.
     func attentionProbabilities(_ request: ScoreRequest, state: State) -> [[[Double]]]
+}
+
+/// What a prefill produced, in the form traces store (float32).
+public struct PrefillOutputs: Sendable {
+    /// `[L+1][S][d]` hidden states entering each layer (empty when the decoder was told not
+    /// to record them).
+    public var hiddenStates: [[[Float]]]
+    public var lastLogits: [Float]
+    public var kvLength: [Int]
+    public var plans: [LayerPlan]
+
+    public init(hiddenStates: [[[Float]]], lastLogits: [Float], kvLength: [Int], plans: [LayerPlan]) {
+        self.hiddenStates = hiddenStates
+        self.lastLogits = lastLogits
+        self.kvLength = kvLength
+        self.plans = plans
+    }
+}
+
+/// What greedy decoding produced.
+public struct DecodeOutputs: Sendable {
+    public var tokens: [Int]
+    public var stepLogits: [[Float]]
+    public var kvLength: [Int]
+
+    public init(tokens: [Int], stepLogits: [[Float]], kvLength: [Int]) {
+        self.tokens = tokens
+        self.stepLogits = stepLogits
+        self.kvLength = kvLength
+    }
+}
+
+/// A layer-wise decoder whose runs can be recorded as traces (reference and fast).
+public protocol TraceableDecoder: LayerwiseDecoder {
+    /// "reference", "fast".
+    var name: String { get }
+    var weights: ModelWeights { get }
+    /// Outputs of a state in which every layer has run.
+    func prefillOutputs(_ state: State) -> PrefillOutputs
+    /// Greedy decoding after the prefill (§4), extending the state's caches.
+    func greedyDecode(_ state: inout State, steps: Int) -> DecodeOutputs
 }

@@ -1,8 +1,23 @@
 import RerouteModel
 
-extension ReferenceDecoder: LayerwiseDecoder {
-    public func begin(_ c: PromptCase) throws -> ReferenceState {
-        ReferenceState(hiddenStates: [inputEmbeddings(c)])
+extension ReferenceDecoder: TraceableDecoder {
+    public var name: String { "reference" }
+
+    /// The reference keeps plain growing arrays; `kvCapacity` is not needed.
+    public func begin(_ c: PromptCase, kvCapacity: [Int]?) throws -> ReferenceState {
+        ReferenceState(hiddenStates: [inputEmbeddings(c)], sequenceLength: c.sequenceLength)
+    }
+
+    public func prefillOutputs(_ state: ReferenceState) -> PrefillOutputs {
+        let p = finish(state)
+        return PrefillOutputs(hiddenStates: p.hiddenStates.map { $0.map { $0.map(Float.init) } }, lastLogits: p.lastLogits.map(Float.init),
+                              kvLength: p.caches.map(\.count), plans: p.plan.layers)
+    }
+
+    public func greedyDecode(_ state: inout ReferenceState, steps: Int) -> DecodeOutputs {
+        let d = greedyDecode(after: finish(state), steps: steps, sequenceLength: state.sequenceLength)
+        state.caches = d.caches
+        return DecodeOutputs(tokens: d.tokens, stepLogits: d.stepLogits.map { $0.map(Float.init) }, kvLength: d.caches.map(\.count))
     }
 
     public func run(layer l: Int, plan: LayerPlan, state: inout ReferenceState) {

@@ -31,9 +31,12 @@ public struct ReferenceState: Sendable {
     public var hiddenStates: [[[Double]]]
     public var caches: [LayerKVCache] = []
     public var plans: [LayerPlan] = []
+    /// S of the prefill (generated tokens are numbered from it).
+    public var sequenceLength: Int
 
-    public init(hiddenStates: [[[Double]]], caches: [LayerKVCache] = [], plans: [LayerPlan] = []) {
+    public init(hiddenStates: [[[Double]]], caches: [LayerKVCache] = [], plans: [LayerPlan] = [], sequenceLength: Int? = nil) {
         self.hiddenStates = hiddenStates
+        self.sequenceLength = sequenceLength ?? hiddenStates.first?.count ?? 0
         self.caches = caches
         self.plans = plans
     }
@@ -72,7 +75,7 @@ public struct ReferenceDecoder: Sendable {
     /// block; every other row is carried unchanged. Logits of the last position follow.
     public func prefill(_ c: PromptCase, plan: ExecutionPlan) -> ReferencePrefill {
         precondition(plan.layers.count == config.layers, "plan has \(plan.layers.count) layers, model \(config.layers)")
-        var state = ReferenceState(hiddenStates: [inputEmbeddings(c)])
+        var state = ReferenceState(hiddenStates: [inputEmbeddings(c)], sequenceLength: c.sequenceLength)
         for (l, layerPlan) in plan.layers.enumerated() { run(layer: l, plan: layerPlan, state: &state) }
         return finish(state)
     }

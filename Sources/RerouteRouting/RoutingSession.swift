@@ -161,7 +161,9 @@ public enum RoutedPrefill {
         let llmCase = try policy.visionStage.map { try $0.apply(to: c) } ?? c
         var session = try RoutingSession(policy: policy, llmCase: llmCase, layers: decoder.config.layers, originalN: c.grid.count,
                                          forcedKept: forcedKept)
-        var state = try decoder.begin(llmCase)
+        let counts = session.schedule.visualCounts(n: llmCase.visual.count, layers: decoder.config.layers)
+        let text = llmCase.sequenceLength - llmCase.visual.count
+        var state = try decoder.begin(llmCase, kvCapacity: counts.map { text + $0 + max(0, c.decodeSteps - 1) })
         for l in 0..<decoder.config.layers {
             let current = state
             let plan = try session.plan(layer: l) { decoder.attentionProbabilities($0, state: current) }

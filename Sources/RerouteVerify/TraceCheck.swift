@@ -21,21 +21,22 @@ public struct TraceCheck: Sendable {
     public var passed: Bool { verdict.passed }
 
     /// Re-runs `golden`'s policy on its inputs with `decoder` and compares.
-    public static func run(decoder: ReferenceDecoder, golden: Trace, file: String, options: DiffOptions = .referenceGolden) throws -> TraceCheck {
+    public static func run<D: TraceableDecoder>(decoder: D, golden: Trace, file: String, options: DiffOptions) throws -> TraceCheck {
         let actual = try TraceRecorder.record(decoder: decoder, model: golden.provenance.model, case: golden.input, policy: golden.policy,
                                               seed: golden.provenance.seed, file: file)
-        let free = diffTraces(expected: golden, actual: actual, options: options, expectedName: file, actualName: "reference (free)")
+        let free = diffTraces(expected: golden, actual: actual, options: options, expectedName: file, actualName: "\(decoder.name) (free)")
         var lockstep: TraceDiffReport?
         if !free.passed, !free.tieFlips.isEmpty {
             let forced = Dictionary(uniqueKeysWithValues: golden.decisions.map { ($0.layer, $0.kept) })
             let replay = try TraceRecorder.record(decoder: decoder, model: golden.provenance.model, case: golden.input,
                                                   policy: golden.policy, seed: golden.provenance.seed, forcedKept: forced, file: file)
-            var report = diffTraces(expected: golden, actual: replay, options: options, expectedName: file, actualName: "reference (lockstep)")
+            var report = diffTraces(expected: golden, actual: replay, options: options, expectedName: file,
+                                    actualName: "\(decoder.name) (lockstep)")
             // The flips themselves are part of the verdict: they were accepted within ε.
             report.items.insert(contentsOf: free.tieFlips, at: 0)
             lockstep = report
         }
-        return TraceCheck(file: file, model: golden.provenance.model, policy: golden.policy.name, decoder: "reference",
+        return TraceCheck(file: file, model: golden.provenance.model, policy: golden.policy.name, decoder: decoder.name,
                           free: free, lockstep: lockstep)
     }
 }

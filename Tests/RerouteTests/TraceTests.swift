@@ -66,7 +66,7 @@ enum Goldens {
     func goldenIsReproduced(file: String) throws {
         let golden = try Trace.read(from: Goldens.traces.appendingPathComponent(file).path)
         let decoder = try #require(Goldens.decoders[golden.provenance.model])
-        let check = try TraceCheck.run(decoder: decoder, golden: golden, file: file)
+        let check = try TraceCheck.run(decoder: decoder, golden: golden, file: file, options: .referenceGolden)
         #expect(check.passed, "\(check.verdict.render())")
         #expect(check.mode == "free")
         // The golden itself obeys the budget it declares.

@@ -1,0 +1,154 @@
+import CBLAS
+import Foundation
+import RerouteModel
+
+extension FastDecoder: TraceableDecoder {
+    public var name: String { "fast" }
+
+    public func begin(_ c: PromptCase, kvCapacity: [Int]?) throws -> FastState {
+        let s = c.sequenceLength, d = config.hiddenSize
+        let state = FastState(sequenceLength: s, config: config,
+                              capacity: kvCapacity ?? Array(repeating: s + max(0, c.decodeSteps - 1), count: config.layers))
+        state.hidden.withUnsafeMutableBufferPointer { h in
+            var row = 0
+            func embed(_ t: Int) {
+                weights.embedding.values.withUnsafeBufferPointer { e in Kernels.copy(h.baseAddress! + row * d, e.baseAddress! + t * d, count: d) }
+                row += 1
+            }
+            c.prefixTokens.forEach(embed)
+            switch c.visual {
+            case .embeddings(let m):
+                m.values.withUnsafeBufferPointer { Kernels.copy(h.baseAddress! + row * d, $0.baseAddress!, count: m.values.count) }
+                row += m.rows
+            case .features(let m):
+                project(m, into: h.baseAddress! + row * d)
+                row += m.rows
+            }
+            c.suffixTokens.forEach(embed)
+        }
+        state.layerInputs = [state.hidden]
+        return state
+    }
+
+    /// LLaVA projector on all feature rows: two sgemms and an exact GELU.
+    func project(_ f: Matrix, into out: UnsafeMutablePointer<Float>) {
+        guard let p = weights.projector else { preconditionFailure("case validated without a projector") }
+        let n = f.rows, d = config.hiddenSize
+        var h = [Float](repeating: 0, count: n * d)
+        gemm(f.values, rows: n, inner: f.cols, weight: p.linear1, bias: p.bias1, into: &h)
+        for i in 0..<h.count { h[i] = 0.5 * h[i] * (1 + erff(h[i] * 0.70710678118654752)) }
+        var y = [Float](repeating: 0, count: n * d)
+        gemm(h, rows: n, inner: d, weight: p.linear2, bias: p.bias2, into: &y)
+        y.withUnsafeBufferPointer { Kernels.copy(out, $0.baseAddress!, count: n * d) }
+    }
+
+    /// `Y[rows, out] = X[rows, inner] · Wᵀ (+ b)` with `cblas_sgemm`.
+    func gemm(_ x: [Float], rows: Int, inner: Int, weight w: Matrix, bias: [Float]?, into y: inout [Float]) {
+        precondition(w.cols == inner)
+        x.withUnsafeBufferPointer { xp in
+            w.values.withUnsafeBufferPointer { wp in
+                y.withUnsafeMutableBufferPointer { yp in
+                    gemm(xp.baseAddress!, rows: rows, inner: inner, weight: wp.baseAddress!, out: w.rows, bias: bias, into: yp.baseAddress!)
+                }
+            }
+        }
+    }
+
+    func gemm(_ x: UnsafePointer<Float>, rows: Int, inner: Int, weight: UnsafePointer<Float>, out: Int, bias: [Float]?,
+              into y: UnsafeMutablePointer<Float>) {
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(rows), Int32(out), Int32(inner), 1, x, Int32(inner),
+                    weight, Int32(inner), 0, y, Int32(out))
+        if let bias {
+            bias.withUnsafeBufferPointer { b in
+                for r in 0..<rows { Kernels.add(y + r * out, b.baseAddress!, count: out) }
+            }
+        }
+    }
+
+    public func run(layer l: Int, plan: LayerPlan, state st: inout FastState) {
+        precondition(st.plans.count == l, "layer \(l) run out of order")
+        precondition(plan.active.count <= st.kvCapacity[l], "layer \(l): \(plan.active.count) tokens, cache capacity \(st.kvCapacity[l])")
+        let c = config, w = weights.layers[l]
+        let n = plan.active.count, d = c.hiddenSize, qW = c.queryWidth, kvW = c.kvWidth, m = c.intermediateSize, dh = c.headDim
+        let positions = plan.positions.linear
+        let eps = Float(c.rmsNormEps)
+        let state = st
+        state.hidden.withUnsafeMutableBufferPointer { H in
+        state.x.withUnsafeMutableBufferPointer { X in
+        state.xn.withUnsafeMutableBufferPointer { XN in
+        state.q.withUnsafeMutableBufferPointer { Q in
+        state.k.withUnsafeMutableBufferPointer { K in
+        state.v.withUnsafeMutableBufferPointer { V in
+        state.att.withUnsafeMutableBufferPointer { A in
+        state.o.withUnsafeMutableBufferPointer { O in
+        state.g.withUnsafeMutableBufferPointer { G in
+        state.u.withUnsafeMutableBufferPointer { U in
+        state.scores.withUnsafeMutableBufferPointer { P in
+        state.keys[l].withUnsafeMutableBufferPointer { KC in
+        state.values[l].withUnsafeMutableBufferPointer { VC in
+            let h = H.baseAddress!, x = X.baseAddress!, xn = XN.baseAddress!, q = Q.baseAddress!, k = K.baseAddress!
+            let v = V.baseAddress!, a = A.baseAddress!, o = O.baseAddress!, g = G.baseAddress!, u = U.baseAddress!, p = P.baseAddress!
+            // Gather the active rows, then the pre-attention norm.
+            for (i, t) in plan.active.enumerated() { Kernels.copy(x + i * d, h + t * d, count: d) }
+            w.inputNorm.withUnsafeBufferPointer { wn in
+                for i in 0..<n { Kernels.rmsNorm(x + i * d, wn.baseAddress!, xn + i * d, count: d, eps: eps) }
+            }
+            projections(xn, rows: n, layer: w, q: q, k: k, v: v)
+            for i in 0..<n {
+                let (cs, sn) = rotation(positions[i])
+                cs.withUnsafeBufferPointer { cp in sn.withUnsafeBufferPointer { sp in
+                    Kernels.rope(q + i * qW, heads: c.heads, headDim: dh, cos: cp.baseAddress!, sin: sp.baseAddress!)
+                    Kernels.rope(k + i * kvW, heads: c.kvHeads, headDim: dh, cos: cp.baseAddress!, sin: sp.baseAddress!)
+                } }
+            }
+            Kernels.copy(KC.baseAddress!, k, count: n * kvW)
+            Kernels.copy(VC.baseAddress!, v, count: n * kvW)
+            // Causal attention per head over the active tokens: P = QKᵀ/√d_h, softmax, A = P V.
+            let scale = 1 / Float(dh).squareRoot()
+            for head in 0..<c.heads {
+                let gi = head / c.groupSize
+                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(n), Int32(n), Int32(dh), scale, q + head * dh, Int32(qW),
+                            k + gi * dh, Int32(kvW), 0, p, Int32(n))
+                for i in 0..<n {
+                    let row = p + i * n
+                    Kernels.softmax(row, count: i + 1)
+                    if i + 1 < n { (row + i + 1).update(repeating: 0, count: n - i - 1) }
+                }
+                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(n), Int32(dh), Int32(n), 1, p, Int32(n),
+                            v + gi * dh, Int32(kvW), 0, a + head * dh, Int32(qW))
+            }
+            // h = x + W_o a; y = h + MLP(RMSNorm(h)).
+            w.o.values.withUnsafeBufferPointer { wo in gemm(a, rows: n, inner: qW, weight: wo.baseAddress!, out: d, bias: nil, into: o) }
+            for i in 0..<n { Kernels.add(x + i * d, o + i * d, count: d) }
+            w.postNorm.withUnsafeBufferPointer { wn in
+                for i in 0..<n { Kernels.rmsNorm(x + i * d, wn.baseAddress!, xn + i * d, count: d, eps: eps) }
+            }
+            w.gate.values.withUnsafeBufferPointer { wg in gemm(xn, rows: n, inner: d, weight: wg.baseAddress!, out: m, bias: nil, into: g) }
+            w.up.values.withUnsafeBufferPointer { wu in gemm(xn, rows: n, inner: d, weight: wu.baseAddress!, out: m, bias: nil, into: u) }
+            Kernels.swiGLU(g, u, count: n * m)
+            w.down.values.withUnsafeBufferPointer { wd in gemm(g, rows: n, inner: m, weight: wd.baseAddress!, out: d, bias: nil, into: o) }
+            // Residual and scatter back; bypassed rows stay as they are.
+            for (i, t) in plan.active.enumerated() {
+                Kernels.add(x + i * d, o + i * d, count: d)
+                Kernels.copy(h + t * d, x + i * d, count: d)
+            }
+        } } } } } } } } } } } } }
+        st.kvCount[l] = n
+        st.plans.append(plan)
+        if options.recordHiddenStates {
+            st.layerInputs.append(st.hidden)
+        } else {
+            st.layerInputs.append(st.hidden)
+            if st.layerInputs.count > 2 { st.layerInputs[st.layerInputs.count - 3] = [] }
+        }
+    }
+
+    /// q, k, v projections (with biases) of `rows` normalised rows.
+    func projections(_ xn: UnsafePointer<Float>, rows n: Int, layer w: LayerWeights, q: UnsafeMutablePointer<Float>,
+                     k: UnsafeMutablePointer<Float>, v: UnsafeMutablePointer<Float>) {
+        let d = config.hiddenSize
+        w.q.values.withUnsafeBufferPointer { gemm(xn, rows: n, inner: d, weight: $0.baseAddress!, out: w.q.rows, bias: w.qBias, into: q) }
+        w.k.values.withUnsafeBufferPointer { gemm(xn, rows: n, inner: d, weight: $0.baseAddress!, out: w.k.rows, bias: w.kBias, into: k) }
+        w.v.values.withUnsafeBufferPointer { gemm(xn, rows: n, inner: d, weight: $0.baseAddress!, out: w.v.rows, bias: w.vBias, into: v) }
+    }
+}

@@ -1,0 +1,162 @@
+import CBLAS
+import Foundation
+import RerouteModel
+
+extension FastDecoder {
+    /// Scoring attention (SPEC.md §8.1) computing only what the scorer reads: K for the keys
+    /// (one sgemm), Q for the query rows only, then one sgemv per head and query row; never
+    /// the S×S matrix.
+    public func attentionProbabilities(_ r: ScoreRequest, state: FastState) -> [[[Double]]] {
+        precondition(r.layer < state.layerInputs.count && !state.layerInputs[r.layer].isEmpty,
+                     "scores for layer \(r.layer): its input is not kept")
+        let c = config, w = weights.layers[r.layer], d = c.hiddenSize, kvW = c.kvWidth, qW = c.queryWidth, dh = c.headDim
+        let n = r.keys.count, eps = Float(c.rmsNormEps)
+        var xn = [Float](repeating: 0, count: n * d)
+        var keys = [Float](repeating: 0, count: n * kvW)
+        state.layerInputs[r.layer].withUnsafeBufferPointer { h in
+            w.inputNorm.withUnsafeBufferPointer { wn in
+                xn.withUnsafeMutableBufferPointer { xp in
+                    for (i, t) in r.keys.enumerated() { Kernels.rmsNorm(h.baseAddress! + t * d, wn.baseAddress!, xp.baseAddress! + i * d, count: d, eps: eps) }
+                }
+            }
+        }
+        gemm(xn, rows: n, inner: d, weight: w.k, bias: w.kBias, into: &keys)
+        keys.withUnsafeMutableBufferPointer { kp in
+            for i in 0..<n {
+                let (cs, sn) = rotation(r.keyPositions[i])
+                cs.withUnsafeBufferPointer { cp in sn.withUnsafeBufferPointer { sp in
+                    Kernels.rope(kp.baseAddress! + i * kvW, heads: c.kvHeads, headDim: dh, cos: cp.baseAddress!, sin: sp.baseAddress!)
+                } }
+            }
+        }
+        let scale = 1 / Float(dh).squareRoot()
+        return r.queryRows.map { row in
+            var q = [Float](repeating: 0, count: qW)
+            xn.withUnsafeBufferPointer { xp in
+                w.q.values.withUnsafeBufferPointer { wq in
+                    cblas_sgemv(CblasRowMajor, CblasNoTrans, Int32(qW), Int32(d), 1, wq.baseAddress!, Int32(d), xp.baseAddress! + row * d, 1, 0, &q, 1)
+                }
+            }
+            if let b = w.qBias { for i in 0..<qW { q[i] += b[i] } }
+            let (cs, sn) = rotation(r.keyPositions[row])
+            q.withUnsafeMutableBufferPointer { qp in
+                cs.withUnsafeBufferPointer { cp in sn.withUnsafeBufferPointer { sp in
+                    Kernels.rope(qp.baseAddress!, heads: c.heads, headDim: dh, cos: cp.baseAddress!, sin: sp.baseAddress!)
+                } }
+            }
+            // Causal: keys up to the query's sequence index (keys are ascending).
+            let visible = r.keys.firstIndex { $0 > r.keys[row] } ?? n
+            return (0..<c.heads).map { head in
+                var s = [Float](repeating: 0, count: visible)
+                keys.withUnsafeBufferPointer { kp in
+                    q.withUnsafeBufferPointer { qp in
+                        cblas_sgemv(CblasRowMajor, CblasNoTrans, Int32(visible), Int32(dh), scale, kp.baseAddress! + (head / c.groupSize) * dh,
+                                    Int32(kvW), qp.baseAddress! + head * dh, 1, 0, &s, 1)
+                    }
+                }
+                s.withUnsafeMutableBufferPointer { Kernels.softmax($0.baseAddress!, count: visible) }
+                return s.map(Double.init) + [Double](repeating: 0, count: n - visible)
+            }
+        }
+    }
+
+    public func prefillOutputs(_ state: FastState) -> PrefillOutputs {
+        let s = state.sequenceLength, d = config.hiddenSize
+        let hidden: [[[Float]]] = options.recordHiddenStates
+            ? state.layerInputs.map { flat in (0..<s).map { Array(flat[($0 * d)..<(($0 + 1) * d)]) } } : []
+        return PrefillOutputs(hiddenStates: hidden, lastLogits: logits(ofRow: s - 1, in: state.hidden),
+                              kvLength: state.kvCount, plans: state.plans)
+    }
+
+    /// `W_lm · RMSNorm_final(h_row)` with one sgemv.
+    func logits(ofRow row: Int, in hidden: [Float]) -> [Float] {
+        let d = config.hiddenSize
+        var xn = [Float](repeating: 0, count: d)
+        hidden.withUnsafeBufferPointer { h in
+            weights.finalNorm.withUnsafeBufferPointer { wn in
+                Kernels.rmsNorm(h.baseAddress! + row * d, wn.baseAddress!, &xn, count: d, eps: Float(config.rmsNormEps))
+            }
+        }
+        return lmHead(xn)
+    }
+
+    func lmHead(_ xn: [Float]) -> [Float] {
+        let d = config.hiddenSize, vocab = config.vocabSize
+        var out = [Float](repeating: 0, count: vocab)
+        weights.lmHead.values.withUnsafeBufferPointer { w in
+            cblas_sgemv(CblasRowMajor, CblasNoTrans, Int32(vocab), Int32(d), 1, w.baseAddress!, Int32(d), xn, 1, 0, &out, 1)
+        }
+        return out
+    }
+
+    /// Greedy decode (SPEC.md §4): one token through every layer with sgemv, attending to
+    /// that layer's cache; no routing.
+    public func greedyDecode(_ state: inout FastState, steps: Int) -> DecodeOutputs {
+        let c = config, d = c.hiddenSize, qW = c.queryWidth, kvW = c.kvWidth, m = c.intermediateSize, dh = c.headDim
+        let eps = Float(c.rmsNormEps)
+        var stepLogits = [logits(ofRow: state.sequenceLength - 1, in: state.hidden)]
+        var tokens: [Int] = []
+        var x = [Float](repeating: 0, count: d), xn = x, o = x
+        var q = [Float](repeating: 0, count: qW), a = q
+        var k = [Float](repeating: 0, count: kvW), v = k
+        var g = [Float](repeating: 0, count: m), u = g
+        func gemv(_ w: Matrix, _ input: [Float], _ bias: [Float]?, _ out: inout [Float]) {
+            w.values.withUnsafeBufferPointer { wp in
+                cblas_sgemv(CblasRowMajor, CblasNoTrans, Int32(w.rows), Int32(w.cols), 1, wp.baseAddress!, Int32(w.cols), input, 1, 0, &out, 1)
+            }
+            if let bias { for i in 0..<w.rows { out[i] += bias[i] } }
+        }
+        for t in 0..<steps {
+            let last = stepLogits[t]
+            var best = 0
+            for i in 1..<last.count where last[i] > last[best] { best = i }
+            tokens.append(best)
+            if t == steps - 1 { break }
+            for i in 0..<d { x[i] = weights.embedding.values[best * d + i] }
+            for l in 0..<c.layers {
+                let w = weights.layers[l]
+                let position = state.plans[l].decodePosition + t
+                Kernels.rmsNorm(x, w.inputNorm, &xn, count: d, eps: eps)
+                gemv(w.q, xn, w.qBias, &q)
+                gemv(w.k, xn, w.kBias, &k)
+                gemv(w.v, xn, w.vBias, &v)
+                let (cs, sn) = rotation(position)
+                Kernels.rope(&q, heads: c.heads, headDim: dh, cos: cs, sin: sn)
+                Kernels.rope(&k, heads: c.kvHeads, headDim: dh, cos: cs, sin: sn)
+                let n = state.kvCount[l]
+                precondition(n < state.kvCapacity[l], "layer \(l): KV cache full (\(n))")
+                for i in 0..<kvW { state.keys[l][n * kvW + i] = k[i]; state.values[l][n * kvW + i] = v[i] }
+                state.kvCount[l] = n + 1
+                var s = [Float](repeating: 0, count: n + 1)
+                for head in 0..<c.heads {
+                    let gi = head / c.groupSize
+                    state.keys[l].withUnsafeBufferPointer { kp in
+                        q.withUnsafeBufferPointer { qp in
+                            cblas_sgemv(CblasRowMajor, CblasNoTrans, Int32(n + 1), Int32(dh), 1 / Float(dh).squareRoot(),
+                                        kp.baseAddress! + gi * dh, Int32(kvW), qp.baseAddress! + head * dh, 1, 0, &s, 1)
+                        }
+                    }
+                    s.withUnsafeMutableBufferPointer { Kernels.softmax($0.baseAddress!, count: n + 1) }
+                    state.values[l].withUnsafeBufferPointer { vp in
+                        a.withUnsafeMutableBufferPointer { ap in
+                            cblas_sgemv(CblasRowMajor, CblasTrans, Int32(n + 1), Int32(dh), 1, vp.baseAddress! + gi * dh, Int32(kvW),
+                                        s, 1, 0, ap.baseAddress! + head * dh, 1)
+                        }
+                    }
+                }
+                gemv(w.o, a, nil, &o)
+                Kernels.add(&x, o, count: d)
+                Kernels.rmsNorm(x, w.postNorm, &xn, count: d, eps: eps)
+                gemv(w.gate, xn, nil, &g)
+                gemv(w.up, xn, nil, &u)
+                Kernels.swiGLU(&g, u, count: m)
+                gemv(w.down, g, nil, &o)
+                Kernels.add(&x, o, count: d)
+            }
+            var xf = [Float](repeating: 0, count: d)
+            Kernels.rmsNorm(x, weights.finalNorm, &xf, count: d, eps: eps)
+            stepLogits.append(lmHead(xf))
+        }
+        return DecodeOutputs(tokens: tokens, stepLogits: stepLogits, kvLength: state.kvCount)
+    }
+}

@@ -1,0 +1,86 @@
+import CBLAS
+import Foundation
+import RerouteModel
+
+/// Options of a fast-decoder run.
+public struct FastDecoderOptions: Sendable {
+    /// Keep the hidden state entering every layer (traces need it; benchmarks do not). When
+    /// false only the current and the previous layer's inputs are kept (scoring needs them).
+    public var recordHiddenStates: Bool
+    /// OpenBLAS threads (nil: OpenBLAS's own default, one per core). The decoder starts no
+    /// threads of its own, so BLAS owns the cores (SPEC.md §10.2).
+    public var blasThreads: Int?
+
+    public init(recordHiddenStates: Bool = true, blasThreads: Int? = nil) {
+        self.recordHiddenStates = recordHiddenStates
+        self.blasThreads = blasThreads
+    }
+}
+
+/// The optimized decoder (SPEC.md §10): Float32, OpenBLAS `sgemm`/`sgemv` for every matrix
+/// product, SIMD8 kernels for RMSNorm, RoPE, softmax, SwiGLU and row gather/scatter. It
+/// executes the same plans as the reference decoder; only the arithmetic differs.
+public struct FastDecoder: Sendable {
+    public let weights: ModelWeights
+    public let options: FastDecoderOptions
+    public var config: ModelConfig { weights.config }
+    let inverseFrequencies: [Double]
+
+    public init(weights: ModelWeights, options: FastDecoderOptions = FastDecoderOptions()) {
+        self.weights = weights
+        self.options = options
+        inverseFrequencies = (0..<(weights.config.headDim / 2)).map {
+            pow(weights.config.ropeTheta, -Double(2 * $0) / Double(weights.config.headDim))
+        }
+        if let t = options.blasThreads { openblas_set_num_threads(Int32(t)) }
+    }
+
+    /// cos/sin of `position · f[k]`, computed in Double and rounded once (float32 angles
+    /// would err by `position · 2^-24` rad).
+    func rotation(_ position: Int) -> (cos: [Float], sin: [Float]) {
+        let angles = inverseFrequencies.map { Double(position) * $0 }
+        return (angles.map { Float(Foundation.cos($0)) }, angles.map { Float(Foundation.sin($0)) })
+    }
+}
+
+/// Buffers of one run, allocated once in `begin` (activations sized for the whole sequence,
+/// each layer's KV cache at its final capacity).
+public final class FastState: @unchecked Sendable {
+    let sequenceLength: Int
+    /// Residual stream `[S, d]` entering the next layer.
+    var hidden: [Float]
+    /// Inputs of past layers (all, or the last two when not recording).
+    var layerInputs: [[Float]] = []
+    var plans: [LayerPlan] = []
+    /// Per layer: keys and values `[capacity, H_kv·d_h]` after RoPE, entry count, positions.
+    var keys: [[Float]] = []
+    var values: [[Float]] = []
+    var kvCount: [Int] = []
+    var kvCapacity: [Int] = []
+    var lastLogits: [Float] = []
+    // Workspace, [S, ·] each.
+    var x: [Float], xn: [Float], q: [Float], k: [Float], v: [Float], att: [Float], o: [Float], g: [Float], u: [Float]
+    var scores: [Float]
+
+    init(sequenceLength s: Int, config c: ModelConfig, capacity: [Int]) {
+        sequenceLength = s
+        hidden = [Float](repeating: 0, count: s * c.hiddenSize)
+        x = hidden
+        xn = hidden
+        o = hidden
+        q = [Float](repeating: 0, count: s * c.queryWidth)
+        att = q
+        k = [Float](repeating: 0, count: s * c.kvWidth)
+        v = k
+        g = [Float](repeating: 0, count: s * c.intermediateSize)
+        u = g
+        scores = [Float](repeating: 0, count: s * s)
+        kvCapacity = capacity
+        keys = capacity.map { [Float](repeating: 0, count: $0 * c.kvWidth) }
+        values = keys
+        kvCount = Array(repeating: 0, count: c.layers)
+    }
+
+    /// Bytes held by the KV caches: `Σ_l capacity_l · 2 · H_kv · d_h · 4`.
+    public var kvAllocatedBytes: Int { keys.map { $0.count * 4 }.reduce(0, +) + values.map { $0.count * 4 }.reduce(0, +) }
+}

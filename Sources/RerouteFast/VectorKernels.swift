@@ -1,0 +1,107 @@
+/// Elementwise kernels of the fast decoder on raw Float32 buffers, vectorised with SIMD8.
+///
+/// Plain `a * b + c` everywhere: `SIMD.addingProduct` compiles to per-lane `fmaf` calls on
+/// Swift's default x86-64 baseline (no FMA) and is ~50× slower (platform.md §3).
+enum Kernels {
+    typealias V8 = SIMD8<Float>
+
+    @inline(__always) static func load8(_ p: UnsafePointer<Float>) -> V8 { UnsafeRawPointer(p).loadUnaligned(as: V8.self) }
+    @inline(__always) static func load8(_ p: UnsafeMutablePointer<Float>) -> V8 { UnsafeRawPointer(p).loadUnaligned(as: V8.self) }
+    @inline(__always) static func store8(_ v: V8, _ p: UnsafeMutablePointer<Float>) { UnsafeMutableRawPointer(p).storeBytes(of: v, as: V8.self) }
+
+    /// `y[i] = w[i] · x[i] / sqrt(mean(x²) + ε)` (the mean accumulated in Float, 8 lanes).
+    static func rmsNorm(_ x: UnsafePointer<Float>, _ w: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, count n: Int, eps: Float) {
+        var acc = V8.zero
+        var i = 0
+        while i + 8 <= n {
+            let v = load8(x + i)
+            acc += v * v
+            i += 8
+        }
+        var sum = acc.sum()
+        while i < n { sum += x[i] * x[i]; i += 1 }
+        let inv = 1 / (sum / Float(n) + eps).squareRoot()
+        let s = V8(repeating: inv)
+        i = 0
+        while i + 8 <= n {
+            let v = load8(x + i) * s * load8(w + i)
+            store8(v, y + i)
+            i += 8
+        }
+        while i < n { y[i] = w[i] * (x[i] * inv); i += 1 }
+    }
+
+    /// RoPE on `heads` consecutive head vectors at one position, from cos/sin tables of
+    /// `d_h/2` entries (rotate-half pairing, SPEC.md §2.4).
+    static func rope(_ x: UnsafeMutablePointer<Float>, heads: Int, headDim dh: Int, cos c: UnsafePointer<Float>, sin s: UnsafePointer<Float>) {
+        let h = dh / 2
+        for head in 0..<heads {
+            let p = x + head * dh
+            var i = 0
+            while i + 8 <= h {
+                let a = load8(p + i), b = load8(p + i + h)
+                let cv = load8(c + i), sv = load8(s + i)
+                let y0 = a * cv - b * sv, y1 = b * cv + a * sv
+                store8(y0, p + i); store8(y1, p + i + h)
+                i += 8
+            }
+            while i < h {
+                let a = p[i], b = p[i + h]
+                p[i] = a * c[i] - b * s[i]
+                p[i + h] = b * c[i] + a * s[i]
+                i += 1
+            }
+        }
+    }
+
+    /// In-place softmax over `n` values (max subtracted).
+    static func softmax(_ x: UnsafeMutablePointer<Float>, count n: Int) {
+        var m = -Float.infinity
+        for i in 0..<n where x[i] > m { m = x[i] }
+        var total: Float = 0
+        for i in 0..<n {
+            let e = expf(x[i] - m)
+            x[i] = e
+            total += e
+        }
+        let inv = 1 / total
+        var i = 0
+        while i + 8 <= n {
+            let v = load8(x + i) * inv
+            store8(v, x + i)
+            i += 8
+        }
+        while i < n { x[i] *= inv; i += 1 }
+    }
+
+    /// `g[i] = silu(g[i]) · u[i]` in place.
+    static func swiGLU(_ g: UnsafeMutablePointer<Float>, _ u: UnsafePointer<Float>, count n: Int) {
+        for i in 0..<n {
+            let x = g[i]
+            g[i] = x / (1 + expf(-x)) * u[i]
+        }
+    }
+
+    /// `y[i] += x[i]`.
+    static func add(_ y: UnsafeMutablePointer<Float>, _ x: UnsafePointer<Float>, count n: Int) {
+        var i = 0
+        while i + 8 <= n {
+            let v = load8(y + i) + load8(x + i)
+            store8(v, y + i)
+            i += 8
+        }
+        while i < n { y[i] += x[i]; i += 1 }
+    }
+
+    /// Copies `count` floats (row gather/scatter).
+    @inline(__always)
+    static func copy(_ dst: UnsafeMutablePointer<Float>, _ src: UnsafePointer<Float>, count n: Int) {
+        dst.update(from: src, count: n)
+    }
+}
+
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
