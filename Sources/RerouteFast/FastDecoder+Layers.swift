@@ -86,6 +86,8 @@ extension FastDecoder: TraceableDecoder {
         state.scores.withUnsafeMutableBufferPointer { P in
         state.keys[l].withUnsafeMutableBufferPointer { KC in
         state.values[l].withUnsafeMutableBufferPointer { VC in
+        state.cosTable.withUnsafeMutableBufferPointer { CT in
+        state.sinTable.withUnsafeMutableBufferPointer { ST in
             let h = H.baseAddress!, x = X.baseAddress!, xn = XN.baseAddress!, q = Q.baseAddress!, k = K.baseAddress!
             let v = V.baseAddress!, a = A.baseAddress!, o = O.baseAddress!, g = G.baseAddress!, u = U.baseAddress!, p = P.baseAddress!
             // Gather the active rows, then the pre-attention norm.
@@ -94,28 +96,34 @@ extension FastDecoder: TraceableDecoder {
                 for i in 0..<n { Kernels.rmsNorm(x + i * d, wn.baseAddress!, xn + i * d, count: d, eps: eps) }
             }
             projections(xn, rows: n, layer: w, q: q, k: k, v: v)
+            let ct = CT.baseAddress!, stb = ST.baseAddress!, half = dh / 2
+            fillRotations(positions, cos: ct, sin: stb)
             for i in 0..<n {
-                let (cs, sn) = rotation(positions[i])
-                cs.withUnsafeBufferPointer { cp in sn.withUnsafeBufferPointer { sp in
-                    Kernels.rope(q + i * qW, heads: c.heads, headDim: dh, cos: cp.baseAddress!, sin: sp.baseAddress!)
-                    Kernels.rope(k + i * kvW, heads: c.kvHeads, headDim: dh, cos: cp.baseAddress!, sin: sp.baseAddress!)
-                } }
+                Kernels.rope(q + i * qW, heads: c.heads, headDim: dh, cos: ct + i * half, sin: stb + i * half)
+                Kernels.rope(k + i * kvW, heads: c.kvHeads, headDim: dh, cos: ct + i * half, sin: stb + i * half)
             }
             Kernels.copy(KC.baseAddress!, k, count: n * kvW)
             Kernels.copy(VC.baseAddress!, v, count: n * kvW)
-            // Causal attention per head over the active tokens: P = QKᵀ/√d_h, softmax, A = P V.
+            // Causal attention per head over the active tokens: P = QKᵀ/√d_h, softmax, A = P V,
+            // in row blocks so a block of queries only multiplies the keys it can see.
             let scale = 1 / Float(dh).squareRoot()
+            let block = max(64, (n + 7) / 8)
             for head in 0..<c.heads {
                 let gi = head / c.groupSize
-                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(n), Int32(n), Int32(dh), scale, q + head * dh, Int32(qW),
-                            k + gi * dh, Int32(kvW), 0, p, Int32(n))
-                for i in 0..<n {
-                    let row = p + i * n
-                    Kernels.softmax(row, count: i + 1)
-                    if i + 1 < n { (row + i + 1).update(repeating: 0, count: n - i - 1) }
+                var r0 = 0
+                while r0 < n {
+                    let rows = min(block, n - r0), visible = r0 + rows
+                    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(rows), Int32(visible), Int32(dh), scale,
+                                q + r0 * qW + head * dh, Int32(qW), k + gi * dh, Int32(kvW), 0, p, Int32(visible))
+                    for i in 0..<rows {
+                        let row = p + i * visible
+                        Kernels.softmax(row, count: r0 + i + 1)
+                        if r0 + i + 1 < visible { (row + r0 + i + 1).update(repeating: 0, count: visible - r0 - i - 1) }
+                    }
+                    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(rows), Int32(dh), Int32(visible), 1, p, Int32(visible),
+                                v + gi * dh, Int32(kvW), 0, a + r0 * qW + head * dh, Int32(qW))
+                    r0 += rows
                 }
-                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(n), Int32(dh), Int32(n), 1, p, Int32(n),
-                            v + gi * dh, Int32(kvW), 0, a + head * dh, Int32(qW))
             }
             // h = x + W_o a; y = h + MLP(RMSNorm(h)).
             w.o.values.withUnsafeBufferPointer { wo in gemm(a, rows: n, inner: qW, weight: wo.baseAddress!, out: d, bias: nil, into: o) }
@@ -132,7 +140,7 @@ extension FastDecoder: TraceableDecoder {
                 Kernels.add(x + i * d, o + i * d, count: d)
                 Kernels.copy(h + t * d, x + i * d, count: d)
             }
-        } } } } } } } } } } } } }
+        } } } } } } } } } } } } } } }
         st.kvCount[l] = n
         st.plans.append(plan)
         if options.recordHiddenStates {

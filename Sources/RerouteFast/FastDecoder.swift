@@ -41,6 +41,18 @@ public struct FastDecoder: Sendable {
         let angles = inverseFrequencies.map { Double(position) * $0 }
         return (angles.map { Float(Foundation.cos($0)) }, angles.map { Float(Foundation.sin($0)) })
     }
+
+    /// Fills `cos`/`sin` rows `[i, d_h/2]` for each position, without allocating.
+    func fillRotations(_ positions: [Int], cos c: UnsafeMutablePointer<Float>, sin s: UnsafeMutablePointer<Float>) {
+        let h = inverseFrequencies.count
+        for (i, p) in positions.enumerated() {
+            for k in 0..<h {
+                let angle = Double(p) * inverseFrequencies[k]
+                c[i * h + k] = Float(Foundation.cos(angle))
+                s[i * h + k] = Float(Foundation.sin(angle))
+            }
+        }
+    }
 }
 
 /// Buffers of one run, allocated once in `begin` (activations sized for the whole sequence,
@@ -61,6 +73,8 @@ public final class FastState: @unchecked Sendable {
     // Workspace, [S, ·] each.
     var x: [Float], xn: [Float], q: [Float], k: [Float], v: [Float], att: [Float], o: [Float], g: [Float], u: [Float]
     var scores: [Float]
+    /// cos/sin of the current layer's positions, `[S, d_h/2]` each.
+    var cosTable: [Float], sinTable: [Float]
 
     init(sequenceLength s: Int, config c: ModelConfig, capacity: [Int]) {
         sequenceLength = s
@@ -75,6 +89,8 @@ public final class FastState: @unchecked Sendable {
         g = [Float](repeating: 0, count: s * c.intermediateSize)
         u = g
         scores = [Float](repeating: 0, count: s * s)
+        cosTable = [Float](repeating: 0, count: s * c.headDim / 2)
+        sinTable = cosTable
         kvCapacity = capacity
         keys = capacity.map { [Float](repeating: 0, count: $0 * c.kvWidth) }
         values = keys

@@ -154,22 +154,41 @@ public struct RoutingRecord: Sendable {
 /// Runs a routed prefill on any layer-wise decoder: the vision-side stage (if any), then
 /// for each layer the session plans and the decoder executes.
 public enum RoutedPrefill {
+    /// The work before the first layer: the vision-side stage, the session, the embedded input.
+    public struct Prepared<D: LayerwiseDecoder> {
+        public var session: RoutingSession
+        public var state: D.State
+    }
+
     /// - Parameter forcedKept: lockstep replay; kept grid cells per decision layer.
     public static func run<D: LayerwiseDecoder>(decoder: D, case c: PromptCase, policy: RoutingPolicy, forcedKept: [Int: [Int]] = [:])
         throws -> (state: D.State, record: RoutingRecord)
     {
+        try execute(decoder: decoder, try prepare(decoder: decoder, case: c, policy: policy, forcedKept: forcedKept))
+    }
+
+    public static func prepare<D: LayerwiseDecoder>(decoder: D, case c: PromptCase, policy: RoutingPolicy,
+                                                    forcedKept: [Int: [Int]] = [:]) throws -> Prepared<D> {
         let llmCase = try policy.visionStage.map { try $0.apply(to: c) } ?? c
-        var session = try RoutingSession(policy: policy, llmCase: llmCase, layers: decoder.config.layers, originalN: c.grid.count,
+        let session = try RoutingSession(policy: policy, llmCase: llmCase, layers: decoder.config.layers, originalN: c.grid.count,
                                          forcedKept: forcedKept)
         let counts = session.schedule.visualCounts(n: llmCase.visual.count, layers: decoder.config.layers)
         let text = llmCase.sequenceLength - llmCase.visual.count
-        var state = try decoder.begin(llmCase, kvCapacity: counts.map { text + $0 + max(0, c.decodeSteps - 1) })
+        let state = try decoder.begin(llmCase, kvCapacity: counts.map { text + $0 + max(0, c.decodeSteps - 1) })
+        return Prepared(session: session, state: state)
+    }
+
+    /// Every layer: the session plans (asking the decoder for scores at decision layers),
+    /// the decoder executes.
+    public static func execute<D: LayerwiseDecoder>(decoder: D, _ prepared: Prepared<D>) throws -> (state: D.State, record: RoutingRecord) {
+        var session = prepared.session
+        var state = prepared.state
         for l in 0..<decoder.config.layers {
             let current = state
             let plan = try session.plan(layer: l) { decoder.attentionProbabilities($0, state: current) }
             decoder.run(layer: l, plan: plan, state: &state)
         }
-        return (state, RoutingRecord(policy: policy, schedule: session.schedule, llmCase: llmCase,
+        return (state, RoutingRecord(policy: session.policy, schedule: session.schedule, llmCase: session.llmCase,
                                      decisions: session.decisions, plans: session.plans))
     }
 }

@@ -1,0 +1,196 @@
+import ArgumentParser
+import CBLAS
+import Foundation
+import RerouteFast
+import RerouteModel
+import RerouteReference
+import RerouteRouting
+import RerouteVerify
+
+struct BenchCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "bench",
+        abstract: "Measure the fast decoder: roofline fraction, policy speed-ups, decode bandwidth, memory.",
+        discussion: """
+            Build with -c release. Everything is measured in one run, and ratios are measured
+            interleaved (A B A B) because the machine's speed drifts. Reports medians of --repeats.
+            1. machine: cblas_sgemm GFLOP/s at the benchmark model's projection shapes (the practical
+               roofline) and memcpy bandwidth;
+            2. fast vs reference prefill on two small models: the tiny LLaMA (golden/models/tiny-llama,
+               d=64, call overhead dominates) and a random d=512, 8 heads, m=1408, 2 layers model on
+               576 visual + 36 text tokens;
+            3. dense prefill of a LLaVA-shaped model (random weights from a seed: d=2048, 16 heads,
+               m=5632, --layers layers, 576 visual + 36 text tokens) as a fraction of the roofline;
+            4. every policy at tiers 192/128/64: prefill time / dense time next to the exact FLOPs
+               ratio of the budget calculator, and Reroute's time / its base method's;
+            5. greedy decode: tokens/s and weight-streaming GB/s against the memcpy bandwidth;
+            6. peak resident memory.
+            Prefill time counts the decoder layers, scoring and the last-position logits; the
+            input embedding (and Nüwa's vision-side stage) is timed apart.
+            """)
+
+    @Option(help: "Repetitions per measurement (median reported).") var repeats = 5
+    @Option(help: "OpenBLAS threads (default: all cores).") var threads: Int?
+    @Option(help: "Layers of the LLaVA-shaped model (8: the 32-layer schedules remap to [1,2,4,6]).") var layers = 8
+    @Option(help: "Repetitions per policy in the policy table.") var policyRepeats = 3
+    @Flag(help: "Fewer policies and repetitions (a smoke run).") var quick = false
+    @Option(help: "Model folder of the small model for fast vs reference.") var smallModel = "golden/models/tiny-llama"
+
+    func run() throws {
+        if let threads { openblas_set_num_threads(Int32(threads)) }
+        let reps = quick ? 2 : repeats
+        print("reroute bench: \(ProcessInfo.processInfo.activeProcessorCount) cores, OpenBLAS \(openblas_get_num_threads()) thread(s), core \(String(cString: openblas_get_corename()))")
+
+        let c = ModelConfig(family: .llama, hiddenSize: 2048, layers: layers, heads: 16, kvHeads: 16, intermediateSize: 5632,
+                            rmsNormEps: 1e-5, ropeTheta: 10000, vocabSize: 32000, tieWordEmbeddings: false)
+        progress("generating the LLaVA-shaped model (\(layers) layers)…")
+        let weights = RandomModel.weights(c, visionDim: 64, seed: 7)
+        var bc = RandomModel.promptCase(c, grid: ImageGrid(rows: 24, cols: 24), prefix: 35, suffix: 1, decodeSteps: 17, seed: 8)
+        // Features through a small projector so Nüwa's vision stage can run.
+        var rng = SystemRandomNumberGenerator()
+        bc.visual = .features(Matrix(rows: 576, cols: 64, values: (0..<(576 * 64)).map { _ in Float.random(in: -1...1, using: &rng) }))
+        let s = bc.sequenceLength
+
+        // 1. Machine.
+        let roofline = sgemmRoofline(c, rows: s, repeats: reps)
+        let bandwidth = memcpyBandwidth(repeats: reps)
+        print("\n1. machine")
+        print(String(format: "   sgemm at the model's projection shapes (n=%d): %.1f GFLOP/s (practical roofline)", s, roofline))
+        print(String(format: "   memcpy 256 MiB: %.1f GB/s (read + write)", bandwidth))
+
+        // 2. Fast vs reference on small models.
+        print("\n2. fast vs reference, dense prefill (interleaved)")
+        let tiny = try ModelWeights.load(directory: URL(fileURLWithPath: smallModel))
+        let c512 = ModelConfig(family: .llama, hiddenSize: 512, layers: 2, heads: 8, kvHeads: 8, intermediateSize: 1408, rmsNormEps: 1e-5,
+                               ropeTheta: 10000, vocabSize: 1000, tieWordEmbeddings: false)
+        let small = RandomModel.weights(c512, seed: 11)
+        let smallCases: [(String, ModelWeights, PromptCase)] = [
+            ("tiny-llama (d=64, L=8, S=108)", tiny, GoldenTraces.traceCase(for: tiny, model: "tiny-llama")),
+            ("small (d=512, L=2, S=612)", small, RandomModel.promptCase(c512, grid: ImageGrid(rows: 24, cols: 24), prefix: 35, suffix: 1,
+                                                                       decodeSteps: 0, seed: 12)),
+        ]
+        for (label, w, sc) in smallCases {
+            let ref = ReferenceDecoder(weights: w), f = FastDecoder(weights: w, options: .init(recordHiddenStates: false))
+            var tr: [Double] = [], tf: [Double] = []
+            for _ in 0..<(quick ? 1 : 2) {
+                tr.append(try prefill(ref, sc, .dense))
+                tf.append(try prefill(f, sc, .dense))
+            }
+            print(String(format: "   %@: reference %.1f ms, fast %.2f ms: fast is %.0fx faster", label, median(tr) * 1e3, median(tf) * 1e3,
+                         median(tr) / median(tf)))
+        }
+
+        // 3. Dense prefill on the LLaVA-shaped model.
+        let fast = FastDecoder(weights: weights, options: .init(recordHiddenStates: false))
+        let denseFlops = try BudgetCalculator.report(config: c, policy: .dense, textTokens: 36, grid: bc.grid, bytesPerElement: 4).totalFlops
+        _ = try prefill(fast, bc, .dense)  // warm-up
+        var td: [Double] = []
+        for _ in 0..<reps { td.append(try prefill(fast, bc, .dense)) }
+        let dense = median(td)
+        print("\n3. dense prefill, LLaVA-shaped (d=2048, H=16, m=5632, L=\(layers), S=\(s))")
+        print(String(format: "   %.1f ms, %.1f GFLOP (exact count), %.1f GFLOP/s = %.0f%% of the sgemm roofline",
+                     dense * 1e3, denseFlops / 1e9, denseFlops / dense / 1e9, 100 * denseFlops / dense / 1e9 / roofline))
+
+        // 4. Policies, interleaved with dense.
+        print("\n4. policies (prefill time / dense time, measured interleaved; FLOPs ratio from the budget calculator)")
+        print("   " + pad("policy", 22) + pad("avg_T", 8) + pad("time ratio", 11) + pad("FLOPs ratio", 12) + pad("difference", 11) + "vs base")
+        let tiers: [Tier] = quick ? [.t192] : [.t192, .t128, .t64]
+        var times: [String: Double] = [:]
+        for tier in tiers {
+            let policies: [RoutingPolicy] = [.fastVRelease(tier: tier), .rerouteFastV(tier: tier), .pyramidDropRelease(tier: tier),
+                                             .reroutePDrop(tier: tier), .nuwa(tier: tier), .rerouteNuwa(tier: tier)]
+            for p in policies {
+                var ratios: [Double] = []
+                var pt: [Double] = []
+                for _ in 0..<(quick ? 1 : policyRepeats) {
+                    let a = try prefill(fast, bc, .dense)
+                    let b = try prefill(fast, bc, p)
+                    ratios.append(b / a)
+                    pt.append(b)
+                }
+                times[p.name] = median(pt)
+                let budget = try BudgetCalculator.report(config: c, policy: p, textTokens: 36, grid: bc.grid, bytesPerElement: 4)
+                let flopsRatio = budget.totalFlops / denseFlops
+                var versus = ""
+                if case .perLayer(let base) = p.budgetMatching, let tb = times[base] { versus = String(format: "%.3f x %@", median(pt) / tb, base) }
+                if case .averageTokens(let base) = p.budgetMatching, let tb = times[base] { versus = String(format: "%.3f x %@", median(pt) / tb, base) }
+                print("   " + pad(p.name, 22) + pad(String(format: "%.1f", budget.averageVisualTokens), 8)
+                      + pad(String(format: "%.3f", median(ratios)), 11) + pad(String(format: "%.3f", flopsRatio), 12)
+                      + pad(String(format: "%+.3f", median(ratios) - flopsRatio), 11) + versus)
+            }
+        }
+
+        // 5. Decode.
+        var state = try RoutedPrefill.run(decoder: fast, case: bc, policy: .dense).state
+        let steps = bc.decodeSteps
+        let t0 = DispatchTime.now().uptimeNanoseconds
+        _ = fast.greedyDecode(&state, steps: steps)
+        let decodeTime = Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e9
+        let tokensPerSecond = Double(steps - 1) / decodeTime
+        let weightBytes = Double(c.layers * (2 * c.hiddenSize * c.queryWidth + 2 * c.hiddenSize * c.kvWidth + 3 * c.hiddenSize * c.intermediateSize)
+                                 + c.vocabSize * c.hiddenSize) * 4
+        let gbs = weightBytes * tokensPerSecond / 1e9
+        print("\n5. greedy decode (dense cache, \(steps - 1) tokens)")
+        print(String(format: "   %.1f tokens/s; %.0f MB of weights per token: %.1f GB/s = %.0f%% of the memcpy bandwidth",
+                     tokensPerSecond, weightBytes / 1e6, gbs, 100 * gbs / bandwidth))
+
+        // 6. Memory.
+        var usage = rusage()
+        getrusage(__rusage_who_t(RUSAGE_SELF.rawValue), &usage)
+        print("\n6. peak resident memory: \(usage.ru_maxrss / 1024) MiB (model weights \(Int(weightBytes) / 1_048_576 + c.vocabSize * c.hiddenSize * 4 / 1_048_576) MiB)")
+    }
+
+    /// Seconds of the LLM prefill: every layer, the scoring and the last-position logits. The
+    /// vision-side stage and the input embedding happen before the clock starts.
+    func prefill<D: TraceableDecoder>(_ d: D, _ c: PromptCase, _ p: RoutingPolicy) throws -> Double {
+        let prepared = try RoutedPrefill.prepare(decoder: d, case: c, policy: p)
+        let t0 = DispatchTime.now().uptimeNanoseconds
+        let (state, _) = try RoutedPrefill.execute(decoder: d, prepared)
+        _ = d.prefillOutputs(state).lastLogits
+        return Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e9
+    }
+
+    func time(_ body: () throws -> Void) rethrows -> Double {
+        let t0 = DispatchTime.now().uptimeNanoseconds
+        try body()
+        return Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e9
+    }
+
+    func median(_ x: [Double]) -> Double {
+        let s = x.sorted()
+        return s.count % 2 == 1 ? s[s.count / 2] : (s[s.count / 2 - 1] + s[s.count / 2]) / 2
+    }
+
+    /// GFLOP/s of the seven projection sgemms of one layer at n rows, as the decoder calls them.
+    func sgemmRoofline(_ c: ModelConfig, rows n: Int, repeats: Int) -> Double {
+        let shapes = [(c.queryWidth, c.hiddenSize), (c.kvWidth, c.hiddenSize), (c.kvWidth, c.hiddenSize), (c.hiddenSize, c.queryWidth),
+                      (c.intermediateSize, c.hiddenSize), (c.intermediateSize, c.hiddenSize), (c.hiddenSize, c.intermediateSize)]
+        let maxIn = shapes.map(\.1).max()!, maxOut = shapes.map(\.0).max()!
+        let x = [Float](repeating: 0.01, count: n * maxIn)
+        let w = [Float](repeating: 0.02, count: maxOut * maxIn)
+        var y = [Float](repeating: 0, count: n * maxOut)
+        let flops = shapes.map { 2.0 * Double(n * $0.0 * $0.1) }.reduce(0, +)
+        var t: [Double] = []
+        for _ in 0..<(repeats + 1) {
+            t.append(time {
+                for (out, inner) in shapes {
+                    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(n), Int32(out), Int32(inner), 1, x, Int32(inner),
+                                w, Int32(inner), 0, &y, Int32(out))
+                }
+            })
+        }
+        return flops / median(Array(t.dropFirst())) / 1e9
+    }
+
+    /// memcpy of 256 MiB; bytes read + written per second.
+    func memcpyBandwidth(repeats: Int) -> Double {
+        let n = 256 << 20
+        let src = UnsafeMutableRawPointer.allocate(byteCount: n, alignment: 64), dst = UnsafeMutableRawPointer.allocate(byteCount: n, alignment: 64)
+        defer { src.deallocate(); dst.deallocate() }
+        memset(src, 1, n)
+        memset(dst, 0, n)
+        var t: [Double] = []
+        for _ in 0..<(repeats + 1) { t.append(time { memcpy(dst, src, n) }) }
+        return 2 * Double(n) / median(Array(t.dropFirst())) / 1e9
+    }
+}
