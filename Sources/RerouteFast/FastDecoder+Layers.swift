@@ -95,12 +95,20 @@ extension FastDecoder: TraceableDecoder {
             w.inputNorm.withUnsafeBufferPointer { wn in
                 for i in 0..<n { Kernels.rmsNorm(x + i * d, wn.baseAddress!, xn + i * d, count: d, eps: eps) }
             }
-            projections(xn, rows: n, layer: w, q: q, k: k, v: v)
+            // Keys the decision's scoring already computed from the same input, weights and
+            // positions are reused; otherwise k is projected here.
+            let reuse = state.scoredLayer == l && plan.active.enumerated().allSatisfy { state.scoredRows[$1]?.position == positions[$0] }
+            projections(xn, rows: n, layer: w, q: q, k: reuse ? nil : k, v: v)
             let ct = CT.baseAddress!, stb = ST.baseAddress!, half = dh / 2
             fillRotations(positions, cos: ct, sin: stb)
             for i in 0..<n {
                 Kernels.rope(q + i * qW, heads: c.heads, headDim: dh, cos: ct + i * half, sin: stb + i * half)
-                Kernels.rope(k + i * kvW, heads: c.kvHeads, headDim: dh, cos: ct + i * half, sin: stb + i * half)
+                if !reuse { Kernels.rope(k + i * kvW, heads: c.kvHeads, headDim: dh, cos: ct + i * half, sin: stb + i * half) }
+            }
+            if reuse {
+                state.scoredKeys.withUnsafeBufferPointer { sk in
+                    for (i, t) in plan.active.enumerated() { Kernels.copy(k + i * kvW, sk.baseAddress! + state.scoredRows[t]!.row * kvW, count: kvW) }
+                }
             }
             Kernels.copy(KC.baseAddress!, k, count: n * kvW)
             Kernels.copy(VC.baseAddress!, v, count: n * kvW)
@@ -143,6 +151,8 @@ extension FastDecoder: TraceableDecoder {
         } } } } } } } } } } } } } } }
         st.kvCount[l] = n
         st.plans.append(plan)
+        st.scoredLayer = -1
+        st.scoredKeys = []
         if options.recordHiddenStates {
             st.layerInputs.append(st.hidden)
         } else {
@@ -153,10 +163,12 @@ extension FastDecoder: TraceableDecoder {
 
     /// q, k, v projections (with biases) of `rows` normalised rows.
     func projections(_ xn: UnsafePointer<Float>, rows n: Int, layer w: LayerWeights, q: UnsafeMutablePointer<Float>,
-                     k: UnsafeMutablePointer<Float>, v: UnsafeMutablePointer<Float>) {
+                     k: UnsafeMutablePointer<Float>?, v: UnsafeMutablePointer<Float>) {
         let d = config.hiddenSize
         w.q.values.withUnsafeBufferPointer { gemm(xn, rows: n, inner: d, weight: $0.baseAddress!, out: w.q.rows, bias: w.qBias, into: q) }
-        w.k.values.withUnsafeBufferPointer { gemm(xn, rows: n, inner: d, weight: $0.baseAddress!, out: w.k.rows, bias: w.kBias, into: k) }
+        if let k {
+            w.k.values.withUnsafeBufferPointer { gemm(xn, rows: n, inner: d, weight: $0.baseAddress!, out: w.k.rows, bias: w.kBias, into: k) }
+        }
         w.v.values.withUnsafeBufferPointer { gemm(xn, rows: n, inner: d, weight: $0.baseAddress!, out: w.v.rows, bias: w.vBias, into: v) }
     }
 }

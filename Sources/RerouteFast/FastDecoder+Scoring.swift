@@ -29,6 +29,9 @@ extension FastDecoder {
                 } }
             }
         }
+        state.scoredLayer = r.layer
+        state.scoredRows = Dictionary(uniqueKeysWithValues: r.keys.enumerated().map { ($1, ($0, r.keyPositions[$0])) })
+        state.scoredKeys = keys
         let scale = 1 / Float(dh).squareRoot()
         return r.queryRows.map { row in
             var q = [Float](repeating: 0, count: qW)

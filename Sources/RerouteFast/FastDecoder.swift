@@ -73,6 +73,11 @@ public final class FastState: @unchecked Sendable {
     // Workspace, [S, ·] each.
     var x: [Float], xn: [Float], q: [Float], k: [Float], v: [Float], att: [Float], o: [Float], g: [Float], u: [Float]
     var scores: [Float]
+    /// Keys the last score request computed (after bias and RoPE), so its layer can reuse
+    /// them instead of projecting the same rows again: layer, token → (row, position).
+    var scoredLayer = -1
+    var scoredRows: [Int: (row: Int, position: Int)] = [:]
+    var scoredKeys: [Float] = []
     /// cos/sin of the current layer's positions, `[S, d_h/2]` each.
     var cosTable: [Float], sinTable: [Float]
 
