@@ -101,7 +101,7 @@ struct BenchCommand: ParsableCommand {
         print("\n4. policies (prefill time / dense time, measured interleaved; FLOPs ratio from the budget calculator)")
         print("   " + pad("policy", 22) + pad("avg_T", 8) + pad("time ratio", 11) + pad("FLOPs ratio", 12) + pad("difference", 11) + "vs base")
         let tiers: [Tier] = quick ? [.t192] : [.t192, .t128, .t64]
-        var times: [String: Double] = [:]
+        var ratiosByPolicy: [String: Double] = [:]
         for tier in tiers {
             let policies: [RoutingPolicy] = [.fastVRelease(tier: tier), .rerouteFastV(tier: tier), .pyramidDropRelease(tier: tier),
                                              .reroutePDrop(tier: tier), .nuwa(tier: tier), .rerouteNuwa(tier: tier)]
@@ -114,12 +114,15 @@ struct BenchCommand: ParsableCommand {
                     ratios.append(b / a)
                     pt.append(b)
                 }
-                times[p.name] = median(pt)
+                ratiosByPolicy[p.name] = median(ratios)
                 let budget = try BudgetCalculator.report(config: c, policy: p, textTokens: 36, grid: bc.grid, bytesPerElement: 4)
                 let flopsRatio = budget.totalFlops / denseFlops
                 var versus = ""
-                if case .perLayer(let base) = p.budgetMatching, let tb = times[base] { versus = String(format: "%.3f x %@", median(pt) / tb, base) }
-                if case .averageTokens(let base) = p.budgetMatching, let tb = times[base] { versus = String(format: "%.3f x %@", median(pt) / tb, base) }
+                // Both ratios were measured against an adjacent dense run, so their quotient is drift-free.
+                var base: String?
+                if case .perLayer(let b) = p.budgetMatching { base = b }
+                if case .averageTokens(let b) = p.budgetMatching { base = b }
+                if let base, let rb = ratiosByPolicy[base] { versus = String(format: "%.3f x %@", median(ratios) / rb, base) }
                 print("   " + pad(p.name, 22) + pad(String(format: "%.1f", budget.averageVisualTokens), 8)
                       + pad(String(format: "%.3f", median(ratios)), 11) + pad(String(format: "%.3f", flopsRatio), 12)
                       + pad(String(format: "%+.3f", median(ratios) - flopsRatio), 11) + versus)
@@ -188,27 +191,31 @@ struct BenchCommand: ParsableCommand {
         return flops / median(Array(t.dropFirst())) / 1e9
     }
 
-    /// Sum of 1 GiB of floats (SIMD8, one pass): bytes read per second, the bound of weight
-    /// streaming at decode.
+    /// Sum of 1 GiB of floats (SIMD8, one pass, split over all cores as sgemv is): bytes
+    /// read per second, the bound of weight streaming at decode.
     func readBandwidth(repeats: Int) -> Double {
         let n = 1 << 28
+        let workers = ProcessInfo.processInfo.activeProcessorCount
         let buf = UnsafeMutablePointer<Float>.allocate(capacity: n)
         defer { buf.deallocate() }
         buf.initialize(repeating: 1, count: n)
-        var sink: Float = 0
+        let address = UInt(bitPattern: buf)
         var t: [Double] = []
         for _ in 0..<(repeats + 1) {
             t.append(time {
-                var acc = SIMD8<Float>.zero
-                var i = 0
-                while i < n {
-                    acc += UnsafeRawPointer(buf + i).loadUnaligned(as: SIMD8<Float>.self)
-                    i += 8
+                DispatchQueue.concurrentPerform(iterations: workers) { w in
+                    let p = UnsafePointer<Float>(bitPattern: address)!
+                    let chunk = n / workers
+                    var acc = SIMD8<Float>.zero
+                    var i = w * chunk
+                    while i < (w + 1) * chunk {
+                        acc += UnsafeRawPointer(p + i).loadUnaligned(as: SIMD8<Float>.self)
+                        i += 8
+                    }
+                    if acc.sum() == -1 { print("") }
                 }
-                sink += acc.sum()
             })
         }
-        if sink == -1 { print(sink) }
         return Double(n * 4) / median(Array(t.dropFirst())) / 1e9
     }
 

@@ -26,7 +26,7 @@ extension FastDecoder: TraceableDecoder {
             }
             c.suffixTokens.forEach(embed)
         }
-        state.layerInputs = [state.hidden]
+        if options.recordHiddenStates { state.layerInputs = [state.hidden] }
         return state
     }
 
@@ -73,6 +73,9 @@ extension FastDecoder: TraceableDecoder {
         let positions = plan.positions.linear
         let eps = Float(c.rmsNormEps)
         let state = st
+        if !options.recordHiddenStates {
+            state.previousInput.withUnsafeMutableBufferPointer { p in state.hidden.withUnsafeBufferPointer { Kernels.copy(p.baseAddress!, $0.baseAddress!, count: $0.count) } }
+        }
         state.hidden.withUnsafeMutableBufferPointer { H in
         state.x.withUnsafeMutableBufferPointer { X in
         state.xn.withUnsafeMutableBufferPointer { XN in
@@ -152,13 +155,8 @@ extension FastDecoder: TraceableDecoder {
         st.kvCount[l] = n
         st.plans.append(plan)
         st.scoredLayer = -1
-        st.scoredKeys = []
-        if options.recordHiddenStates {
-            st.layerInputs.append(st.hidden)
-        } else {
-            st.layerInputs.append(st.hidden)
-            if st.layerInputs.count > 2 { st.layerInputs[st.layerInputs.count - 3] = [] }
-        }
+        st.layersRun = l + 1
+        if options.recordHiddenStates { st.layerInputs.append(st.hidden) }
     }
 
     /// q, k, v projections (with biases) of `rows` normalised rows.

@@ -7,31 +7,34 @@ extension FastDecoder {
     /// (one sgemm), Q for the query rows only, then one sgemv per head and query row; never
     /// the S×S matrix.
     public func attentionProbabilities(_ r: ScoreRequest, state: FastState) -> [[[Double]]] {
-        precondition(r.layer < state.layerInputs.count && !state.layerInputs[r.layer].isEmpty,
-                     "scores for layer \(r.layer): its input is not kept")
+        guard let input = state.input(of: r.layer) else { preconditionFailure("scores for layer \(r.layer): its input is not kept") }
         let c = config, w = weights.layers[r.layer], d = c.hiddenSize, kvW = c.kvWidth, qW = c.queryWidth, dh = c.headDim
         let n = r.keys.count, eps = Float(c.rmsNormEps)
-        var xn = [Float](repeating: 0, count: n * d)
-        var keys = [Float](repeating: 0, count: n * kvW)
-        state.layerInputs[r.layer].withUnsafeBufferPointer { h in
+        // The state's scoring buffers (allocated in `begin`), so the layer can reuse the keys.
+        input.withUnsafeBufferPointer { h in
             w.inputNorm.withUnsafeBufferPointer { wn in
-                xn.withUnsafeMutableBufferPointer { xp in
+                state.scoreRows.withUnsafeMutableBufferPointer { xp in
                     for (i, t) in r.keys.enumerated() { Kernels.rmsNorm(h.baseAddress! + t * d, wn.baseAddress!, xp.baseAddress! + i * d, count: d, eps: eps) }
                 }
             }
         }
-        gemm(xn, rows: n, inner: d, weight: w.k, bias: w.kBias, into: &keys)
-        keys.withUnsafeMutableBufferPointer { kp in
-            for i in 0..<n {
-                let (cs, sn) = rotation(r.keyPositions[i])
-                cs.withUnsafeBufferPointer { cp in sn.withUnsafeBufferPointer { sp in
-                    Kernels.rope(kp.baseAddress! + i * kvW, heads: c.kvHeads, headDim: dh, cos: cp.baseAddress!, sin: sp.baseAddress!)
-                } }
+        state.scoreRows.withUnsafeBufferPointer { xp in
+            state.scoredKeys.withUnsafeMutableBufferPointer { kp in
+                w.k.values.withUnsafeBufferPointer { gemm(xp.baseAddress!, rows: n, inner: d, weight: $0.baseAddress!, out: kvW, bias: w.kBias, into: kp.baseAddress!) }
+                state.cosTable.withUnsafeMutableBufferPointer { ct in
+                    state.sinTable.withUnsafeMutableBufferPointer { st in
+                        fillRotations(r.keyPositions, cos: ct.baseAddress!, sin: st.baseAddress!)
+                        for i in 0..<n {
+                            Kernels.rope(kp.baseAddress! + i * kvW, heads: c.kvHeads, headDim: dh, cos: ct.baseAddress! + i * dh / 2,
+                                         sin: st.baseAddress! + i * dh / 2)
+                        }
+                    }
+                }
             }
         }
         state.scoredLayer = r.layer
         state.scoredRows = Dictionary(uniqueKeysWithValues: r.keys.enumerated().map { ($1, ($0, r.keyPositions[$0])) })
-        state.scoredKeys = keys
+        let keys = state.scoredKeys, xn = state.scoreRows
         let scale = 1 / Float(dh).squareRoot()
         return r.queryRows.map { row in
             var q = [Float](repeating: 0, count: qW)

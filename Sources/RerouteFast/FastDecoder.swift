@@ -61,8 +61,11 @@ public final class FastState: @unchecked Sendable {
     let sequenceLength: Int
     /// Residual stream `[S, d]` entering the next layer.
     var hidden: [Float]
-    /// Inputs of past layers (all, or the last two when not recording).
+    /// Inputs of every past layer when recording; otherwise only `previousInput`.
     var layerInputs: [[Float]] = []
+    /// The input of the layer that ran last (scoring with `producedByPreviousLayer` reads it).
+    var previousInput: [Float]
+    var layersRun = 0
     var plans: [LayerPlan] = []
     /// Per layer: keys and values `[capacity, H_kv·d_h]` after RoPE, entry count, positions.
     var keys: [[Float]] = []
@@ -77,13 +80,17 @@ public final class FastState: @unchecked Sendable {
     /// them instead of projecting the same rows again: layer, token → (row, position).
     var scoredLayer = -1
     var scoredRows: [Int: (row: Int, position: Int)] = [:]
-    var scoredKeys: [Float] = []
+    var scoredKeys: [Float]
+    /// Normalised scoring rows `[S, d]`.
+    var scoreRows: [Float]
     /// cos/sin of the current layer's positions, `[S, d_h/2]` each.
     var cosTable: [Float], sinTable: [Float]
 
     init(sequenceLength s: Int, config c: ModelConfig, capacity: [Int]) {
         sequenceLength = s
         hidden = [Float](repeating: 0, count: s * c.hiddenSize)
+        previousInput = hidden
+        scoreRows = hidden
         x = hidden
         xn = hidden
         o = hidden
@@ -91,6 +98,7 @@ public final class FastState: @unchecked Sendable {
         att = q
         k = [Float](repeating: 0, count: s * c.kvWidth)
         v = k
+        scoredKeys = k
         g = [Float](repeating: 0, count: s * c.intermediateSize)
         u = g
         scores = [Float](repeating: 0, count: s * s)
@@ -100,6 +108,14 @@ public final class FastState: @unchecked Sendable {
         keys = capacity.map { [Float](repeating: 0, count: $0 * c.kvWidth) }
         values = keys
         kvCount = Array(repeating: 0, count: c.layers)
+    }
+
+    /// The hidden states entering `layer`, if kept.
+    func input(of layer: Int) -> [Float]? {
+        if layer < layerInputs.count { return layerInputs[layer] }
+        if layer == layersRun { return hidden }
+        if layer == layersRun - 1 { return previousInput }
+        return nil
     }
 
     /// Bytes held by the KV caches: `Σ_l capacity_l · 2 · H_kv · d_h · 4`.
