@@ -5,11 +5,13 @@
 # Usage: tools/count_allocations.sh [POLICY ...]   (default: dense reroute-fastv-192)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-exe=.build/release/reroute
-[ -x "$exe" ] || { echo "build first: swift build -c release --product reroute" >&2; exit 2; }
+[ -x .build/release/reroute ] || { echo "build first: swift build -c release --product reroute" >&2; exit 2; }
 command -v valgrind >/dev/null || { echo "valgrind is not installed" >&2; exit 2; }
-policies=("${@:-dense reroute-fastv-192}")
-for p in ${policies[@]}; do
+# valgrind cannot read the debug info Swift emits; count on a stripped copy.
+exe=$(mktemp)
+trap 'rm -f "$exe"' EXIT
+strip -o "$exe" .build/release/reroute
+for p in ${@:-dense reroute-fastv-192 pdrop}; do
     count() {
         valgrind --tool=memcheck --leak-check=no "$exe" time --model golden/models/tiny-llama \
             --case golden/traces/tiny-llama/dense.h5 --policy "$p" --repeats "$1" --threads 1 2>&1 >/dev/null |
