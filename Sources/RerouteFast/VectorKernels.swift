@@ -1,3 +1,9 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
 /// Elementwise kernels of the fast decoder on raw Float32 buffers, vectorised with SIMD8.
 ///
 /// Plain `a * b + c` everywhere: `SIMD.addingProduct` compiles to per-lane `fmaf` calls on
@@ -99,9 +105,3 @@ enum Kernels {
         dst.update(from: src, count: n)
     }
 }
-
-#if canImport(Glibc)
-import Glibc
-#elseif canImport(Darwin)
-import Darwin
-#endif
