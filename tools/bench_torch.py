@@ -129,7 +129,7 @@ def ours(model_dir, case, policies, threads, reps):
     exe = ROOT / ".build/release/reroute"
     if not exe.exists():
         sys.exit(f"{exe} not found: run `swift build -c release --product reroute` first")
-    cmd = [str(exe), "time", "--model", str(model_dir), "--case", str(case), "--repeats", str(reps), "--threads", str(threads)]
+    cmd = [str(exe), "time", "--model", str(model_dir), "--case", str(case), "--repeats", str(reps), "--threads", str(threads)]  # decoder workers
     for p in policies:
         cmd += ["--policy", p]
     out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout

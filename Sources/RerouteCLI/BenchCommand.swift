@@ -30,16 +30,16 @@ struct BenchCommand: ParsableCommand {
             """)
 
     @Option(help: "Repetitions per measurement (median reported).") var repeats = 5
-    @Option(help: "OpenBLAS threads (default: all cores).") var threads: Int?
+    @Option(help: "Worker threads of the fast decoder (default: all cores).") var threads: Int?
     @Option(help: "Layers of the LLaVA-shaped model (8: the 32-layer schedules remap to [1,2,4,6]).") var layers = 8
     @Option(help: "Repetitions per policy in the policy table.") var policyRepeats = 3
     @Flag(help: "Fewer policies and repetitions (a smoke run).") var quick = false
     @Option(help: "Model folder of the small model for fast vs reference.") var smallModel = "golden/models/tiny-llama"
 
     func run() throws {
-        if let threads { openblas_set_num_threads(Int32(threads)) }
         let reps = quick ? 2 : repeats
-        print("reroute bench: \(ProcessInfo.processInfo.activeProcessorCount) cores, OpenBLAS \(openblas_get_num_threads()) thread(s), core \(String(cString: openblas_get_corename()))")
+        let workers = threads ?? ProcessInfo.processInfo.activeProcessorCount
+        print("reroute bench: \(ProcessInfo.processInfo.activeProcessorCount) cores, \(workers) decoder worker(s) over single-threaded OpenBLAS, core \(String(cString: openblas_get_corename()))")
 
         let c = ModelConfig(family: .llama, hiddenSize: 2048, layers: layers, heads: 16, kvHeads: 16, intermediateSize: 5632,
                             rmsNormEps: 1e-5, ropeTheta: 10000, vocabSize: 32000, tieWordEmbeddings: false)
@@ -55,8 +55,10 @@ struct BenchCommand: ParsableCommand {
         let bandwidth = memcpyBandwidth(repeats: reps)
         let readBandwidth = readBandwidth(repeats: reps)
         print("\n1. machine")
-        print(String(format: "   sgemm at the model's projection shapes (n=%d): %.1f GFLOP/s (practical roofline)", s,
-                     sgemmRoofline(c, rows: s, repeats: reps)))
+        let (native, split) = (sgemmRoofline(c, rows: s, repeats: reps, split: false, workers: workers),
+                               sgemmRoofline(c, rows: s, repeats: reps, split: true, workers: workers))
+        print(String(format: "   sgemm at the model's projection shapes (n=%d): OpenBLAS with %d threads %.1f GFLOP/s, columns split over %d single-threaded calls %.1f GFLOP/s",
+                     s, workers, native, workers, split))
         print(String(format: "   memcpy 256 MiB: %.1f GB/s (read + write); streaming read of 1 GiB: %.1f GB/s", bandwidth, readBandwidth))
 
         // 2. Fast vs reference on small models.
@@ -71,7 +73,7 @@ struct BenchCommand: ParsableCommand {
                                                                        decodeSteps: 0, seed: 12)),
         ]
         for (label, w, sc) in smallCases {
-            let ref = ReferenceDecoder(weights: w), f = FastDecoder(weights: w, options: .init(recordHiddenStates: false))
+            let ref = ReferenceDecoder(weights: w), f = FastDecoder(weights: w, options: .init(recordHiddenStates: false, threads: threads))
             var tr: [Double] = [], tf: [Double] = []
             for _ in 0..<(quick ? 1 : 2) {
                 tr.append(try prefill(ref, sc, .dense))
@@ -82,12 +84,14 @@ struct BenchCommand: ParsableCommand {
         }
 
         // 3. Dense prefill on the LLaVA-shaped model.
-        let fast = FastDecoder(weights: weights, options: .init(recordHiddenStates: false))
+        let fast = FastDecoder(weights: weights, options: .init(recordHiddenStates: false, threads: threads))
         let denseFlops = try BudgetCalculator.report(config: c, policy: .dense, textTokens: 36, grid: bc.grid, bytesPerElement: 4).totalFlops
         _ = try prefill(fast, bc, .dense)  // warm-up
         var td: [Double] = [], fractions: [Double] = []
         for _ in 0..<reps {
-            let roof = sgemmRoofline(c, rows: s, repeats: 1)  // A B A B: roofline, prefill, roofline, …
+            // A B A B: roofline (the better of the two sgemm schemes), prefill, roofline, …
+            let roof = max(sgemmRoofline(c, rows: s, repeats: 1, split: false, workers: workers),
+                           sgemmRoofline(c, rows: s, repeats: 1, split: true, workers: workers))
             let t = try prefill(fast, bc, .dense)
             td.append(t)
             fractions.append(denseFlops / t / 1e9 / roof)
@@ -170,8 +174,12 @@ struct BenchCommand: ParsableCommand {
         return s.count % 2 == 1 ? s[s.count / 2] : (s[s.count / 2 - 1] + s[s.count / 2]) / 2
     }
 
-    /// GFLOP/s of the seven projection sgemms of one layer at n rows, as the decoder calls them.
-    func sgemmRoofline(_ c: ModelConfig, rows n: Int, repeats: Int) -> Double {
+    /// GFLOP/s of the seven projection sgemms of one layer at n rows: OpenBLAS's own threading
+    /// (`split` false) or output columns split over `workers` single-threaded calls (as the
+    /// decoder does). OpenBLAS is left at 1 thread afterwards.
+    func sgemmRoofline(_ c: ModelConfig, rows n: Int, repeats: Int, split: Bool, workers: Int) -> Double {
+        openblas_set_num_threads(Int32(split ? 1 : workers))
+        defer { openblas_set_num_threads(1) }
         let shapes = [(c.queryWidth, c.hiddenSize), (c.kvWidth, c.hiddenSize), (c.kvWidth, c.hiddenSize), (c.hiddenSize, c.queryWidth),
                       (c.intermediateSize, c.hiddenSize), (c.intermediateSize, c.hiddenSize), (c.hiddenSize, c.intermediateSize)]
         let maxIn = shapes.map(\.1).max()!, maxOut = shapes.map(\.0).max()!
@@ -183,8 +191,22 @@ struct BenchCommand: ParsableCommand {
         for _ in 0..<(repeats + 1) {
             t.append(time {
                 for (out, inner) in shapes {
-                    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(n), Int32(out), Int32(inner), 1, x, Int32(inner),
-                                w, Int32(inner), 0, &y, Int32(out))
+                    if !split {
+                        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(n), Int32(out), Int32(inner), 1, x, Int32(inner),
+                                    w, Int32(inner), 0, &y, Int32(out))
+                        continue
+                    }
+                    let chunk = ((out + workers - 1) / workers + 15) / 16 * 16
+                    x.withUnsafeBufferPointer { xp in w.withUnsafeBufferPointer { wp in y.withUnsafeMutableBufferPointer { yp in
+                        let (xa, wa, ya) = (UInt(bitPattern: xp.baseAddress!), UInt(bitPattern: wp.baseAddress!), UInt(bitPattern: yp.baseAddress!))
+                        DispatchQueue.concurrentPerform(iterations: workers) { part in
+                            let c0 = part * chunk, c1 = min(out, c0 + chunk)
+                            guard c0 < c1 else { return }
+                            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(n), Int32(c1 - c0), Int32(inner), 1,
+                                        UnsafePointer<Float>(bitPattern: xa), Int32(inner), UnsafePointer<Float>(bitPattern: wa)! + c0 * inner,
+                                        Int32(inner), 0, UnsafeMutablePointer<Float>(bitPattern: ya)! + c0, Int32(out))
+                        }
+                    } } }
                 }
             })
         }

@@ -20,10 +20,9 @@ struct TimeCommand: ParsableCommand {
     @Option(name: .customLong("case"), help: "HDF5 file with an /inputs group.") var caseFile: String
     @Option(name: .customLong("policy"), help: "Policy name (repeatable).") var policies: [String] = ["dense"]
     @Option(help: "Timed prefills per policy.") var repeats = 3
-    @Option(help: "OpenBLAS threads.") var threads: Int?
+    @Option(help: "Worker threads of the fast decoder (default: all cores).") var threads: Int?
 
     func run() throws {
-        if let threads { openblas_set_num_threads(Int32(threads)) }
         let weights = try ModelWeights.load(directory: URL(fileURLWithPath: model))
         let c = try PromptCaseIO.read(try HDF5File(readingFrom: caseFile), name: "case")
         try c.validate(for: weights.config, projector: weights.projector, file: caseFile)
@@ -31,7 +30,7 @@ struct TimeCommand: ParsableCommand {
             guard let p = PolicyCatalog.named(name) else { throw ValidationError("unknown policy '\(name)'") }
             return p
         }
-        let fast = FastDecoder(weights: weights, options: .init(recordHiddenStates: false))
+        let fast = FastDecoder(weights: weights, options: .init(recordHiddenStates: false, threads: threads))
         func once(_ p: RoutingPolicy) throws -> Double {
             let prepared = try RoutedPrefill.prepare(decoder: fast, case: c, policy: p)
             let t0 = DispatchTime.now().uptimeNanoseconds

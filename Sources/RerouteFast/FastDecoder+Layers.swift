@@ -8,7 +8,7 @@ extension FastDecoder: TraceableDecoder {
     public func begin(_ c: PromptCase, kvCapacity: [Int]?) throws -> FastState {
         let s = c.sequenceLength, d = config.hiddenSize
         let state = FastState(sequenceLength: s, config: config,
-                              capacity: kvCapacity ?? Array(repeating: s + max(0, c.decodeSteps - 1), count: config.layers))
+                              capacity: kvCapacity ?? Array(repeating: s + max(0, c.decodeSteps - 1), count: config.layers), workers: workers)
         state.hidden.withUnsafeMutableBufferPointer { h in
             var row = 0
             func embed(_ t: Int) {
@@ -54,10 +54,20 @@ extension FastDecoder: TraceableDecoder {
         }
     }
 
+    /// Output columns split over the workers (single-threaded OpenBLAS each): at the row
+    /// counts of routed layers this beats OpenBLAS's own threading (README, Performance).
     func gemm(_ x: UnsafePointer<Float>, rows: Int, inner: Int, weight: UnsafePointer<Float>, out: Int, bias: [Float]?,
               into y: UnsafeMutablePointer<Float>) {
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(rows), Int32(out), Int32(inner), 1, x, Int32(inner),
-                    weight, Int32(inner), 0, y, Int32(out))
+        let parts = out >= 128 * workers ? workers : 1
+        let (xa, wa, ya) = (UInt(bitPattern: x), UInt(bitPattern: weight), UInt(bitPattern: y))
+        let chunk = ((out + parts - 1) / parts + 15) / 16 * 16
+        DispatchQueue.concurrentPerform(iterations: parts) { part in
+            let c0 = part * chunk, c1 = min(out, c0 + chunk)
+            guard c0 < c1 else { return }
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(rows), Int32(c1 - c0), Int32(inner), 1,
+                        UnsafePointer<Float>(bitPattern: xa), Int32(inner), UnsafePointer<Float>(bitPattern: wa)! + c0 * inner, Int32(inner), 0,
+                        UnsafeMutablePointer<Float>(bitPattern: ya)! + c0, Int32(out))
+        }
         if let bias {
             bias.withUnsafeBufferPointer { b in
                 for r in 0..<rows { Kernels.add(y + r * out, b.baseAddress!, count: out) }
@@ -119,7 +129,14 @@ extension FastDecoder: TraceableDecoder {
             // in row blocks so a block of queries only multiplies the keys it can see.
             let scale = 1 / Float(dh).squareRoot()
             let block = max(64, (n + 7) / 8)
-            for head in 0..<c.heads {
+            // Heads split over the workers, each with its own score buffer.
+            let (qa, ka, va, aa, pa) = (UInt(bitPattern: q), UInt(bitPattern: k), UInt(bitPattern: v), UInt(bitPattern: a), UInt(bitPattern: p))
+            let sCount = state.sequenceLength * state.sequenceLength
+            DispatchQueue.concurrentPerform(iterations: workers) { worker in
+            let q = UnsafeMutablePointer<Float>(bitPattern: qa)!, k = UnsafeMutablePointer<Float>(bitPattern: ka)!
+            let v = UnsafeMutablePointer<Float>(bitPattern: va)!, a = UnsafeMutablePointer<Float>(bitPattern: aa)!
+            let p = UnsafeMutablePointer<Float>(bitPattern: pa)! + worker * sCount
+            for head in stride(from: worker, to: c.heads, by: workers) {
                 let gi = head / c.groupSize
                 var r0 = 0
                 while r0 < n {
@@ -135,6 +152,7 @@ extension FastDecoder: TraceableDecoder {
                                 v + gi * dh, Int32(kvW), 0, a + r0 * qW + head * dh, Int32(qW))
                     r0 += rows
                 }
+            }
             }
             // h = x + W_o a; y = h + MLP(RMSNorm(h)).
             w.o.values.withUnsafeBufferPointer { wo in gemm(a, rows: n, inner: qW, weight: wo.baseAddress!, out: d, bias: nil, into: o) }

@@ -87,12 +87,29 @@ extension FastDecoder {
     }
 
     func lmHead(_ xn: [Float]) -> [Float] {
-        let d = config.hiddenSize, vocab = config.vocabSize
-        var out = [Float](repeating: 0, count: vocab)
-        weights.lmHead.values.withUnsafeBufferPointer { w in
-            cblas_sgemv(CblasRowMajor, CblasNoTrans, Int32(vocab), Int32(d), 1, w.baseAddress!, Int32(d), xn, 1, 0, &out, 1)
-        }
+        var out = [Float](repeating: 0, count: config.vocabSize)
+        gemvRows(weights.lmHead, xn, &out)
         return out
+    }
+
+    /// `out = W x` with W's rows split over the workers (decode streams the weights once).
+    func gemvRows(_ w: Matrix, _ x: [Float], _ out: inout [Float]) {
+        let parts = w.rows >= 256 * workers ? workers : 1
+        let chunk = (w.rows + parts - 1) / parts
+        w.values.withUnsafeBufferPointer { wp in
+            x.withUnsafeBufferPointer { xp in
+                out.withUnsafeMutableBufferPointer { op in
+                    let (wa, xa, oa) = (UInt(bitPattern: wp.baseAddress!), UInt(bitPattern: xp.baseAddress!), UInt(bitPattern: op.baseAddress!))
+                    DispatchQueue.concurrentPerform(iterations: parts) { part in
+                        let r0 = part * chunk, r1 = min(w.rows, r0 + chunk)
+                        guard r0 < r1 else { return }
+                        cblas_sgemv(CblasRowMajor, CblasNoTrans, Int32(r1 - r0), Int32(w.cols), 1,
+                                    UnsafePointer<Float>(bitPattern: wa)! + r0 * w.cols, Int32(w.cols),
+                                    UnsafePointer<Float>(bitPattern: xa), 1, 0, UnsafeMutablePointer<Float>(bitPattern: oa)! + r0, 1)
+                    }
+                }
+            }
+        }
     }
 
     /// Greedy decode (SPEC.md §4): one token through every layer with sgemv, attending to
@@ -107,9 +124,7 @@ extension FastDecoder {
         var k = [Float](repeating: 0, count: kvW), v = k
         var g = [Float](repeating: 0, count: m), u = g
         func gemv(_ w: Matrix, _ input: [Float], _ bias: [Float]?, _ out: inout [Float]) {
-            w.values.withUnsafeBufferPointer { wp in
-                cblas_sgemv(CblasRowMajor, CblasNoTrans, Int32(w.rows), Int32(w.cols), 1, wp.baseAddress!, Int32(w.cols), input, 1, 0, &out, 1)
-            }
+            gemvRows(w, input, &out)
             if let bias { for i in 0..<w.rows { out[i] += bias[i] } }
         }
         for t in 0..<steps {

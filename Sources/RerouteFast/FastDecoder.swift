@@ -7,13 +7,14 @@ public struct FastDecoderOptions: Sendable {
     /// Keep the hidden state entering every layer (traces need it; benchmarks do not). When
     /// false only the current and the previous layer's inputs are kept (scoring needs them).
     public var recordHiddenStates: Bool
-    /// OpenBLAS threads (nil: OpenBLAS's own default, one per core). The decoder starts no
-    /// threads of its own, so BLAS owns the cores (SPEC.md §10.2).
-    public var blasThreads: Int?
+    /// Worker threads (nil: one per core). Each matrix product's output columns (and the
+    /// attention heads) are split over the workers, each calling single-threaded OpenBLAS,
+    /// which is set to 1 thread so nothing oversubscribes (SPEC.md §10.2).
+    public var threads: Int?
 
-    public init(recordHiddenStates: Bool = true, blasThreads: Int? = nil) {
+    public init(recordHiddenStates: Bool = true, threads: Int? = nil) {
         self.recordHiddenStates = recordHiddenStates
-        self.blasThreads = blasThreads
+        self.threads = threads
     }
 }
 
@@ -23,6 +24,8 @@ public struct FastDecoderOptions: Sendable {
 public struct FastDecoder: Sendable {
     public let weights: ModelWeights
     public let options: FastDecoderOptions
+    /// Workers actually used.
+    public let workers: Int
     public var config: ModelConfig { weights.config }
     let inverseFrequencies: [Double]
 
@@ -32,7 +35,8 @@ public struct FastDecoder: Sendable {
         inverseFrequencies = (0..<(weights.config.headDim / 2)).map {
             pow(weights.config.ropeTheta, -Double(2 * $0) / Double(weights.config.headDim))
         }
-        if let t = options.blasThreads { openblas_set_num_threads(Int32(t)) }
+        workers = max(1, options.threads ?? ProcessInfo.processInfo.activeProcessorCount)
+        openblas_set_num_threads(1)
     }
 
     /// cos/sin of `position · f[k]`, computed in Double and rounded once (float32 angles
@@ -86,7 +90,7 @@ public final class FastState: @unchecked Sendable {
     /// cos/sin of the current layer's positions, `[S, d_h/2]` each.
     var cosTable: [Float], sinTable: [Float]
 
-    init(sequenceLength s: Int, config c: ModelConfig, capacity: [Int]) {
+    init(sequenceLength s: Int, config c: ModelConfig, capacity: [Int], workers: Int) {
         sequenceLength = s
         hidden = [Float](repeating: 0, count: s * c.hiddenSize)
         previousInput = hidden
@@ -101,7 +105,7 @@ public final class FastState: @unchecked Sendable {
         scoredKeys = k
         g = [Float](repeating: 0, count: s * c.intermediateSize)
         u = g
-        scores = [Float](repeating: 0, count: s * s)
+        scores = [Float](repeating: 0, count: workers * s * s)
         cosTable = [Float](repeating: 0, count: s * c.headDim / 2)
         sinTable = cosTable
         kvCapacity = capacity

@@ -63,7 +63,7 @@ import Testing
     @Test func fastAgreesWithReferenceForEveryPolicy() async {
         await propertyCheck(count: 10, input: Gen.int(in: 0...Int(Int32.max))) { seed in
             let (w, c) = Self.world(UInt64(seed))
-            let reference = ReferenceDecoder(weights: w), fast = FastDecoder(weights: w, options: FastDecoderOptions(blasThreads: 1))
+            let reference = ReferenceDecoder(weights: w), fast = FastDecoder(weights: w, options: FastDecoderOptions(threads: 1))
             let options = DiffOptions.fastVsReference(w.config)
             for policy in PolicyCatalog.all.compactMap({ Self.adapt($0, layers: w.config.layers) }) {
                 let expected = try TraceRecorder.record(decoder: reference, model: "random", case: c, policy: policy, seed: seed)
@@ -93,7 +93,7 @@ import Testing
         // The first random world deep enough for the 32-layer schedule to remap (≥ 8 layers).
         let (w, c) = (UInt64(1)...).lazy.map(Self.world).first { $0.0.config.layers >= 8 }!
         for threads in [1, 2] {
-            let fast = FastDecoder(weights: w, options: FastDecoderOptions(blasThreads: threads))
+            let fast = FastDecoder(weights: w, options: FastDecoderOptions(threads: threads))
             let a = try TraceRecorder.record(decoder: fast, model: "r", case: c, policy: .rerouteFastV(tier: .t128), seed: 0)
             let b = try TraceRecorder.record(decoder: fast, model: "r", case: c, policy: .rerouteFastV(tier: .t128), seed: 0)
             #expect(a.hiddenStates.flatMap { $0.flatMap { $0.map(\.bitPattern) } } == b.hiddenStates.flatMap { $0.flatMap { $0.map(\.bitPattern) } })
