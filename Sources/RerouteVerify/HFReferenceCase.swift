@@ -1,6 +1,7 @@
 import Foundation
 import RerouteHDF5
 import RerouteModel
+import RerouteTrace
 
 /// Outputs transformers produced for one case in one precision (tools/make_tiny_models.py).
 public struct HFReferenceRun: Sendable {
@@ -47,32 +48,9 @@ public struct HFReferenceCase: Sendable {
             guard r.shape.count == rank else { throw InputError(.badCase, file: path, object: p, "rank \(r.shape.count), expected \(rank)") }
             return r
         }
-        func matrix(_ p: String) throws -> Matrix {
-            let r = try f.readFloats(p)
-            guard r.shape.count == 2 else { throw InputError(.badCase, file: path, object: p, "shape \(r.shape), expected [rows, cols]") }
-            return Matrix(rows: r.shape[0], cols: r.shape[1], values: r.values)
-        }
-        let prefix = try ints("/inputs/prefix_ids", rank: 1).values
-        let suffix = try ints("/inputs/suffix_ids", rank: 1).values
-        let grid = try ints("/inputs/grid", rank: 1).values
-        guard grid.count == 2 else { throw InputError(.badCase, file: path, object: "/inputs/grid", "expected [rows, cols]") }
-        let visual: VisualInput
-        if f.exists("/inputs/visual_features") {
-            visual = .features(try matrix("/inputs/visual_features"))
-        } else if f.exists("/inputs/visual_embeddings") {
-            visual = .embeddings(try matrix("/inputs/visual_embeddings"))
-        } else {
-            throw InputError(.badCase, file: path, object: "/inputs", "neither visual_features nor visual_embeddings")
-        }
-        let pos = try ints("/inputs/positions", rank: 2)
-        guard pos.shape[0] == 1 || pos.shape[0] == 3 else {
-            throw InputError(.badCase, file: path, object: "/inputs/positions", "\(pos.shape[0]) axes, expected 1 or 3")
-        }
-        let n = pos.shape[1]
-        let positions = PositionIDs(axes: (0..<pos.shape[0]).map { a in Array(pos.values[(a * n)..<((a + 1) * n)]) })
-        let steps = try ints("/inputs/decode_steps", rank: 0).values[0]
-        let promptCase = PromptCase(name: name, prefixTokens: prefix, suffixTokens: suffix, visual: visual,
-                                    grid: ImageGrid(rows: grid[0], cols: grid[1]), positions: positions, decodeSteps: steps)
+        // The /inputs group is the one traces use (SPEC.md §6, §9.1).
+        let promptCase = try PromptCaseIO.read(f, name: name)
+        let steps = promptCase.decodeSteps
 
         var runs: [HFReferenceRun] = []
         for run in ["float64", "float32"] where f.exists("/\(run)") {
