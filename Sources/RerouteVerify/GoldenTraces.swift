@@ -24,7 +24,7 @@ public enum GoldenTraces {
     /// steps; CLS attention and similarity features for Nüwa. Deterministic from the seed and
     /// the model name (SplitMix64, Box–Muller normals).
     public static func traceCase(for weights: ModelWeights, model: String) -> PromptCase {
-        var rng = SeededNormals(seed: UInt64(seed) &+ fnv1a(model))
+        var rng = SplitMix64(seed: UInt64(seed) &+ fnv1a(model))
         let grid = ImageGrid(rows: 10, cols: 10)
         let n = grid.count, dv = weights.projector?.visionDim ?? 0
         let features = Matrix(rows: n, cols: dv, values: (0..<(n * dv)).map { _ in Float(rng.normal()) })
@@ -48,12 +48,12 @@ public enum GoldenTraces {
     }
 }
 
-/// SplitMix64 with Box–Muller normals: a specified generator, so golden inputs are the same
-/// on every machine.
-struct SeededNormals {
-    var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
+/// SplitMix64 with Box–Muller normals: a specified generator, so golden inputs, benchmark
+/// models and test inputs are the same on every machine.
+public struct SplitMix64: RandomNumberGenerator, Sendable {
+    public var state: UInt64
+    public init(seed: UInt64) { state = seed }
+    public mutating func next() -> UInt64 {
         state &+= 0x9E37_79B9_7F4A_7C15
         var z = state
         z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
@@ -61,7 +61,9 @@ struct SeededNormals {
         return z ^ (z >> 31)
     }
     /// Uniform in (0, 1].
-    mutating func uniform() -> Double { (Double(next() >> 11) + 1) / 9_007_199_254_740_992 }
-    mutating func normal() -> Double { (-2 * log(uniform())).squareRoot() * cos(2 * Double.pi * uniform()) }
-    mutating func integer(below n: Int) -> Int { Int(next() % UInt64(n)) }
+    public mutating func uniform() -> Double { (Double(next() >> 11) + 1) / 9_007_199_254_740_992 }
+    /// Uniform in [-1, 1), 24 bits.
+    public mutating func nextSigned() -> Float { Float(next() >> 40) / Float(1 << 23) - 1 }
+    public mutating func normal() -> Double { (-2 * log(uniform())).squareRoot() * cos(2 * Double.pi * uniform()) }
+    public mutating func integer(below n: Int) -> Int { Int(next() % UInt64(n)) }
 }

@@ -5,7 +5,7 @@ import RerouteModel
 /// embeddings ± 0.5. SplitMix64, so the same seed gives the same model everywhere.
 public enum RandomModel {
     public static func weights(_ c: ModelConfig, visionDim: Int? = nil, seed: UInt64) -> ModelWeights {
-        var rng = SeededNormals(seed: seed)
+        var rng = SplitMix64(seed: seed)
         func uniform(_ n: Int, scale: Float) -> [Float] {
             (0..<n).map { _ in Float(Int64(bitPattern: rng.next()) >> 40) / Float(1 << 23) * scale }
         }
@@ -31,7 +31,7 @@ public enum RandomModel {
     /// A case of `text` tokens around an image of `grid`, embeddings given directly, with
     /// vision-side inputs, contiguous positions.
     public static func promptCase(_ c: ModelConfig, grid: ImageGrid, prefix: Int, suffix: Int, decodeSteps: Int, seed: UInt64) -> PromptCase {
-        var rng = SeededNormals(seed: seed)
+        var rng = SplitMix64(seed: seed)
         let n = grid.count
         let emb = Matrix(rows: n, cols: c.hiddenSize, values: (0..<(n * c.hiddenSize)).map { _ in Float(rng.normal()) })
         let cls = (0..<n).map { _ in Float(rng.uniform()) }

@@ -3,6 +3,7 @@ import PropertyBased
 import RerouteModel
 import RerouteReference
 import RerouteRouting
+import RerouteVerify
 import Testing
 
 /// Tie-breaking and NaN handling of the top-k selection (SPEC.md §8.4).

@@ -1,6 +1,7 @@
 import RerouteModel
 import RerouteReference
 import RerouteRouting
+import RerouteVerify
 
 /// A random prompt case for `weights` (fixed seed), with optional vision-side inputs.
 func randomCase(for weights: ModelWeights, seed: UInt64, prefix: Int = 3, grid: ImageGrid = ImageGrid(rows: 4, cols: 4),

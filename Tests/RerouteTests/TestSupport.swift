@@ -96,18 +96,3 @@ func tinyRandomWeights(family: ModelFamily = .llama, layers: Int = 2, hidden: In
     return ModelWeights(config: c, embedding: mat(vocab, hidden), layers: layerWeights, finalNorm: vec(hidden, 1),
                         lmHead: mat(vocab, hidden), projector: nil)
 }
-
-/// SplitMix64: a tiny, specified generator so test inputs are the same everywhere.
-struct SplitMix64: RandomNumberGenerator {
-    var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-    /// Uniform in [-1, 1).
-    mutating func nextSigned() -> Float { Float(next() >> 40) / Float(1 << 23) - 1 }
-}
