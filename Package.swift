@@ -7,7 +7,7 @@ let package = Package(
     platforms: [.macOS(.v14)],
     products: [
         // The suite as a library: model + checkpoints, reference decoder, HDF5, verification.
-        .library(name: "RerouteSuite", targets: ["RerouteModel", "RerouteHDF5", "RerouteReference", "RerouteFast", "RerouteRouting", "RerouteTrace", "RerouteVerify"]),
+        .library(name: "RerouteSuite", targets: ["RerouteModel", "RerouteHDF5", "RerouteReference", "RerouteFast", "RerouteRouting", "RerouteTrace", "RerouteVerify", "RerouteConformance"]),
         .executable(name: "reroute", targets: ["RerouteCLI"]),
     ],
     dependencies: [
@@ -38,11 +38,20 @@ let package = Package(
             "RerouteModel", "RerouteHDF5", "RerouteReference", "RerouteFast", "RerouteRouting", "RerouteTrace",
             .product(name: "Crypto", package: "swift-crypto"),  // SHA-256 of the golden manifest
         ]),
+        // The conformance suite for pruner adapters (SPEC.md §11).
+        .target(name: "RerouteConformance", dependencies: [
+            "RerouteModel", "RerouteReference", "RerouteFast", "RerouteRouting", "RerouteTrace", "RerouteVerify",
+        ]),
+        // A worked example of a new adapter, outside the suite's own sources (docs/adding-an-adapter.md).
+        .target(name: "DARTStyleAdapter", dependencies: ["RerouteRouting"], path: "Examples/DARTStyleAdapter/Sources/DARTStyleAdapter"),
+        .executableTarget(name: "dart-style-conform", dependencies: ["DARTStyleAdapter", "RerouteConformance"],
+                          path: "Examples/DARTStyleAdapter/Sources/dart-style-conform"),
         // The `reroute` command.
         .executableTarget(
             name: "RerouteCLI",
             dependencies: [
-                "RerouteVerify", "RerouteModel", "RerouteReference", "RerouteFast", "RerouteRouting", "RerouteTrace", "RerouteHDF5", "CBLAS", "CHDF5",
+                "RerouteVerify", "RerouteConformance", "RerouteModel", "RerouteReference", "RerouteFast", "RerouteRouting", "RerouteTrace",
+                "RerouteHDF5", "CBLAS", "CHDF5",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
@@ -50,6 +59,7 @@ let package = Package(
             name: "RerouteTests",
             dependencies: [
                 "RerouteModel", "RerouteHDF5", "RerouteReference", "RerouteFast", "RerouteRouting", "RerouteTrace", "RerouteVerify",
+                "RerouteConformance", "DARTStyleAdapter",
                 "RerouteCLI",  // built so the end-to-end tests can run the `reroute` binary
                 .product(name: "PropertyBased", package: "swift-property-based"),
             ]

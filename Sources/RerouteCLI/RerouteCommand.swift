@@ -18,7 +18,7 @@ struct RerouteCommand: ParsableCommand {
             """,
         version: "0.1.0",
         subcommands: [VerifyCommand.self, RunCommand.self, DiffCommand.self, ShowCommand.self, RoutesCommand.self, BudgetCommand.self,
-                      BenchCommand.self, TimeCommand.self, GoldenCommand.self, InspectCommand.self, EnvCommand.self])
+                      ConformCommand.self, BenchCommand.self, TimeCommand.self, GoldenCommand.self, InspectCommand.self, EnvCommand.self])
 
     static func main() {
         do {

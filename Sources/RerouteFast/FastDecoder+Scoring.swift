@@ -3,6 +3,13 @@ import Foundation
 import RerouteModel
 
 extension FastDecoder {
+    /// Hidden states entering `layer`, widened to Double (content-based adapters read them).
+    public func hiddenStates(entering layer: Int, rows: [Int], state: FastState) -> [[Double]] {
+        guard let input = state.input(of: layer) else { preconditionFailure("hidden states entering layer \(layer) are not kept") }
+        let d = config.hiddenSize
+        return rows.map { r in (0..<d).map { Double(input[r * d + $0]) } }
+    }
+
     /// Scoring attention (SPEC.md §8.1) computing only what the scorer reads: K for the keys
     /// (one sgemm), Q for the query rows only, then one sgemv per head and query row; never
     /// the S×S matrix.

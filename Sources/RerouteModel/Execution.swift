@@ -34,6 +34,9 @@ public protocol LayerwiseDecoder {
     func run(layer: Int, plan: LayerPlan, state: inout State)
     /// Attention probabilities for a score request on the current state.
     func attentionProbabilities(_ request: ScoreRequest, state: State) -> [[[Double]]]
+    /// The hidden states entering `layer` of the given sequence rows, `[rows][d]` (read-only;
+    /// adapters that select by content read them at decision layers).
+    func hiddenStates(entering layer: Int, rows: [Int], state: State) -> [[Double]]
 }
 
 /// What a prefill produced, in the form traces store (float32).

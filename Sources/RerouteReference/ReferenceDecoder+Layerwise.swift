@@ -29,6 +29,11 @@ extension ReferenceDecoder: TraceableDecoder {
         state.plans.append(plan)
     }
 
+    public func hiddenStates(entering layer: Int, rows: [Int], state: ReferenceState) -> [[Double]] {
+        precondition(layer < state.hiddenStates.count, "hidden states entering layer \(layer) before they exist")
+        return rows.map { state.hiddenStates[layer][$0] }
+    }
+
     /// Scoring attention (SPEC.md §8.1): layer `r.layer`'s input norm, Q/K (+ bias) and
     /// RoPE on the hidden states entering that layer, causal softmax over `r.keys`.
     public func attentionProbabilities(_ r: ScoreRequest, state: ReferenceState) -> [[[Double]]] {

@@ -4,12 +4,15 @@ public enum RoutingError: Error, Equatable, Sendable, CustomStringConvertible {
     case nanScore(layer: Int, index: Int)
     case badSchedule(String)
     case badInput(String)
+    /// An adapter's selection cannot be executed (not a subset, wrong count, unsorted, bad scores).
+    case badSelection(adapter: String, layer: Int, String)
 
     public var description: String {
         switch self {
         case .nanScore(let l, let j): "routing: NaN score for visual token \(j) at decision layer \(l)"
         case .badSchedule(let s): "routing: bad schedule: \(s)"
         case .badInput(let s): "routing: bad input: \(s)"
+        case .badSelection(let a, let l, let s): "routing: adapter '\(a)' made an invalid selection at decision layer \(l): \(s)"
         }
     }
 }

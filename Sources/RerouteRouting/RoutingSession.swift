@@ -7,7 +7,9 @@ import RerouteModel
 /// Visual indices inside the session are positions in the LLM's visual span (0 ..< N_llm);
 /// recorded decisions use grid cells of the original image (`PromptCase.gridIndices`).
 public struct RoutingSession: Sendable {
-    public let policy: RoutingPolicy
+    /// The adapter that selects; `policy` holds its declared values.
+    public let adapter: any PrunerAdapter
+    public var policy: RoutingPolicy { adapter.policy }
     public let schedule: Schedule
     /// The LLM-side case (after any vision-side stage).
     public let llmCase: PromptCase
@@ -26,8 +28,9 @@ public struct RoutingSession: Sendable {
 
     /// - Parameters:
     ///   - originalN: visual tokens of the image before any vision-side stage (ratios are of it).
-    public init(policy: RoutingPolicy, llmCase: PromptCase, layers: Int, originalN: Int, forcedKept: [Int: [Int]] = [:]) throws {
-        self.policy = policy
+    public init(adapter: any PrunerAdapter, llmCase: PromptCase, layers: Int, originalN: Int, forcedKept: [Int: [Int]] = [:]) throws {
+        self.adapter = adapter
+        let policy = adapter.policy
         self.forcedKept = forcedKept
         self.llmCase = llmCase
         schedule = try policy.schedule(layers: layers, originalN: originalN, llmN: llmCase.visual.count)
@@ -44,9 +47,20 @@ public struct RoutingSession: Sendable {
         (Array(0..<prefixCount) + visual.map { prefixCount + $0 } + Array((prefixCount + visualCount)..<sequenceLength))
     }
 
+    public init(policy: RoutingPolicy, llmCase: PromptCase, layers: Int, originalN: Int, forcedKept: [Int: [Int]] = [:]) throws {
+        try self.init(adapter: policy, llmCase: llmCase, layers: layers, originalN: originalN, forcedKept: forcedKept)
+    }
+
+    /// A session whose decisions only read attention (no hidden states); tests drive it by hand.
+    public mutating func plan(layer l: Int, probe: @escaping (ScoreRequest) -> [[[Double]]]) throws -> LayerPlan {
+        try plan(layer: l, probe: DecisionProbe(attention: probe, hiddenStates: { layer, _ in
+            preconditionFailure("RoutingSession: hidden states of layer \(layer) requested from an attention-only probe")
+        }))
+    }
+
     /// The plan of layer `l` (layers must be planned in order 0, 1, …). At a decision layer
-    /// `probe` answers the score request against the decoder's current state.
-    public mutating func plan(layer l: Int, probe: (ScoreRequest) -> [[[Double]]]) throws -> LayerPlan {
+    /// `probe` answers the adapter's questions against the decoder's current state.
+    public mutating func plan(layer l: Int, probe: DecisionProbe) throws -> LayerPlan {
         precondition(plans.count == l, "RoutingSession: layer \(l) planned out of order")
         let plan: LayerPlan
         if let t = schedule.decisionLayers.firstIndex(of: l) {
@@ -75,7 +89,7 @@ public struct RoutingSession: Sendable {
         }
     }
 
-    mutating func decide(layer l: Int, stage t: Int, probe: (ScoreRequest) -> [[[Double]]]) throws -> RoutingDecision {
+    mutating func decide(layer l: Int, stage t: Int, probe: DecisionProbe) throws -> RoutingDecision {
         guard let previous = plans.last else { throw RoutingError.badSchedule("decision at layer 0") }
         let candidates: [Int]
         switch policy.action {
@@ -107,22 +121,32 @@ public struct RoutingSession: Sendable {
         case .lastRows(let k):
             queryRows = Array(max(0, keys.count - k)..<keys.count)
         }
-        let probabilities = probe(ScoreRequest(layer: scoringLayer, keys: keys, keyPositions: keyPositions, queryRows: queryRows))
-        var scores: [Double] = []
-        for j in candidates {
-            guard let col = keyIndex[prefixCount + j] else {
-                throw RoutingError.badInput("\(policy.name): candidate \(j) is not among the keys scored at layer \(l)")
-            }
-            let perHead = (0..<probabilities[0].count).map { h in
-                probabilities.reduce(0.0) { $0 + $1[h][col] } / Double(probabilities.count)
-            }
-            switch policy.scorer.heads {
-            case .mean: scores.append(perHead.reduce(0, +) / Double(perHead.count))
-            case .max: scores.append(perHead.max() ?? 0)
+        let request = ScoreRequest(layer: scoringLayer, keys: keys, keyPositions: keyPositions, queryRows: queryRows)
+        let (prefixCount, policy) = (prefixCount, policy)
+        let attentionScores = { () throws -> [Double] in
+            let probabilities = probe.attention(request)
+            return try candidates.map { j in
+                guard let col = keyIndex[prefixCount + j] else {
+                    throw RoutingError.badInput("\(policy.name): candidate \(j) is not among the keys scored at layer \(l)")
+                }
+                let perHead = (0..<probabilities[0].count).map { h in
+                    probabilities.reduce(0.0) { $0 + $1[h][col] } / Double(probabilities.count)
+                }
+                switch policy.scorer.heads {
+                case .mean: return perHead.reduce(0, +) / Double(perHead.count)
+                case .max: return perHead.max() ?? 0
+                }
             }
         }
         let k = schedule.counts[t]
-        var (kept, deferred) = try selectTopK(candidates: candidates, scores: scores, k: k, layer: l)
+        let input = SelectionInput(layer: l, stage: t, budget: k, candidates: candidates, grid: llmCase.grid,
+                                   gridCells: llmCase.gridIndices, attentionScores: attentionScores,
+                                   hiddenStates: { probe.hiddenStates(l, candidates.map { prefixCount + $0 }) })
+        let selection = try adapter.select(input)
+        if let problem = selection.problem(for: input) { throw RoutingError.badSelection(adapter: policy.name, layer: l, problem) }
+        let scores = selection.scores
+        var kept = selection.kept
+        var deferred = candidates.filter { !Set(kept).contains($0) }
         if let forced = forcedKept[l] {
             let cell = Dictionary(uniqueKeysWithValues: llmCase.gridIndices.enumerated().map { ($1, $0) })
             let forcedLLM = forced.compactMap { cell[$0] }
@@ -137,6 +161,19 @@ public struct RoutingSession: Sendable {
         let grid = llmCase.gridIndices
         return RoutingDecision(layer: l, candidates: candidates.map { grid[$0] }, kept: kept.map { grid[$0] },
                                deferred: deferred.map { grid[$0] }, scores: scores, budget: k)
+    }
+}
+
+/// How a session asks the decoder about its current state at a decision.
+public struct DecisionProbe {
+    /// Answers a score request (`LayerwiseDecoder.attentionProbabilities`).
+    public var attention: (ScoreRequest) -> [[[Double]]]
+    /// Hidden states entering a layer for the given sequence rows (`LayerwiseDecoder.hiddenStates`).
+    public var hiddenStates: (_ layer: Int, _ rows: [Int]) -> [[Double]]
+
+    public init(attention: @escaping (ScoreRequest) -> [[[Double]]], hiddenStates: @escaping (_ layer: Int, _ rows: [Int]) -> [[Double]]) {
+        self.attention = attention
+        self.hiddenStates = hiddenStates
     }
 }
 
@@ -161,16 +198,27 @@ public enum RoutedPrefill {
     }
 
     /// - Parameter forcedKept: lockstep replay; kept grid cells per decision layer.
+    public static func run<D: LayerwiseDecoder>(decoder: D, case c: PromptCase, adapter: some PrunerAdapter,
+                                                forcedKept: [Int: [Int]] = [:]) throws -> (state: D.State, record: RoutingRecord) {
+        try execute(decoder: decoder, try prepare(decoder: decoder, case: c, adapter: adapter, forcedKept: forcedKept))
+    }
+
     public static func run<D: LayerwiseDecoder>(decoder: D, case c: PromptCase, policy: RoutingPolicy, forcedKept: [Int: [Int]] = [:])
         throws -> (state: D.State, record: RoutingRecord)
     {
-        try execute(decoder: decoder, try prepare(decoder: decoder, case: c, policy: policy, forcedKept: forcedKept))
+        try run(decoder: decoder, case: c, adapter: policy, forcedKept: forcedKept)
     }
 
     public static func prepare<D: LayerwiseDecoder>(decoder: D, case c: PromptCase, policy: RoutingPolicy,
                                                     forcedKept: [Int: [Int]] = [:]) throws -> Prepared<D> {
+        try prepare(decoder: decoder, case: c, adapter: policy, forcedKept: forcedKept)
+    }
+
+    public static func prepare<D: LayerwiseDecoder>(decoder: D, case c: PromptCase, adapter: some PrunerAdapter,
+                                                    forcedKept: [Int: [Int]] = [:]) throws -> Prepared<D> {
+        let policy = adapter.policy
         let llmCase = try policy.visionStage.map { try $0.apply(to: c) } ?? c
-        let session = try RoutingSession(policy: policy, llmCase: llmCase, layers: decoder.config.layers, originalN: c.grid.count,
+        let session = try RoutingSession(adapter: adapter, llmCase: llmCase, layers: decoder.config.layers, originalN: c.grid.count,
                                          forcedKept: forcedKept)
         let counts = session.schedule.visualCounts(n: llmCase.visual.count, layers: decoder.config.layers)
         let text = llmCase.sequenceLength - llmCase.visual.count
@@ -185,7 +233,9 @@ public enum RoutedPrefill {
         var state = prepared.state
         for l in 0..<decoder.config.layers {
             let current = state
-            let plan = try session.plan(layer: l) { decoder.attentionProbabilities($0, state: current) }
+            let probe = DecisionProbe(attention: { decoder.attentionProbabilities($0, state: current) },
+                                      hiddenStates: { decoder.hiddenStates(entering: $0, rows: $1, state: current) })
+            let plan = try session.plan(layer: l, probe: probe)
             decoder.run(layer: l, plan: plan, state: &state)
         }
         return (state, RoutingRecord(policy: session.policy, schedule: session.schedule, llmCase: session.llmCase,

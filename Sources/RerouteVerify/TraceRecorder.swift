@@ -11,8 +11,16 @@ public enum TraceRecorder {
     public static func record<D: TraceableDecoder>(decoder: D, model: String, case c: PromptCase, policy: RoutingPolicy, seed: Int,
                                                    forcedKept: [Int: [Int]] = [:], commit: String = "unknown",
                                                    file: String = "<case>") throws -> Trace {
+        try record(decoder: decoder, model: model, case: c, adapter: policy, seed: seed, forcedKept: forcedKept, commit: commit, file: file)
+    }
+
+    /// The same for any adapter; the trace stores the adapter's declared policy.
+    public static func record<D: TraceableDecoder>(decoder: D, model: String, case c: PromptCase, adapter: some PrunerAdapter, seed: Int,
+                                                   forcedKept: [Int: [Int]] = [:], commit: String = "unknown",
+                                                   file: String = "<case>") throws -> Trace {
+        let policy = adapter.policy
         try c.validate(for: decoder.config, projector: decoder.weights.projector, file: file)
-        var (state, record) = try RoutedPrefill.run(decoder: decoder, case: c, policy: policy, forcedKept: forcedKept)
+        var (state, record) = try RoutedPrefill.run(decoder: decoder, case: c, adapter: adapter, forcedKept: forcedKept)
         let prefill = decoder.prefillOutputs(state)
         let decode = decoder.greedyDecode(&state, steps: c.decodeSteps)
         let budget = try BudgetCalculator.report(config: decoder.config, policy: policy,

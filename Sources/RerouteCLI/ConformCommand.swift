@@ -1,0 +1,87 @@
+import ArgumentParser
+import Foundation
+import RerouteConformance
+import RerouteRouting
+import RerouteTrace
+
+struct ConformCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "conform",
+        abstract: "Check pruner adapters (or traces from elsewhere) against the conformance laws.",
+        discussion: """
+            With policy names or --all, runs each shipped policy on random models and cases (two
+            shapes, seeds from --seeds) with both decoders and checks every law of SPEC.md §11.2:
+            determinism, well-formed decisions, text never dropped, the declared schedule, budget
+            and tier, bypass identity, no re-admission, positions, no routing at decode, KV lengths,
+            decoder agreement, ratio 1 = dense, offset and prefix invariance, degenerate inputs.
+            With --trace, checks trace files produced elsewhere (e.g. by tools/torch_trace.py)
+            against the laws one trace can show, using the policy the trace declares.
+            Failures name the law, the input (model, seed, case), the place, expected and actual.
+            Exit codes: 0 every law holds or is waived, 1 a law fails, 2 error.
+            Policies: \(PolicyCatalog.names.joined(separator: ", ")).
+            """)
+
+    @Argument(help: "Shipped policy names.") var names: [String] = []
+    @Flag(help: "Every shipped policy.") var all = false
+    @Option(help: "Trace files to check (instead of running policies).", completion: .file()) var trace: [String] = []
+    @Option(help: "Comma-separated case seeds.") var seeds = "1,2"
+    @Flag(help: "Machine-readable JSON report (reroute.conformance v1) on standard output.") var json = false
+    @Flag(name: .shortAndLong, help: "Print every law's statement.") var verbose = false
+
+    func validate() throws {
+        let modes = [!names.isEmpty || all, !trace.isEmpty].filter { $0 }.count
+        if modes != 1 { throw ValidationError("give policy names, --all, or --trace FILE (one of them)") }
+        if all, !names.isEmpty { throw ValidationError("give policy names or --all, not both") }
+        if parsedSeeds == nil { throw ValidationError("--seeds: '\(seeds)' is not a comma-separated list of non-negative integers") }
+    }
+
+    var parsedSeeds: [UInt64]? {
+        let parts = seeds.split(separator: ",").map { UInt64($0.trimmingCharacters(in: .whitespaces)) }
+        return parts.isEmpty || parts.contains(nil) ? nil : parts.compactMap { $0 }
+    }
+
+    func run() throws {
+        var reports: [ConformanceReport] = []
+        if !trace.isEmpty {
+            for file in trace {
+                let t = try Trace.read(from: file)
+                if !json { progress("checking \(file) (\(t.policy.name), decoder \(t.provenance.decoder))") }
+                reports.append(checkConformance(trace: t, name: file))
+            }
+        } else {
+            let adapters: [CatalogAdapter]
+            if all {
+                adapters = ConformanceCatalog.all
+            } else {
+                adapters = try names.map { n in
+                    guard let a = ConformanceCatalog.named(n) else {
+                        throw ValidationError("unknown policy '\(n)'; known: \(PolicyCatalog.names.joined(separator: ", "))")
+                    }
+                    return a
+                }
+            }
+            let options = ConformanceOptions(seeds: parsedSeeds ?? [1, 2])
+            for (i, a) in adapters.enumerated() {
+                progress("[\(i + 1)/\(adapters.count)] \(a.policy.name)")
+                reports.append(checkConformance(a, options: options))
+            }
+        }
+        if json {
+            let enc = JSONEncoder()
+            enc.outputFormatting = [.prettyPrinted, .sortedKeys]
+            struct Envelope: Encodable {
+                let schema = ConformanceReport.schema
+                let schemaVersion = ConformanceReport.schemaVersion
+                let passed: Bool
+                let reports: [ConformanceReport]
+            }
+            let data = try enc.encode(Envelope(passed: reports.allSatisfy(\.passed), reports: reports))
+            print(String(decoding: data, as: UTF8.self))
+        } else {
+            for r in reports { print(r.rendered(verbose: verbose)) }
+            let failed = reports.filter { !$0.passed }.map(\.adapter)
+            print(failed.isEmpty ? "all \(reports.count) passed" : "\(failed.count) of \(reports.count) failed: \(failed.joined(separator: ", "))")
+        }
+        if !reports.allSatisfy(\.passed) { throw ExitCode(1) }
+    }
+}

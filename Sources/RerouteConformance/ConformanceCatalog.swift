@@ -1,0 +1,42 @@
+import RerouteRouting
+
+/// A shipped policy as a conformance subject: its declared tier and its waivers.
+public struct CatalogAdapter: PrunerAdapter {
+    public var policy: RoutingPolicy
+    public var capabilities: AdapterCapabilities
+
+    public init(policy: RoutingPolicy, tier: Tier? = nil, waivers: [Waiver] = []) {
+        self.policy = policy
+        capabilities = AdapterCapabilities(keepsTopKOfScores: true, scoresAreAttention: true, tier: tier, waivers: waivers)
+    }
+
+    public func select(_ input: SelectionInput) throws -> Selection { try policy.select(input) }
+
+    public func with(policy: RoutingPolicy) -> CatalogAdapter {
+        var out = self
+        out.policy = policy
+        return out
+    }
+}
+
+/// Every shipped policy with what it claims; all of them pass the suite in CI.
+public enum ConformanceCatalog {
+    public static var all: [CatalogAdapter] {
+        var list = [RoutingPolicy.dense, .fastV(), .fastV(k: 2, r: 0.75), .pyramidDrop(), .pyramidDrop(lambda: 0.25),
+                    .pyramidDropOriginalPositions()].map { CatalogAdapter(policy: $0) }
+        for tier in Tier.allCases {
+            list += [RoutingPolicy.fastVRelease(tier: tier), .nuwa(tier: tier), .rerouteFastV(tier: tier), .rerouteNuwa(tier: tier)]
+                .map { CatalogAdapter(policy: $0, tier: tier) }
+            let avg64 = "the release's avg64 configs are not λ-geometric: avg_T is 80.4 (PDrop) and 84.1 (Reroute), not 64 (SPEC.md §8.12, open upstream)"
+            list.append(CatalogAdapter(policy: .pyramidDropRelease(tier: tier), tier: tier,
+                                       waivers: tier == .t64 ? [Waiver(law: ConformanceLaw.tierDeclared.rawValue, reason: avg64)] : []))
+            list.append(CatalogAdapter(policy: .reroutePDrop(tier: tier), tier: tier,
+                                       waivers: tier == .t64 ? [Waiver(law: ConformanceLaw.tierDeclared.rawValue, reason: avg64),
+                                                                Waiver(law: ConformanceLaw.budgetMatching.rawValue,
+                                                                       reason: "avg_T 84.1 vs the PDrop baseline's 80.4 (4.6%): the release's avg64 profiles (SPEC.md §8.12)")] : []))
+        }
+        return list
+    }
+
+    public static func named(_ name: String) -> CatalogAdapter? { all.first { $0.policy.name == name } }
+}

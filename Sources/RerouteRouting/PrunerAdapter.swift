@@ -1,0 +1,142 @@
+import RerouteModel
+
+/// A pruner or router the suite can execute and check (SPEC.md §11, "Adding a pruner adapter").
+///
+/// An adapter **declares** its values in `policy` (scorer, schedule, count rule, action,
+/// position policy, vision-side stage, budget matching) and **selects** at each decision.
+/// `RoutingPolicy` is itself an adapter whose selection is top-k of its scorer's scores.
+///
+/// Contract (checked by `checkConformance`):
+/// - `select` is a pure function of its input and the adapter's own values: no global or
+///   mutable state, no clock, no unseeded randomness (determinism is checked bitwise);
+/// - it only chooses among `input.candidates`; it never touches hidden states (it may read
+///   them), positions, caches or text tokens, and it is never called during decode;
+/// - it keeps exactly `min(input.budget, candidates.count)` candidates, ascending, and
+///   returns one finite score per candidate (recorded in traces).
+public protocol PrunerAdapter: Sendable {
+    /// The declared values. `policy.name` names the adapter in traces and reports.
+    var policy: RoutingPolicy { get }
+    /// The selection at one decision.
+    func select(_ input: SelectionInput) throws -> Selection
+    /// The same adapter with other declared values (conformance varies keep ratios).
+    func with(policy: RoutingPolicy) -> Self
+    /// What the adapter claims, selecting which conformance laws apply.
+    var capabilities: AdapterCapabilities { get }
+}
+
+/// What an adapter claims about itself; conformance laws are selected from it.
+public struct AdapterCapabilities: Sendable, Equatable, Codable {
+    /// Kept = top-k of the returned scores with the suite's tie-break (score descending,
+    /// then index ascending). Enables the tie-break and all-equal-scores laws.
+    public var keepsTopKOfScores: Bool
+    /// The scores are the policy's attention scorer's (`SelectionInput.attentionScores`).
+    /// Enables the all-equal-scores law (a model with uniform attention makes them equal).
+    public var scoresAreAttention: Bool
+    /// The budget tier the adapter claims (avg_T on LLaVA-1.5-7B's shape), if any.
+    public var tier: Tier?
+    /// Laws the adapter does not claim, each with its reason.
+    public var waivers: [Waiver]
+
+    public init(keepsTopKOfScores: Bool, scoresAreAttention: Bool, tier: Tier? = nil, waivers: [Waiver] = []) {
+        self.keepsTopKOfScores = keepsTopKOfScores
+        self.scoresAreAttention = scoresAreAttention
+        self.tier = tier
+        self.waivers = waivers
+    }
+}
+
+/// An explicit exemption from one conformance law.
+public struct Waiver: Sendable, Equatable, Codable {
+    /// The law's identifier (`ConformanceLaw.rawValue`).
+    public var law: String
+    public var reason: String
+
+    public init(law: String, reason: String) {
+        self.law = law
+        self.reason = reason
+    }
+}
+
+/// What a selector sees at one decision. Indices are LLM visual indices `0 ..< N'`
+/// (positions in the visual span after any vision-side stage); `gridCells[j]` is the image
+/// grid cell of LLM visual token j.
+public struct SelectionInput: @unchecked Sendable {
+    /// The decision layer (the first layer that runs with the kept tokens).
+    public let layer: Int
+    /// Index of the decision in the schedule.
+    public let stage: Int
+    /// The integer budget k of this stage.
+    public let budget: Int
+    /// Visual tokens that compete, ascending.
+    public let candidates: [Int]
+    public let grid: ImageGrid
+    public let gridCells: [Int]
+    let attention: () throws -> [Double]
+    let hidden: () -> [[Double]]
+
+    public init(layer: Int, stage: Int, budget: Int, candidates: [Int], grid: ImageGrid, gridCells: [Int],
+                attentionScores: @escaping () throws -> [Double], hiddenStates: @escaping () -> [[Double]]) {
+        self.layer = layer
+        self.stage = stage
+        self.budget = budget
+        self.candidates = candidates
+        self.grid = grid
+        self.gridCells = gridCells
+        attention = attentionScores
+        hidden = hiddenStates
+    }
+
+    /// The declared scorer's score of each candidate (SPEC.md §8.1), computed on demand.
+    public func attentionScores() throws -> [Double] { try attention() }
+
+    /// The hidden state entering the decision layer of each candidate, `[candidates][d]`
+    /// (a deferred token's is the stale state it bypassed with). Read-only.
+    public func hiddenStates() -> [[Double]] { hidden() }
+
+    /// The number of tokens to keep: `min(budget, candidates.count)`.
+    public var keepCount: Int { min(budget, candidates.count) }
+}
+
+/// An adapter's answer at one decision.
+public struct Selection: Sendable, Equatable {
+    /// Kept LLM visual indices, ascending, a subset of the candidates.
+    public var kept: [Int]
+    /// One finite score per candidate, in candidate order (recorded in the trace).
+    public var scores: [Double]
+
+    public init(kept: [Int], scores: [Double]) {
+        self.kept = kept
+        self.scores = scores
+    }
+
+    /// Top-k of `scores` with the suite's tie-break (§8.4).
+    public static func topK(_ input: SelectionInput, scores: [Double]) throws -> Selection {
+        let (kept, _) = try selectTopK(candidates: input.candidates, scores: scores, k: input.budget, layer: input.layer)
+        return Selection(kept: kept, scores: scores)
+    }
+
+    /// Why this selection cannot be executed for `input`, or nil (checked by the session
+    /// before any layer runs with it).
+    public func problem(for input: SelectionInput) -> String? {
+        if scores.count != input.candidates.count { return "\(scores.count) scores for \(input.candidates.count) candidates" }
+        if let i = scores.firstIndex(where: { !$0.isFinite }) { return "score \(scores[i]) of candidate \(input.candidates[i]) is not finite" }
+        if zip(kept, kept.dropFirst()).contains(where: { $0 >= $1 }) { return "kept \(kept.prefix(12)) is not strictly ascending" }
+        let allowed = Set(input.candidates)
+        if let j = kept.first(where: { !allowed.contains($0) }) { return "kept token \(j) is not a candidate" }
+        if kept.count != input.keepCount { return "kept \(kept.count) tokens, the budget is \(input.keepCount)" }
+        return nil
+    }
+}
+
+extension RoutingPolicy: PrunerAdapter {
+    public var policy: RoutingPolicy { self }
+
+    /// Top-k of the declared scorer's scores.
+    public func select(_ input: SelectionInput) throws -> Selection {
+        try Selection.topK(input, scores: try input.attentionScores())
+    }
+
+    public func with(policy: RoutingPolicy) -> RoutingPolicy { policy }
+
+    public var capabilities: AdapterCapabilities { AdapterCapabilities(keepsTopKOfScores: true, scoresAreAttention: true) }
+}

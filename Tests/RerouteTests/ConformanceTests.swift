@@ -1,0 +1,168 @@
+import DARTStyleAdapter
+import Foundation
+import RerouteConformance
+import RerouteModel
+import RerouteRouting
+import RerouteTrace
+import Testing
+
+/// Adapters that break one rule each: the suite must catch them (so it can fail).
+enum BrokenAdapters {
+    /// Unseeded randomness: breaks determinism.
+    struct Unseeded: PrunerAdapter {
+        var policy: RoutingPolicy = .fastVRelease(tier: .t192)
+        var capabilities: AdapterCapabilities { AdapterCapabilities(keepsTopKOfScores: true, scoresAreAttention: false) }
+        func with(policy: RoutingPolicy) -> Self { Self(policy: policy) }
+        func select(_ input: SelectionInput) throws -> Selection {
+            try Selection.topK(input, scores: input.candidates.map { _ in Double.random(in: 0..<1) })
+        }
+    }
+
+    /// Keeps one token more than its budget: an invalid selection.
+    struct OverBudget: PrunerAdapter {
+        var policy: RoutingPolicy = .fastVRelease(tier: .t192)
+        var capabilities: AdapterCapabilities { AdapterCapabilities(keepsTopKOfScores: true, scoresAreAttention: true) }
+        func with(policy: RoutingPolicy) -> Self { Self(policy: policy) }
+        func select(_ input: SelectionInput) throws -> Selection {
+            let scores = try input.attentionScores()
+            let k = min(input.candidates.count, input.budget + 1)
+            return Selection(kept: try selectTopK(candidates: input.candidates, scores: scores, k: k, layer: input.layer).kept, scores: scores)
+        }
+    }
+
+    /// Top-k with ties broken towards the higher index (as `torch.topk` may): breaks the tie-break laws.
+    struct HighIndexTies: PrunerAdapter {
+        var policy: RoutingPolicy = .fastVRelease(tier: .t192)
+        var capabilities: AdapterCapabilities { AdapterCapabilities(keepsTopKOfScores: true, scoresAreAttention: true) }
+        func with(policy: RoutingPolicy) -> Self { Self(policy: policy) }
+        func select(_ input: SelectionInput) throws -> Selection {
+            let scores = try input.attentionScores()
+            let order = input.candidates.indices.sorted { scores[$0] != scores[$1] ? scores[$0] > scores[$1] : $0 > $1 }
+            return Selection(kept: order.prefix(input.keepCount).map { input.candidates[$0] }.sorted(), scores: scores)
+        }
+    }
+}
+
+@Suite struct ConformanceTests {
+    static let quick = ConformanceOptions(seeds: [1])
+
+    func law(_ r: ConformanceReport, _ l: ConformanceLaw) -> LawResult { r.results.first { $0.law == l }! }
+
+    /// One policy of each kind: official FastV, re-indexed PDrop, Reroute routing, Nüwa's stage,
+    /// and one with waivers. (`reroute conform --all` in CI covers every shipped policy.)
+    @Test(arguments: ["fastv", "pdrop", "reroute-fastv-64", "nuwa-64", "reroute-pdrop-64"])
+    func shippedPolicyPasses(_ name: String) throws {
+        let adapter = try #require(ConformanceCatalog.named(name))
+        let r = checkConformance(adapter, options: Self.quick)
+        #expect(r.passed, "\(r.rendered())")
+        #expect(law(r, .determinism).status == .passed)
+        #expect(law(r, .decodersAgree).status == .passed)
+        #expect(law(r, .bypassIdentity).checks > 0)
+    }
+
+    @Test func catalogCoversEveryShippedPolicy() {
+        #expect(ConformanceCatalog.all.map(\.policy.name).sorted() == PolicyCatalog.names.sorted())
+    }
+
+    @Test func lawsApplyByDeclaredAction() throws {
+        let route = checkConformance(try #require(ConformanceCatalog.named("reroute-fastv-64")), options: Self.quick)
+        #expect(law(route, .noReadmission).status == .notApplicable)
+        let delete = checkConformance(try #require(ConformanceCatalog.named("fastv-release-64")), options: Self.quick)
+        #expect(law(delete, .noReadmission).status == .passed)
+    }
+
+    @Test func waiversAreExplicitWithReasons() throws {
+        let r = checkConformance(try #require(ConformanceCatalog.named("pdrop-release-64")), options: Self.quick)
+        let tier = law(r, .tierDeclared)
+        #expect(tier.status == .waived)
+        #expect(tier.note?.contains("80.4") == true)
+        // Without the waiver the same adapter fails the tier law, with the measured avg_T.
+        let bare = CatalogAdapter(policy: .pyramidDropRelease(tier: .t64), tier: .t64)
+        let failed = law(checkConformance(bare, options: ConformanceOptions(seeds: [], models: [])), .tierDeclared)
+        #expect(failed.status == .failed)
+        #expect(failed.failures.first?.actual == "80.44")
+    }
+
+    @Test func exampleAdaptersPass() {
+        for a in [DuplicationAwareAdapter.tier(.t192), .tier(.t64)] {
+            let r = checkConformance(a, options: Self.quick)
+            #expect(r.passed, "\(r.rendered())")
+            #expect(law(r, .tierDeclared).status == .passed)
+            #expect(law(r, .equalScores).status == .notApplicable)
+        }
+        let random = checkConformance(SeededRandomAdapter(seed: 7, keepRatio: 0.25), options: Self.quick)
+        #expect(random.passed, "\(random.rendered())")
+    }
+
+    @Test func unseededRandomnessBreaksDeterminism() {
+        let r = checkConformance(BrokenAdapters.Unseeded(), options: Self.quick)
+        let d = law(r, .determinism)
+        #expect(d.status == .failed)
+        #expect(d.failures.first?.input.contains("seed 1") == true)
+        #expect(d.failures.first?.location.contains("decision at layer") == true)
+        #expect(!r.passed)
+    }
+
+    @Test func overBudgetSelectionIsMalformed() {
+        let r = checkConformance(BrokenAdapters.OverBudget(), options: Self.quick)
+        let w = law(r, .decisionsWellFormed)
+        #expect(w.status == .failed)
+        #expect(w.failures.first?.actual.contains("the budget is") == true, "\(w.failures)")
+    }
+
+    @Test func highIndexTieBreakIsCaught() {
+        let r = checkConformance(BrokenAdapters.HighIndexTies(), options: Self.quick)
+        let e = law(r, .equalScores)
+        #expect(e.status == .failed)
+        #expect(e.failures.first?.location.contains("score spread 0.0") == true, "\(e.failures)")
+        #expect(law(r, .topKTieBreak).status == .failed)  // the uniform-attention runs have ties
+    }
+
+    @Test func falseBudgetClaimsAreCaught() {
+        var p = RoutingPolicy.fastVRelease(tier: .t192)
+        p.budgetMatching = .perLayer(base: "fastv-release-64")
+        let r = checkConformance(CatalogAdapter(policy: p, tier: .t64), options: ConformanceOptions(seeds: [], models: []))
+        #expect(law(r, .budgetMatching).status == .failed)
+        #expect(law(r, .tierDeclared).status == .failed)
+    }
+
+    // MARK: Trace laws on traces from elsewhere
+
+    func golden(_ model: String, _ policy: String) throws -> Trace {
+        try Trace.read(from: Repo.root.appendingPathComponent("golden/traces/\(model)/\(policy).h5").path)
+    }
+
+    @Test(arguments: ["dense", "pdrop", "reroute-fastv-64", "nuwa-192"])
+    func goldenTracesSatisfyTraceLaws(_ policy: String) throws {
+        let r = checkConformance(trace: try golden("tiny-qwen2", policy), name: policy)
+        #expect(r.passed, "\(r.rendered())")
+    }
+
+    @Test func tamperedTracesBreakTheirLaws() throws {
+        let t = try golden("tiny-llama", "reroute-fastv-192")
+        let first = try #require(t.decisions.first?.layer)
+        func failed(_ x: Trace) -> Set<ConformanceLaw> { Set(checkConformance(trace: x, name: "tampered").failed.map(\.law)) }
+
+        var dropText = t
+        dropText.processed[first].removeLast()  // the last text token
+        #expect(failed(dropText).contains(.textNeverDropped))
+
+        var moved = t
+        let p = t.input.prefixTokens.count
+        let bypassed = try #require((p..<(p + t.input.visual.count)).first { !t.processed[first].contains($0) })
+        moved.hiddenStates[first + 1][bypassed][0] += 1
+        #expect(failed(moved) == [.bypassIdentity])
+
+        var shifted = t
+        shifted.layerPositions[first] = t.layerPositions[first].map { $0 + 1 }
+        #expect(failed(shifted).contains(.positionsDeclared))
+
+        var decodeRouted = t
+        decodeRouted.kvLengthAfterDecode[first] -= 1
+        #expect(failed(decodeRouted) == [.noRoutingAtDecode])
+
+        var unsorted = t
+        unsorted.decisions[0].kept.swapAt(0, 1)
+        #expect(failed(unsorted).contains(.decisionsWellFormed))
+    }
+}
