@@ -14,24 +14,26 @@ struct ConformCommand: ParsableCommand {
             determinism, well-formed decisions, text never dropped, the declared schedule, budget
             and tier, bypass identity, no re-admission, positions, no routing at decode, KV lengths,
             decoder agreement, ratio 1 = dense, offset and prefix invariance, degenerate inputs.
-            With --trace, checks trace files produced elsewhere (e.g. by tools/torch_trace.py)
+            With --trace FILE..., checks trace files produced elsewhere (e.g. by tools/torch_trace.py)
             against the laws one trace can show, using the policy the trace declares.
             Failures name the law, the input (model, seed, case), the place, expected and actual.
             Exit codes: 0 every law holds or is waived, 1 a law fails, 2 error.
             Policies: \(PolicyCatalog.names.joined(separator: ", ")).
             """)
 
-    @Argument(help: "Shipped policy names.") var names: [String] = []
+    @Argument(help: "Shipped policy names (or, with --trace, trace files).", completion: .file()) var names: [String] = []
     @Flag(help: "Every shipped policy.") var all = false
-    @Option(help: "Trace files to check (instead of running policies).", completion: .file()) var trace: [String] = []
+    @Flag(help: "The arguments are trace files to check (instead of policies to run).") var trace = false
     @Option(help: "Comma-separated case seeds.") var seeds = "1,2"
     @Flag(help: "Machine-readable JSON report (reroute.conformance v1) on standard output.") var json = false
     @Flag(name: .shortAndLong, help: "Print every law's statement.") var verbose = false
 
     func validate() throws {
-        let modes = [!names.isEmpty || all, !trace.isEmpty].filter { $0 }.count
-        if modes != 1 { throw ValidationError("give policy names, --all, or --trace FILE (one of them)") }
-        if all, !names.isEmpty { throw ValidationError("give policy names or --all, not both") }
+        if trace {
+            if all || names.isEmpty { throw ValidationError("--trace takes trace files as arguments (and no --all)") }
+        } else if all == !names.isEmpty {
+            throw ValidationError("give policy names or --all (one of them)")
+        }
         if parsedSeeds == nil { throw ValidationError("--seeds: '\(seeds)' is not a comma-separated list of non-negative integers") }
     }
 
@@ -42,8 +44,8 @@ struct ConformCommand: ParsableCommand {
 
     func run() throws {
         var reports: [ConformanceReport] = []
-        if !trace.isEmpty {
-            for file in trace {
+        if trace {
+            for file in names {
                 let t = try Trace.read(from: file)
                 if !json { progress("checking \(file) (\(t.policy.name), decoder \(t.provenance.decoder))") }
                 reports.append(checkConformance(trace: t, name: file))

@@ -1,4 +1,5 @@
 import Foundation
+import RerouteTrace
 import RerouteVerify
 import Testing
 
@@ -165,5 +166,33 @@ import Testing
         let help = try run(["--help"])
         #expect(help.status == 0 && help.out.contains("verify"))
         #expect(try run(["verify", "--help"]).out.contains("tolerances"))
+    }
+
+    @Test func conformRunsPoliciesAndChecksTraces() throws {
+        let ok = try run(["conform", "reroute-fastv-64", "--seeds", "3", "--json"])
+        #expect(ok.status == 0, "\(ok.out)\(ok.err)")
+        let json = try JSONSerialization.jsonObject(with: Data(ok.out.utf8)) as? [String: Any]
+        #expect(json?["schema"] as? String == "reroute.conformance")
+        let results = ((json?["reports"] as? [[String: Any]])?.first?["results"] as? [[String: Any]]) ?? []
+        #expect(results.count == 20)
+        #expect(results.contains { $0["law"] as? String == "no-readmission" && $0["status"] as? String == "not-applicable" })
+
+        let traces = try run(["conform", "--trace", "golden/traces/tiny-llama/pdrop.h5", "golden/traces/tiny-qwen2/reroute-nuwa-64.h5"])
+        #expect(traces.status == 0 && traces.out.contains("all 2 passed"), "\(traces.out)\(traces.err)")
+
+        // A trace whose decode routed (one layer's cache grew less) fails with exit code 1.
+        let dir = try TempDir()
+        defer { dir.cleanup() }
+        var t = try Trace.read(from: Repo.root.appendingPathComponent("golden/traces/tiny-llama/fastv.h5").path)
+        t.kvLengthAfterDecode[3] -= 1
+        try t.write(to: dir.path("bad.h5"))
+        let bad = try run(["conform", "--trace", dir.path("bad.h5")])
+        #expect(bad.status == 1)
+        #expect(bad.out.contains("FAIL   no-routing-at-decode") && bad.out.contains("/decode/kv_length[3]"), "\(bad.out)")
+
+        #expect(try run(["conform", "no-such-policy"]).status == 2)
+        #expect(try run(["conform"]).status == 2)
+        let missing = try run(["conform", "--trace", "/nonexistent.h5"])
+        #expect(missing.status == 2 && missing.err.contains("/nonexistent.h5"))
     }
 }
