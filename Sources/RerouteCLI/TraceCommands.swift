@@ -69,12 +69,18 @@ struct DiffCommand: ParsableCommand {
     @Option(help: "Absolute floor, as a fraction of each row's largest expected magnitude.") var rowFloor = DiffOptions.referenceGolden.tensors.rowFloor
     @Option(help: "NMSE limit per tensor.") var nmse = DiffOptions.referenceGolden.tensors.nmse
     @Option(help: "Score gap under which a differing kept index is a tie flip.") var tieEpsilon = DiffOptions.referenceGolden.tieEpsilon
+    @Option(help: "Relative tolerance for decision scores.") var scoreRtol = DiffOptions.referenceGolden.scores.relative
+    @Option(help: "Absolute floor for scores, as a fraction of the decision's largest expected score.")
+    var scoreFloor = DiffOptions.referenceGolden.scores.rowFloor
+    @Option(help: "NMSE limit for each decision's scores.") var scoreNmse = DiffOptions.referenceGolden.scores.nmse
     @Option(help: "Offending elements shown per dataset.") var maxReported = 8
 
     func run() throws {
         let e = try Trace.read(from: expected), a = try Trace.read(from: actual)
         var o = DiffOptions.referenceGolden
         o.tensors = Tolerance(name: "command line", relative: rtol, rowFloor: rowFloor, nmse: nmse, reason: "--rtol/--row-floor/--nmse")
+        o.scores = Tolerance(name: "command line (scores)", relative: scoreRtol, rowFloor: scoreFloor, nmse: scoreNmse,
+                             reason: "--score-rtol/--score-floor/--score-nmse")
         o.tieEpsilon = tieEpsilon
         o.maxReported = maxReported
         let report = diffTraces(expected: e, actual: a, options: o, expectedName: expected, actualName: actual)

@@ -193,6 +193,7 @@ extension FastDecoder {
             gemv(weights.lmHead, xf, nil, &logits)
             stepLogits.append(logits)
         }
-        return DecodeOutputs(tokens: tokens, stepLogits: stepLogits, kvLength: state.kvCount)
+        // One row of logits per generated token: none when no token is asked for.
+        return DecodeOutputs(tokens: tokens, stepLogits: Array(stepLogits.prefix(steps)), kvLength: state.kvCount)
     }
 }

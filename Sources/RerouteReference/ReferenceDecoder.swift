@@ -160,6 +160,7 @@ public struct ReferenceDecoder: Sendable {
             }
             stepLogits.append(logits(x))
         }
-        return ReferenceDecode(tokens: tokens, stepLogits: stepLogits, caches: caches)
+        // One row of logits per generated token: none when no token is asked for.
+        return ReferenceDecode(tokens: tokens, stepLogits: Array(stepLogits.prefix(steps)), caches: caches)
     }
 }

@@ -81,6 +81,22 @@ public struct TraceDiffReport: Sendable, Codable {
     public var firstDivergence: String? { failures.first?.object }
 }
 
+/// "field: expected X, actual Y; …" for the top-level fields of two encodable values that differ.
+func fieldDifferences<T: Encodable>(_ x: T, _ y: T) -> String {
+    let enc = JSONEncoder()
+    enc.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+    guard let dx = try? enc.encode(x), let dy = try? enc.encode(y),
+          let ox = (try? JSONSerialization.jsonObject(with: dx)) as? [String: Any],
+          let oy = (try? JSONSerialization.jsonObject(with: dy)) as? [String: Any] else { return "differs" }
+    func text(_ v: Any?) -> String {
+        guard let v, let d = try? JSONSerialization.data(withJSONObject: v, options: [.sortedKeys, .fragmentsAllowed, .withoutEscapingSlashes])
+        else { return "absent" }
+        return String(decoding: d, as: UTF8.self)
+    }
+    let keys = Set(ox.keys).union(oy.keys).sorted().filter { text(ox[$0]) != text(oy[$0]) }
+    return keys.map { "\($0): expected \(text(ox[$0])), actual \(text(oy[$0]))" }.joined(separator: "; ")
+}
+
 /// Compares two traces of the same case and policy (SPEC.md §9.3): discrete data exactly,
 /// routes as sets (tie flips within ε accepted and flagged), floats under `options`.
 public func diffTraces(expected e: Trace, actual a: Trace, options o: DiffOptions, expectedName: String = "expected",
@@ -89,6 +105,11 @@ public func diffTraces(expected e: Trace, actual a: Trace, options o: DiffOption
     func exact<T: Equatable>(_ object: String, _ x: T, _ y: T, describe: (T) -> String = { "\($0)" }) {
         items.append(DiffItem(object: object, kind: .exact, passed: x == y,
                               summary: x == y ? "equal" : "expected \(clip(describe(x))), actual \(clip(describe(y)))"))
+    }
+    /// Equal values, or the fields that differ (from their JSON encodings).
+    func structured<T: Equatable & Encodable>(_ object: String, _ x: T, _ y: T) {
+        items.append(DiffItem(object: object, kind: .exact, passed: x == y,
+                              summary: x == y ? "equal" : clip(fieldDifferences(x, y))))
     }
     func bitwise(_ object: String, _ x: [Float], _ y: [Float]) {
         let same = x.count == y.count && zip(x, y).allSatisfy { $0.bitPattern == $1.bitPattern }
@@ -131,8 +152,8 @@ public func diffTraces(expected e: Trace, actual a: Trace, options o: DiffOption
     }
 
     // Model, policy and inputs must be the same run.
-    exact("/@model_config", e.config, a.config, describe: { "\($0)" })
-    exact("/@policy", e.policy, a.policy, describe: { $0.name })
+    structured("/@model_config", e.config, a.config)
+    structured("/@policy", e.policy, a.policy)
     exact("/inputs/prefix_ids", e.input.prefixTokens, a.input.prefixTokens)
     exact("/inputs/suffix_ids", e.input.suffixTokens, a.input.suffixTokens)
     exact("/inputs/grid", [e.input.grid.rows, e.input.grid.cols], [a.input.grid.rows, a.input.grid.cols])

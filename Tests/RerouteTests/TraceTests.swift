@@ -1,5 +1,7 @@
 import CHDF5
 import Foundation
+import RerouteConformance
+import RerouteFast
 import RerouteHDF5
 import RerouteModel
 import RerouteReference
@@ -93,6 +95,24 @@ enum Goldens {
         let f = try HDF5File(readingFrom: dir.path("t.h5"))
         for p in ["/prefill/hidden_states", "/prefill/processed", "/prefill/decisions/00/kept", "/decode/tokens", "/inputs/positions"] {
             #expect(["float", "exact", "set", "bitwise"].contains(try f.stringAttribute("compare", of: p)), "\(p)")
+        }
+    }
+
+    /// No decode steps: no tokens and no step logits, on both decoders, and the trace reads back
+    /// (found by tools/torch_trace.py: the logits row of the prefill used to be kept).
+    @Test func zeroDecodeStepsGiveNoStepLogits() throws {
+        let m = ConformanceModel.standard[0]
+        let w = RandomModel.weights(m.config, visionDim: m.visionDim, seed: m.seed)
+        var c = ConformanceCases.random(for: m, seed: 5)
+        c.decodeSteps = 0
+        let dir = try TempDir()
+        defer { dir.cleanup() }
+        for (i, t) in [try TraceRecorder.record(decoder: ReferenceDecoder(weights: w), model: m.name, case: c, policy: .fastV(), seed: 5),
+                       try TraceRecorder.record(decoder: FastDecoder(weights: w), model: m.name, case: c, policy: .fastV(), seed: 5)].enumerated() {
+            #expect(t.decodeTokens.isEmpty && t.stepLogits.isEmpty)
+            #expect(t.kvLengthAfterDecode == t.kvLength)
+            try t.write(to: dir.path("t\(i).h5"))
+            #expect(try Trace.read(from: dir.path("t\(i).h5")).stepLogits.isEmpty)
         }
     }
 
@@ -221,6 +241,14 @@ enum Goldens {
         let item = r.failures[0]
         #expect(item.details.first?.hasPrefix("[10, 3]") == true)
         #expect(r.render().contains("first divergence: /prefill/hidden_states[4]"))
+    }
+
+    @Test func policyDifferencesNameTheField() {
+        let r = diff { $0.policy.keepRatios[2] = 0.5 }
+        #expect(r.firstDivergence == "/@policy")
+        let summary = r.failures.first?.summary ?? ""
+        #expect(summary.hasPrefix("keepRatios: expected [0.2644,0.2644,0.2644,0.2644], actual [0.2644,0.2644,0.5,0.2644]"), "\(summary)")
+        #expect(diff { $0.config.rmsNormEps = 1e-4 }.failures.first?.summary.hasPrefix("rmsNormEps:") == true)
     }
 
     @Test func nanAndInfAreGated() {
