@@ -15,10 +15,16 @@ Usage:
     python3 tools/make_tiny_models.py --out /tmp/x --check golden/models
                                                                     # reproduce and compare
 
+Models: tiny-llama (LlamaForCausalLM), tiny-qwen2 (Qwen2ForCausalLM) and tiny-qwen2-vl
+(Qwen2_5_VLForConditionalGeneration: Qwen2.5-VL's language model with 3-D M-RoPE, and the
+smallest vision tower transformers builds, which no case runs).
+
 What is written, per model `golden/models/<model>/`:
 
 - `config.json`                       transformers' own config (save_pretrained)
 - `model.safetensors` or shards + `model.safetensors.index.json`
+                                      (tiny-qwen2-vl: the whole model written by transformers'
+                                      own save_pretrained, with its `generation_config.json`)
 - `mm_projector.safetensors`          LLaVA-style projector (linear_1, GELU, linear_2)
 - `cases/<case>.h5`                   inputs and transformers' outputs (schema below)
 
@@ -30,7 +36,9 @@ Case file (HDF5, written with h5py's default libver so HDF5 1.10 can read it):
     /inputs/suffix_ids        int64 [Q]      text after the image
     /inputs/visual_features   float32 [N,dv] (or /inputs/visual_embeddings float32 [N,d])
     /inputs/grid              int64 [2]      rows, cols (rows*cols == N)
-    /inputs/positions         int64 [1,S]    position ids (axes x tokens); S = P+N+Q
+    /inputs/positions         int64 [A,S]    position ids (axes x tokens); S = P+N+Q; A = 1, or
+                                             3 (t, h, w) for Qwen2.5-VL M-RoPE, as transformers'
+                                             get_rope_index builds them (see mrope_positions)
     /inputs/decode_steps      int64 scalar   number of greedy tokens
     /<run>/hidden_states      float32 [L+1,S,d] hidden state entering each layer; [L] = last output
     /<run>/logits             float32 [S,V]  logits at every prefill position
@@ -42,7 +50,9 @@ Case file (HDF5, written with h5py's default libver so HDF5 1.10 can read it):
     run "float32": stock transformers in float32 (hidden_states omitted to save space)
 
 Decode convention (SPEC.md, "Positions"): greedy step k feeds token k-1 at position
-max(prefill positions) + k, with the KV cache of the prefill.
+max(prefill positions) + k, with the KV cache of the prefill. With 3 axes, max is taken over
+all axes and the fed token gets that position on all three: this is what transformers'
+rope_deltas produce (cache length + max + 1 - S), checked for every M-RoPE case.
 """
 
 from __future__ import annotations
@@ -62,7 +72,8 @@ import numpy as np
 import torch
 import transformers
 from safetensors.torch import save_file
-from transformers import LlamaConfig, LlamaForCausalLM, Qwen2Config, Qwen2ForCausalLM
+from transformers import (LlamaConfig, LlamaForCausalLM, Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration,
+                          Qwen2Config, Qwen2ForCausalLM)
 
 SEED = 20261125
 GENERATOR = "tools/make_tiny_models.py"
@@ -94,6 +105,30 @@ MODELS = {
             hidden_act="silu", use_sliding_window=False,
         ),
     ),
+    "tiny-qwen2-vl": dict(
+        family="qwen2_5_vl",
+        storage="save_pretrained",  # f32, written by transformers (Hub layout: model.*, visual.*)
+        projector_storage="f32",
+        # The language model (text_config). 8 layers, so every shipped schedule remaps to
+        # distinct layers (SPEC.md §8.3); GQA 3:1. head_dim 16: 8 frequencies, split t/h/w by
+        # mrope_section. rope_theta 100 (not Qwen's 1e6) so that even the lowest (w) frequencies
+        # turn by a visible angle over the image's few positions.
+        config=dict(
+            vocab_size=256, hidden_size=48, intermediate_size=96, num_hidden_layers=8,
+            num_attention_heads=3, num_key_value_heads=1, rms_norm_eps=1e-6,
+            max_position_embeddings=1024, tie_word_embeddings=False, hidden_act="silu",
+            use_sliding_window=False,
+            rope_parameters=dict(rope_type="mrope", rope_theta=100.0, mrope_section=[2, 3, 3]),
+            bos_token_id=None, eos_token_id=None, pad_token_id=None,
+        ),
+        # Smallest useful vision tower (never run; only its LLM grid bookkeeping,
+        # spatial_merge_size 2, enters get_rope_index).
+        vision_config=dict(
+            depth=1, hidden_size=8, intermediate_size=8, num_heads=1, in_channels=3, patch_size=2,
+            temporal_patch_size=2, spatial_merge_size=2, window_size=8, out_hidden_size=48,
+            fullatt_block_indexes=[0], tokens_per_second=2,
+        ),
+    ),
 }
 
 CASES = [
@@ -103,6 +138,19 @@ CASES = [
     dict(name="embeddings-12x14-gapped", prefix=4, grid=(12, 14), suffix=6,
          visual="embeddings", positions="gapped", decode_steps=4),
 ]
+
+# Qwen2.5-VL cases: one image (1 frame) of rows x cols LLM tokens between two text runs,
+# 3-D positions from get_rope_index. Non-square both ways, so h and w differ.
+MROPE_CASES = [
+    dict(name="features-6x8-mrope", prefix=5, grid=(6, 8), suffix=7,
+         visual="features", positions="mrope", decode_steps=4),
+    dict(name="embeddings-8x6-mrope", prefix=4, grid=(8, 6), suffix=6,
+         visual="embeddings", positions="mrope", decode_steps=4),
+]
+
+
+def model_cases(spec: dict) -> list[dict]:
+    return MROPE_CASES if spec["family"] == "qwen2_5_vl" else CASES
 
 
 def case_seed(model: str, case: str) -> int:
@@ -124,7 +172,7 @@ def make_weights(name: str, spec: dict) -> tuple[dict[str, np.ndarray], dict[str
     d, m, V = c["hidden_size"], c["intermediate_size"], c["vocab_size"]
     H, KV = c["num_attention_heads"], c["num_key_value_heads"]
     hd = d // H
-    bias = spec["family"] == "qwen2" or c.get("attention_bias", False)
+    bias = spec["family"] in ("qwen2", "qwen2_5_vl") or c.get("attention_bias", False)
 
     def mat(rows, cols):
         return (rng.standard_normal((rows, cols)) / math.sqrt(cols)).astype(np.float32)
@@ -168,7 +216,68 @@ def storage_round(arrays: dict[str, np.ndarray], storage: str) -> dict[str, torc
     return {k: torch.from_numpy(v).to(dtype).contiguous() for k, v in arrays.items()}
 
 
+def vl_config(spec: dict):
+    """Qwen2_5_VLConfig: text_config from spec["config"], tying on the outer config (transformers 5)."""
+    text = {k: v for k, v in spec["config"].items() if k != "tie_word_embeddings"}
+    text["rope_parameters"] = dict(text["rope_parameters"])
+    return Qwen2_5_VLConfig(text_config=text, vision_config=dict(spec["vision_config"]),
+                            tie_word_embeddings=spec["config"]["tie_word_embeddings"])
+
+
+def to_module_name(saved: str) -> str:
+    """Qwen2.5-VL Hub/save_pretrained names -> module names (transformers' Qwen2VL conversion)."""
+    if saved.startswith("visual."):
+        return "model." + saved
+    if saved.startswith("model."):
+        return "model.language_model." + saved[len("model."):]
+    return saved
+
+
+def make_vision_weights(name: str, shapes: dict[str, tuple]) -> dict[str, np.ndarray]:
+    """Weights of the (unused) vision tower: same scale rules as make_weights, own stream."""
+    rng = np.random.Generator(np.random.PCG64(case_seed(name, "vision")))
+    w = {}
+    for k in sorted(shapes):
+        shape = shapes[k]
+        if k.endswith(".bias"):
+            w[k] = (0.1 * rng.standard_normal(shape)).astype(np.float32)
+        elif len(shape) == 1:  # RMSNorm weights
+            w[k] = (1.0 + 0.1 * rng.standard_normal(shape)).astype(np.float32)
+        else:
+            w[k] = (rng.standard_normal(shape) / math.sqrt(int(np.prod(shape[1:])))).astype(np.float32)
+    return w
+
+
+def save_vl_checkpoint(out: Path, name: str, spec: dict):
+    """The whole Qwen2_5_VLForConditionalGeneration written by transformers' save_pretrained."""
+    from safetensors import safe_open
+
+    w, proj = make_weights(name, spec)  # language model under the Hub names (model.*, lm_head)
+    config = vl_config(spec)
+    torch.manual_seed(0)
+    model = Qwen2_5_VLForConditionalGeneration(config).eval()
+    shapes = {k[len("model."):]: tuple(v.shape) for k, v in model.state_dict().items() if k.startswith("model.visual.")}
+    vision = make_vision_weights(name, shapes)
+    saved = {**w, **vision}  # names as save_pretrained writes them
+    state = {to_module_name(k): torch.from_numpy(v) for k, v in saved.items()}
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    assert not unexpected and not missing, (missing, unexpected)
+    out.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(str(out))
+    # The file holds exactly our tensors under the names we expect (the loader reads model.*).
+    with safe_open(str(out / "model.safetensors"), "np") as f:
+        keys = set(f.keys())
+        assert keys == set(saved), sorted(keys ^ set(saved))
+        for k in keys:
+            assert np.array_equal(f.get_tensor(k), saved[k]), k
+    stored_proj = storage_round(proj, spec["projector_storage"])
+    save_file(stored_proj, str(out / "mm_projector.safetensors"), metadata={"format": "pt"})
+    return config, {k: torch.from_numpy(v) for k, v in w.items()}, {k: v.float() for k, v in stored_proj.items()}
+
+
 def save_checkpoint(out: Path, name: str, spec: dict):
+    if spec["family"] == "qwen2_5_vl":
+        return save_vl_checkpoint(out, name, spec)
     w, proj = make_weights(name, spec)
     stored = storage_round(w, spec["storage"])
     stored_proj = storage_round(proj, spec["projector_storage"])
@@ -207,7 +316,8 @@ def patch_float64(model):
     replaced by the same formulas in float64, so that run differs from an exact evaluation
     of the model only by float64 rounding. Everything else is transformers' own code.
     """
-    cfg = model.config
+    lm = text_model(model)
+    cfg = lm.config
     base = cfg.rope_parameters["rope_theta"]
     dim = getattr(cfg, "head_dim", None) or cfg.hidden_size // cfg.num_attention_heads
     inv_freq = 1.0 / (base ** (torch.arange(0, dim, 2, dtype=torch.float64) / dim))
@@ -217,7 +327,19 @@ def patch_float64(model):
         emb = torch.cat((freqs, freqs), dim=-1)
         return emb.cos().to(x.dtype), emb.sin().to(x.dtype)
 
-    model.model.rotary_emb.forward = rope_forward
+    rotary = lm.rotary_emb
+    if hasattr(rotary, "mrope_section"):
+        # Qwen2.5-VL: the same angles per axis, then transformers' own recomposition
+        # (mrope_section chunks of the half dimension take t, h, w in turn; duplicated).
+        assert rotary.attention_scaling == 1.0
+
+        def rope_forward(x, position_ids):  # noqa: F811
+            freqs = position_ids.expand(3, -1, -1)[..., None].to(torch.float64) * inv_freq
+            cos = rotary.recomposition_frequencies(freqs.cos())
+            sin = rotary.recomposition_frequencies(freqs.sin())
+            return cos.to(x.dtype), sin.to(x.dtype)
+
+    rotary.forward = rope_forward
 
     def norm_forward(module):
         def forward(h):
@@ -246,6 +368,24 @@ class Float64Softmax:
 
     def __exit__(self, *exc):
         torch.nn.functional.softmax = self.original
+
+
+def text_model(model):
+    """The decoder stack: model.model (CausalLM) or model.model.language_model (Qwen2.5-VL)."""
+    return getattr(model.model, "language_model", model.model)
+
+
+def build_vl_model(mdir: Path, weights, dtype):
+    """Qwen2.5-VL loaded back from the files just written (transformers' own loading)."""
+    model = Qwen2_5_VLForConditionalGeneration.from_pretrained(str(mdir), dtype=torch.float32,
+                                                               attn_implementation="eager").eval()
+    sd = model.state_dict()
+    for k, v in weights.items():
+        assert torch.equal(sd[to_module_name(k)], v), k
+    model = model.to(dtype)
+    if dtype == torch.float64:
+        patch_float64(model)
+    return model
 
 
 def build_model(spec, config, weights, dtype):
@@ -283,6 +423,10 @@ def make_case_inputs(model_name: str, spec: dict, case: dict) -> dict:
     else:
         inputs["visual_embeddings"] = rng.standard_normal((N, d)).astype(np.float32)
     S = P + N + Q
+    if case["positions"] == "mrope":
+        inputs["positions"] = mrope_positions(P, rows, cols, Q)
+        inputs["decode_steps"] = np.int64(case["decode_steps"])
+        return inputs
     if case["positions"] == "contiguous":
         pos = np.arange(S, dtype=np.int64)
     else:
@@ -296,9 +440,68 @@ def make_case_inputs(model_name: str, spec: dict, case: dict) -> dict:
     return inputs
 
 
+def mrope_positions(P: int, rows: int, cols: int, Q: int) -> np.ndarray:
+    """Qwen2.5-VL 3-D positions [3, S] (t, h, w) of P text tokens, one image of rows x cols
+    LLM tokens (1 frame, row-major) and Q text tokens: text i -> (i, i, i); image token
+    (r, c) -> (P, P + r, P + c); text after -> P + max(rows, cols) + j on all axes."""
+    r, c = np.divmod(np.arange(rows * cols, dtype=np.int64), cols)
+    image = np.stack([np.full(rows * cols, P, dtype=np.int64), P + r, P + c])
+    before = np.tile(np.arange(P, dtype=np.int64), (3, 1))
+    after = np.tile(P + max(rows, cols) + np.arange(Q, dtype=np.int64), (3, 1))
+    return np.concatenate([before, image, after], axis=1)
+
+
 @torch.no_grad()
-def run_transformers(model, proj, inputs, dtype, want_hidden):
-    embed = model.model.embed_tokens
+def check_mrope_case(model, proj, inputs, r32) -> None:
+    """Cross-checks an M-RoPE case against transformers' own multimodal path.
+
+    get_rope_index (input_ids with image placeholders, mm_token_type_ids, image_grid_thw in
+    patches) must give exactly inputs["positions"]; its rope_deltas must put decode token k
+    at max(positions) + 1 + k; and the model run the way generate() runs it (prefill with
+    position_ids=None, so Qwen2_5_VLModel computes them; decode steps from rope_deltas) must
+    reproduce the float32 run's logits and greedy tokens.
+    """
+    cfg = model.config
+    merge = cfg.vision_config.spatial_merge_size
+    rows, cols = (int(x) for x in inputs["grid"])
+    P, Q, N = len(inputs["prefix_ids"]), len(inputs["suffix_ids"]), rows * cols
+    ids = np.concatenate([inputs["prefix_ids"], np.full(N, cfg.image_token_id), inputs["suffix_ids"]])
+    input_ids = torch.from_numpy(ids.astype(np.int64))[None]
+    types = torch.from_numpy(np.concatenate([np.zeros(P), np.ones(N), np.zeros(Q)]).astype(np.int32))[None]
+    thw = torch.tensor([[1, rows * merge, cols * merge]])
+    vl = model.model
+    pos, deltas = vl.get_rope_index(input_ids, mm_token_type_ids=types, image_grid_thw=thw)
+    if not np.array_equal(pos[:, 0].numpy(), inputs["positions"]):
+        sys.exit("mrope_positions differs from transformers' get_rope_index")
+    S = ids.shape[0]
+    if int(deltas[0, 0]) != int(inputs["positions"].max()) + 1 - S:
+        sys.exit(f"rope_deltas {int(deltas[0, 0])} != max(positions) + 1 - S")
+
+    # Prefill from embeddings (no vision tower), positions computed by the model itself.
+    embeds = prompt_embeddings(model, proj, inputs, torch.float32)[None]
+    vl.rope_deltas = None
+    cache = transformers.DynamicCache(config=model.config)
+    out = model(input_ids=input_ids, inputs_embeds=embeds, mm_token_type_ids=types, image_grid_thw=thw,
+                cache=cache, use_cache=True)
+    prefill = out.logits[0]
+    logits, steps = [out.logits[0, -1]], int(inputs["decode_steps"])
+    tokens = [int(torch.argmax(logits[-1]))]
+    for _ in range(steps - 1):
+        out = model(input_ids=torch.tensor([[tokens[-1]]]), cache=cache, use_cache=True)
+        logits.append(out.logits[0, -1])
+        tokens.append(int(torch.argmax(logits[-1])))
+    vl.rope_deltas = None
+    if tokens != r32["greedy_tokens"].tolist():
+        sys.exit(f"generate-style run gives tokens {tokens}, explicit positions {r32['greedy_tokens'].tolist()}")
+    for what, a, b in (("logits", prefill, r32["logits"]), ("step logits", torch.stack(logits), r32["step_logits"])):
+        err = float((a - torch.from_numpy(b)).abs().max())
+        if err > 1e-5:
+            sys.exit(f"generate-style run: {what} differ from the explicit-position run by {err:.2e}")
+
+
+def prompt_embeddings(model, proj, inputs, dtype):
+    """[S, d] input embeddings: prefix tokens, projected features (or given embeddings), suffix."""
+    embed = model.get_input_embeddings()
     if "visual_features" in inputs:
         x = torch.from_numpy(inputs["visual_features"]).to(dtype)
         l1w, l1b = proj["multi_modal_projector.linear_1.weight"].to(dtype), proj["multi_modal_projector.linear_1.bias"].to(dtype)
@@ -310,9 +513,16 @@ def run_transformers(model, proj, inputs, dtype, want_hidden):
         visual = torch.from_numpy(inputs["visual_embeddings"]).to(dtype)
     pre = embed(torch.from_numpy(inputs["prefix_ids"]))
     suf = embed(torch.from_numpy(inputs["suffix_ids"]))
-    embeds = torch.cat([pre, visual, suf], dim=0)[None]
+    return torch.cat([pre, visual, suf], dim=0)
+
+
+@torch.no_grad()
+def run_transformers(model, proj, inputs, dtype, want_hidden):
+    embeds = prompt_embeddings(model, proj, inputs, dtype)[None]
     S = embeds.shape[1]
-    positions = torch.from_numpy(inputs["positions"][0])[None]
+    axes = inputs["positions"].shape[0]
+    # [batch=1, S]; M-RoPE: [3 axes, batch=1, S] (the text model's (t, h, w) layout)
+    positions = torch.from_numpy(inputs["positions"][0])[None] if axes == 1 else torch.from_numpy(inputs["positions"])[:, None, :]
     # An explicit all-ones mask: without it transformers 5 reads non-contiguous position
     # ids as packed sequences and builds a block-diagonal mask (masking_utils).
     mask = torch.ones(1, S, dtype=torch.long)
@@ -342,7 +552,8 @@ def run_transformers(model, proj, inputs, dtype, want_hidden):
         tokens.append(tok)
         if k == steps - 1:
             break
-        o = model(input_ids=torch.tensor([[tok]]), position_ids=torch.tensor([[next_pos + k]]),
+        step_pos = torch.tensor([[next_pos + k]]) if axes == 1 else torch.full((3, 1, 1), next_pos + k)
+        o = model(input_ids=torch.tensor([[tok]]), position_ids=step_pos,
                   attention_mask=torch.ones(1, S + k + 1, dtype=torch.long),
                   cache=cache, use_cache=True)
         out = o
@@ -361,7 +572,7 @@ def last_layer_output(model, proj, inputs, dtype):
     def hook(_module, _inp, output):
         captured["h"] = (output[0] if isinstance(output, tuple) else output)[0].clone()
 
-    handle = model.model.layers[-1].register_forward_hook(hook)
+    handle = text_model(model).layers[-1].register_forward_hook(hook)
     try:
         saved = inputs["decode_steps"]
         inputs = dict(inputs, decode_steps=np.int64(1))
@@ -402,20 +613,27 @@ def write_case(path: Path, model_name: str, case: dict, inputs: dict, r64: dict,
 
 def generate(out_root: Path):
     torch.set_num_threads(1)
+    transformers.utils.logging.disable_progress_bar()
     for name, spec in MODELS.items():
         mdir = out_root / name
         if mdir.exists():
             shutil.rmtree(mdir)
         config, weights, proj = save_checkpoint(mdir, name, spec)
-        m64 = build_model(spec, config, weights, torch.float64)
-        m32 = build_model(spec, config, weights, torch.float32)
+        if spec["family"] == "qwen2_5_vl":
+            m64 = build_vl_model(mdir, weights, torch.float64)
+            m32 = build_vl_model(mdir, weights, torch.float32)
+        else:
+            m64 = build_model(spec, config, weights, torch.float64)
+            m32 = build_model(spec, config, weights, torch.float32)
         (mdir / "cases").mkdir()
-        for case in CASES:
+        for case in model_cases(spec):
             inputs = make_case_inputs(name, spec, case)
             with Float64Softmax():
                 r64 = run_transformers(m64, proj, inputs, torch.float64, want_hidden=True)
                 last64 = last_layer_output(m64, proj, inputs, torch.float64)
             r32 = run_transformers(m32, proj, inputs, torch.float32, want_hidden=False)
+            if case["positions"] == "mrope":
+                check_mrope_case(m32, proj, inputs, r32)
             for run, r in (("float64", r64), ("float32", r32)):
                 if r["min_margin"] < MIN_TOP2_MARGIN:
                     sys.exit(f"{name}/{case['name']} ({run}): greedy top-2 margin {r['min_margin']:.2e} "

@@ -17,7 +17,7 @@ A trace is a dict:
               similarity_features}
     llm:      optional visual_grid_indices
     prefill:  hidden_states [L+1,S,d] f32, processed [L,S] u8, positions [L,S] i64 (-1 where not
-              processed), decode_positions [L], kv_length [L], logits [V] f32,
+              processed; [L,3,S] with 3-D M-RoPE inputs positions), decode_positions [L], kv_length [L], logits [V] f32,
               decisions: list of {layer, budget, candidates, kept, deferred, scores (f64)}
     decode:   tokens [T], step_logits [T,V] f32, kv_length [L]
     budget:   text_tokens, visual_tokens, kv_entries, kv_bytes, flops, flops_fastv_paper,
@@ -114,7 +114,9 @@ def _validate(path: str, t: dict) -> None:
     if hs.ndim != 3 or hs.shape[0] != L + 1 or hs.shape[2] != d:
         raise TraceError(f"{path}: /prefill/hidden_states: shape {hs.shape}, expected ({L + 1}, S, {d})")
     S = hs.shape[1]
-    for key, shape in [("processed", (L, S)), ("positions", (L, S)), ("decode_positions", (L,)), ("kv_length", (L,)),
+    axes = t["inputs"]["positions"].shape[0] if t["inputs"]["positions"].ndim == 2 else 1
+    positions_shape = (L, S) if axes == 1 else (L, axes, S)
+    for key, shape in [("processed", (L, S)), ("positions", positions_shape), ("decode_positions", (L,)), ("kv_length", (L,)),
                        ("logits", (V,))]:
         if t["prefill"][key].shape != shape:
             raise TraceError(f"{path}: /prefill/{key}: shape {t['prefill'][key].shape}, expected {shape}")

@@ -107,7 +107,7 @@ struct ShowCommand: ParsableCommand {
         let p = t.input.prefixTokens.count, n = t.llmGridIndices?.count ?? t.input.visual.count
         for l in 0..<c.layers {
             let visual = t.processed[l].filter { $0 >= p && $0 < p + n }.count
-            let pos = t.layerPositions[l]
+            let pos = t.layerPositions[l].axes.joined()
             print(pad("\(l)", 7) + pad("\(t.processed[l].count)", 11) + pad("\(visual)", 8)
                   + pad("\(pos.min() ?? 0)…\(pos.max() ?? 0)", 17) + pad("\(t.decodePositions[l])", 12) + "\(t.kvLength[l])")
         }

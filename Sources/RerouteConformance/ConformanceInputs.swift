@@ -17,9 +17,9 @@ public struct ConformanceModel: Sendable {
         self.seed = seed
     }
 
-    /// Two shapes: LLaMA-like MHA without bias, and Qwen2-like GQA with bias and a head
-    /// width that is not a power of two. 8 layers, so every shipped schedule maps to distinct
-    /// layers (SPEC.md §8.3).
+    /// Three shapes: LLaMA-like MHA without bias; Qwen2-like GQA with bias and a head width
+    /// that is not a power of two; Qwen2.5-VL-like with 3-D M-RoPE (cases get t/h/w
+    /// positions). 8 layers, so every shipped schedule maps to distinct layers (SPEC.md §8.3).
     public static let standard: [ConformanceModel] = [
         ConformanceModel(name: "llama-mha-8L",
                          config: ModelConfig(family: .llama, hiddenSize: 32, layers: 8, heads: 4, kvHeads: 4, intermediateSize: 64,
@@ -29,6 +29,11 @@ public struct ConformanceModel: Sendable {
                          config: ModelConfig(family: .qwen2, hiddenSize: 36, layers: 8, heads: 6, kvHeads: 2, intermediateSize: 72,
                                              rmsNormEps: 1e-6, ropeTheta: 1_000_000, vocabSize: 64, tieWordEmbeddings: true),
                          visionDim: 12, seed: 202),
+        ConformanceModel(name: "qwen2-vl-mrope-8L",
+                         config: ModelConfig(family: .qwen2, hiddenSize: 48, layers: 8, heads: 3, kvHeads: 1, intermediateSize: 64,
+                                             rmsNormEps: 1e-6, ropeTheta: 100, vocabSize: 64, tieWordEmbeddings: false,
+                                             mropeSection: [2, 3, 3]),
+                         visionDim: 12, seed: 303),
     ]
 
     func weights() -> ModelWeights { RandomModel.weights(config, visionDim: visionDim, seed: seed) }
@@ -37,7 +42,8 @@ public struct ConformanceModel: Sendable {
 /// The cases of the suite, all drawn from a seed.
 public enum ConformanceCases {
     /// A non-square image of vision features (3–6 rows, 4–7 columns) between 2–5 prefix and
-    /// 2–4 suffix tokens, contiguous positions, 3 greedy steps, Nüwa's vision-side inputs.
+    /// 2–4 suffix tokens, 3 greedy steps, Nüwa's vision-side inputs; contiguous positions, or
+    /// Qwen2-VL's 3-D ones on an M-RoPE model.
     public static func random(for m: ConformanceModel, seed: UInt64, grid forced: ImageGrid? = nil) -> PromptCase {
         var rng = SplitMix64(seed: seed &* 0x9E37_79B9 &+ m.seed)
         let grid = forced ?? ImageGrid(rows: 3 + rng.integer(below: 4), cols: 4 + rng.integer(below: 4))
@@ -50,6 +56,7 @@ public enum ConformanceCases {
         let vocab = m.config.vocabSize
         return PromptCase(name: "conform-s\(seed)-\(grid.rows)x\(grid.cols)", prefixTokens: (0..<prefix).map { _ in rng.integer(below: vocab) },
                           suffixTokens: (0..<suffix).map { _ in rng.integer(below: vocab) }, visual: .features(features), grid: grid,
+                          positions: m.config.mropeSection == nil ? nil : .multimodal(prefix: prefix, grid: grid, suffix: suffix),
                           decodeSteps: 3,
                           visionSide: VisionSideInputs(clsAttention: logits.map { Float(exp($0) / total) }, similarityFeatures: sim))
     }
@@ -62,12 +69,14 @@ public enum ConformanceCases {
         return out
     }
 
-    /// The case with `extra` more text tokens before the image (contiguous positions).
+    /// The case with `extra` more text tokens before the image (positions laid out again).
     static func longerPrefix(_ c: PromptCase, extra: Int, vocab: Int, seed: UInt64) -> PromptCase {
         var rng = SplitMix64(seed: seed)
         var out = c
         out.prefixTokens = (0..<extra).map { _ in rng.integer(below: vocab) } + c.prefixTokens
-        out.positions = .contiguous(out.sequenceLength)
+        out.positions = c.positions.isMultimodal
+            ? .multimodal(prefix: out.prefixTokens.count, grid: c.grid, suffix: c.suffixTokens.count)
+            : .contiguous(out.sequenceLength)
         out.name += "+prefix\(extra)"
         return out
     }

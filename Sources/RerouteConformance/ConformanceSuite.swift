@@ -145,6 +145,8 @@ struct ConformanceRun<A: PrunerAdapter> {
     // MARK: Runs
 
     mutating func check(model m: ConformanceModel) {
+        // Re-indexing is defined for 1-D positions only (SPEC.md §8.6); such policies refuse M-RoPE cases.
+        if m.config.mropeSection != nil, policy.positions == .reindexed { return }
         let weights = m.weights()
         let reference = ReferenceDecoder(weights: weights)
         let fast = FastDecoder(weights: weights)

@@ -135,25 +135,24 @@ public enum TraceLaws {
             }
         }
 
-        // positions-declared (prefill and decode)
-        if t.input.positions.axisCount == 1 {
-            let original = t.input.positions.axes[0]
+        // positions-declared (prefill and decode), on every position axis
+        do {
             let n0 = t.input.visual.count
-            let llmPositions = (0..<s).map { i in
-                i < p ? original[i] : i < p + n ? original[p + cells[i - p]] : original[i - n + n0]
-            }
-            let nextOriginal = (llmPositions.max() ?? -1) + 1
+            let originalIndex = (0..<s).map { i in i < p ? i : i < p + n ? p + cells[i - p] : i - n + n0 }
+            let llmPositions = t.input.positions.gathering(originalIndex)
             let schedule = try? t.policy.schedule(layers: layers, originalN: t.input.grid.count, llmN: n)
             for l in 0..<layers {
                 let reindexed = t.policy.positions == .reindexed && schedule?.stage(of: l) != nil
-                let expected = reindexed ? Array(0..<t.processed[l].count) : t.processed[l].map { llmPositions[$0] }
-                if t.layerPositions[l] != expected {
-                    let k = Array(zip(expected, t.layerPositions[l])).firstIndex { $0 != $1 } ?? 0
-                    fail(.positionsDeclared, "/prefill/positions[\(l)] token \(t.processed[l].indices.contains(k) ? t.processed[l][k] : -1)",
-                         expected: "\(t.policy.positions.rawValue): \(expected.indices.contains(k) ? expected[k] : -1)",
-                         actual: "\(t.layerPositions[l].indices.contains(k) ? t.layerPositions[l][k] : -1)")
+                let expected = reindexed ? PositionIDs.contiguous(t.processed[l].count) : llmPositions.gathering(t.processed[l])
+                let actual = t.layerPositions[l]
+                if actual != expected {
+                    let k = (0..<min(expected.count, actual.count)).first { expected.column($0) != actual.column($0) } ?? 0
+                    let token = t.processed[l].indices.contains(k) ? t.processed[l][k] : -1
+                    fail(.positionsDeclared, "/prefill/positions[\(l)] token \(token)",
+                         expected: "\(t.policy.positions.rawValue): \(k < expected.count ? "\(expected.axes.map { $0[k] })" : "none")",
+                         actual: k < actual.count ? "\(actual.axes.map { $0[k] })" : "\(actual.count) positions")
                 }
-                let decode = reindexed ? t.processed[l].count : nextOriginal
+                let decode = reindexed ? t.processed[l].count : llmPositions.nextDecodePosition
                 if t.decodePositions.indices.contains(l), t.decodePositions[l] != decode {
                     fail(.positionsDeclared, "/prefill/decode_positions[\(l)]", expected: "\(decode)", actual: "\(t.decodePositions[l])")
                 }

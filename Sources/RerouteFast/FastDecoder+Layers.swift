@@ -80,7 +80,7 @@ extension FastDecoder: TraceableDecoder {
         precondition(plan.active.count <= st.kvCapacity[l], "layer \(l): \(plan.active.count) tokens, cache capacity \(st.kvCapacity[l])")
         let c = config, w = weights.layers[l]
         let n = plan.active.count, d = c.hiddenSize, qW = c.queryWidth, kvW = c.kvWidth, m = c.intermediateSize, dh = c.headDim
-        let positions = plan.positions.linear
+        let positions = plan.positions
         let eps = Float(c.rmsNormEps)
         let state = st
         if !options.recordHiddenStates {
@@ -110,7 +110,7 @@ extension FastDecoder: TraceableDecoder {
             }
             // Keys the decision's scoring already computed from the same input, weights and
             // positions are reused; otherwise k is projected here.
-            let reuse = state.scoredLayer == l && plan.active.enumerated().allSatisfy { state.scoredRows[$1]?.position == positions[$0] }
+            let reuse = state.scoredLayer == l && plan.active.enumerated().allSatisfy { state.scoredRows[$1]?.position == positions.column($0) }
             projections(xn, rows: n, layer: w, q: q, k: reuse ? nil : k, v: v)
             let ct = CT.baseAddress!, stb = ST.baseAddress!, half = dh / 2
             fillRotations(positions, cos: ct, sin: stb)

@@ -40,7 +40,7 @@ extension FastDecoder {
             }
         }
         state.scoredLayer = r.layer
-        state.scoredRows = Dictionary(uniqueKeysWithValues: r.keys.enumerated().map { ($1, ($0, r.keyPositions[$0])) })
+        state.scoredRows = Dictionary(uniqueKeysWithValues: r.keys.enumerated().map { ($1, ($0, r.keyPositions.column($0))) })
         let keys = state.scoredKeys, xn = state.scoreRows
         let scale = 1 / Float(dh).squareRoot()
         return r.queryRows.map { row in
@@ -51,7 +51,7 @@ extension FastDecoder {
                 }
             }
             if let b = w.qBias { for i in 0..<qW { q[i] += b[i] } }
-            let (cs, sn) = rotation(r.keyPositions[row])
+            let (cs, sn) = rotation(frequencyPositions: c.ropePositions(r.keyPositions, token: row))
             q.withUnsafeMutableBufferPointer { qp in
                 cs.withUnsafeBufferPointer { cp in sn.withUnsafeBufferPointer { sp in
                     Kernels.rope(qp.baseAddress!, heads: c.heads, headDim: dh, cos: cp.baseAddress!, sin: sp.baseAddress!)

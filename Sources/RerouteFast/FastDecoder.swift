@@ -28,6 +28,8 @@ public struct FastDecoder: Sendable {
     public let workers: Int
     public var config: ModelConfig { weights.config }
     let inverseFrequencies: [Double]
+    /// The position axis each rotary frequency reads (`ModelConfig.ropeFrequencyAxes`).
+    let frequencyAxes: [Int]
 
     public init(weights: ModelWeights, options: FastDecoderOptions = FastDecoderOptions()) {
         self.weights = weights
@@ -35,23 +37,30 @@ public struct FastDecoder: Sendable {
         inverseFrequencies = (0..<(weights.config.headDim / 2)).map {
             pow(weights.config.ropeTheta, -Double(2 * $0) / Double(weights.config.headDim))
         }
+        frequencyAxes = weights.config.ropeFrequencyAxes
         workers = max(1, options.threads ?? ProcessInfo.processInfo.activeProcessorCount)
         openblas_set_num_threads(1)
     }
 
     /// cos/sin of `position · f[k]`, computed in Double and rounded once (float32 angles
-    /// would err by `position · 2^-24` rad).
+    /// would err by `position · 2^-24` rad). A decode token has one position on every axis.
     func rotation(_ position: Int) -> (cos: [Float], sin: [Float]) {
-        let angles = inverseFrequencies.map { Double(position) * $0 }
+        rotation(frequencyPositions: Array(repeating: position, count: inverseFrequencies.count))
+    }
+
+    /// cos/sin of `positions[k] · f[k]` (positions per rotary frequency).
+    func rotation(frequencyPositions positions: [Int]) -> (cos: [Float], sin: [Float]) {
+        let angles = zip(positions, inverseFrequencies).map { Double($0) * $1 }
         return (angles.map { Float(Foundation.cos($0)) }, angles.map { Float(Foundation.sin($0)) })
     }
 
-    /// Fills `cos`/`sin` rows `[i, d_h/2]` for each position, without allocating.
-    func fillRotations(_ positions: [Int], cos c: UnsafeMutablePointer<Float>, sin s: UnsafeMutablePointer<Float>) {
-        let h = inverseFrequencies.count
-        for (i, p) in positions.enumerated() {
+    /// Fills `cos`/`sin` rows `[i, d_h/2]` for each token of `positions`, without allocating;
+    /// frequency k reads its axis (M-RoPE) or the only one.
+    func fillRotations(_ positions: PositionIDs, cos c: UnsafeMutablePointer<Float>, sin s: UnsafeMutablePointer<Float>) {
+        let h = inverseFrequencies.count, last = positions.axisCount - 1
+        for i in 0..<positions.count {
             for k in 0..<h {
-                let angle = Double(p) * inverseFrequencies[k]
+                let angle = Double(positions.axes[min(frequencyAxes[k], last)][i]) * inverseFrequencies[k]
                 c[i * h + k] = Float(Foundation.cos(angle))
                 s[i * h + k] = Float(Foundation.sin(angle))
             }
@@ -83,7 +92,7 @@ public final class FastState: @unchecked Sendable {
     /// Keys the last score request computed (after bias and RoPE), so its layer can reuse
     /// them instead of projecting the same rows again: layer, token → (row, position).
     var scoredLayer = -1
-    var scoredRows: [Int: (row: Int, position: Int)] = [:]
+    var scoredRows: [Int: (row: Int, position: SIMD3<Int>)] = [:]
     var scoredKeys: [Float]
     /// Normalised scoring rows `[S, d]`.
     var scoreRows: [Float]

@@ -9,11 +9,11 @@ public struct ScoreRequest: Sendable, Equatable {
     /// Sequence indices of the keys (the softmax domain), ascending.
     public var keys: [Int]
     /// Position ids of the keys, in the same order.
-    public var keyPositions: [Int]
+    public var keyPositions: PositionIDs
     /// Indices into `keys` of the query rows.
     public var queryRows: [Int]
 
-    public init(layer: Int, keys: [Int], keyPositions: [Int], queryRows: [Int]) {
+    public init(layer: Int, keys: [Int], keyPositions: PositionIDs, queryRows: [Int]) {
         self.layer = layer
         self.keys = keys
         self.keyPositions = keyPositions

@@ -38,10 +38,14 @@ public struct ModelConfig: Sendable, Equatable, Codable {
     public var attentionBias: Bool
     /// Largest position the checkpoint was trained for (informational; not enforced).
     public var maxPositionEmbeddings: Int
+    /// Qwen2-VL / Qwen2.5-VL multimodal RoPE (SPEC.md §2.4): the numbers of rotary
+    /// frequencies (of d_h/2) that read the t, h and w position axes, in that order; nil for
+    /// 1-D RoPE.
+    public var mropeSection: [Int]?
 
     public init(family: ModelFamily, hiddenSize: Int, layers: Int, heads: Int, kvHeads: Int, headDim: Int? = nil,
                 intermediateSize: Int, rmsNormEps: Double, ropeTheta: Double, vocabSize: Int,
-                tieWordEmbeddings: Bool, attentionBias: Bool? = nil, maxPositionEmbeddings: Int = 4096) {
+                tieWordEmbeddings: Bool, attentionBias: Bool? = nil, maxPositionEmbeddings: Int = 4096, mropeSection: [Int]? = nil) {
         self.family = family
         self.hiddenSize = hiddenSize
         self.layers = layers
@@ -55,6 +59,23 @@ public struct ModelConfig: Sendable, Equatable, Codable {
         self.tieWordEmbeddings = tieWordEmbeddings
         self.attentionBias = attentionBias ?? (family == .qwen2)
         self.maxPositionEmbeddings = maxPositionEmbeddings
+        self.mropeSection = mropeSection
+    }
+
+    /// For each rotary frequency j in `0 ..< d_h/2`, the position axis it reads: 0 for 1-D
+    /// RoPE; for M-RoPE contiguous chunks of `mropeSection` sizes read axes t, h, w (as
+    /// transformers' `apply_multimodal_rotary_pos_emb`, not interleaved).
+    public var ropeFrequencyAxes: [Int] {
+        guard let section = mropeSection else { return Array(repeating: 0, count: headDim / 2) }
+        return section.enumerated().flatMap { k, n in Array(repeating: k % 3, count: n) }
+    }
+
+    /// The position each rotary frequency of token `i` is rotated by (SPEC.md §2.4). One-axis
+    /// positions are used for every frequency (so 1-D positions on an M-RoPE model behave as
+    /// three equal axes, as in transformers).
+    public func ropePositions(_ ids: PositionIDs, token i: Int) -> [Int] {
+        let last = ids.axisCount - 1
+        return ropeFrequencyAxes.map { ids.axes[min($0, last)][i] }
     }
 
     /// Width of all query heads together, H · d_head.
@@ -82,6 +103,9 @@ public struct ModelConfig: Sendable, Equatable, Codable {
         if headDim % 2 != 0 { throw bad("head_dim", "RoPE needs an even head dimension, got \(headDim)") }
         if !(rmsNormEps > 0) || !rmsNormEps.isFinite { throw bad("rms_norm_eps", "must be positive and finite, got \(rmsNormEps)") }
         if !(ropeTheta > 1) || !ropeTheta.isFinite { throw bad("rope_theta", "must be finite and > 1, got \(ropeTheta)") }
+        if let s = mropeSection, s.count != 3 || s.contains(where: { $0 < 0 }) || s.reduce(0, +) != headDim / 2 {
+            throw bad("rope_parameters.mrope_section", "\(s) must be 3 non-negative sizes summing to head_dim/2 = \(headDim / 2)")
+        }
     }
 }
 
@@ -105,8 +129,11 @@ extension ModelConfig {
         }
         guard var obj = any as? [String: Any] else { throw InputError(.badJSON, file: file, "top level is not an object") }
         var modelType = obj["model_type"] as? String
-        if ["llava", "qwen2_5_vl", "qwen2_vl"].contains(modelType ?? ""), let text = obj["text_config"] as? [String: Any] {
+        let multimodalRoPE = ["qwen2_5_vl", "qwen2_vl"].contains(modelType ?? "")
+        if ["llava", "qwen2_5_vl", "qwen2_vl"].contains(modelType ?? ""), var text = obj["text_config"] as? [String: Any] {
             let outer = modelType!
+            // transformers 5 keeps tie_word_embeddings on the outer config of VLMs.
+            if text["tie_word_embeddings"] == nil, let tie = obj["tie_word_embeddings"] { text["tie_word_embeddings"] = tie }
             obj = text
             modelType = (text["model_type"] as? String) ?? (outer == "llava" ? "llama" : "qwen2")
             if modelType == "qwen2_5_vl_text" || modelType == "qwen2_vl_text" { modelType = "qwen2" }
@@ -126,9 +153,18 @@ extension ModelConfig {
         }
         // transformers 5 nests RoPE under rope_parameters; older configs use rope_theta / rope_scaling.
         var theta = 10000.0
+        var mropeSection: [Int]?
+        func section(_ dict: [String: Any], _ prefix: String) throws -> [Int]? {
+            guard let raw = dict["mrope_section"], !(raw is NSNull) else { return nil }
+            guard let list = raw as? [NSNumber], list.allSatisfy({ $0.doubleValue == $0.doubleValue.rounded() && abs($0.doubleValue) < 1e6 }) else {
+                throw InputError(.badConfig, file: file, object: prefix + "mrope_section", "expected a list of integers")
+            }
+            return list.map(\.intValue)
+        }
         if let rp = obj["rope_parameters"] as? [String: Any] {
             let r = JSONFields(obj: rp, file: file, prefix: "rope_parameters.")
             theta = try r.double("rope_theta", default: 10000.0)
+            mropeSection = try section(rp, "rope_parameters.")
             let ropeType = try r.string("rope_type", default: "default")
             if ropeType != "default" && ropeType != "mrope" {
                 throw InputError(.badConfig, file: file, object: "rope_parameters.rope_type", "only default RoPE is supported, got '\(ropeType)'")
@@ -141,7 +177,10 @@ extension ModelConfig {
             if t != "default" && t != "mrope" {
                 throw InputError(.badConfig, file: file, object: "rope_scaling", "RoPE scaling '\(t ?? "?")' is not supported")
             }
+            if mropeSection == nil, let dict = scaling as? [String: Any] { mropeSection = try section(dict, "rope_scaling.") }
         }
+        // transformers' default for Qwen2-VL / Qwen2.5-VL text models without an explicit section.
+        if multimodalRoPE, mropeSection == nil { mropeSection = [16, 24, 24] }
         if family == .qwen2, try j.bool("use_sliding_window", default: false) {
             throw InputError(.badConfig, file: file, object: "use_sliding_window", "sliding-window attention is not supported")
         }
@@ -158,7 +197,8 @@ extension ModelConfig {
             vocabSize: try j.int("vocab_size"),
             tieWordEmbeddings: try j.bool("tie_word_embeddings", default: false),
             attentionBias: family == .qwen2 ? true : try j.bool("attention_bias", default: false),
-            maxPositionEmbeddings: try j.int("max_position_embeddings", default: 4096))
+            maxPositionEmbeddings: try j.int("max_position_embeddings", default: 4096),
+            mropeSection: mropeSection)
         if family == .llama, hidden % heads != 0, j.has("head_dim") == false {
             throw InputError(.badConfig, file: file, object: "num_attention_heads", "\(heads) does not divide hidden_size \(hidden)")
         }

@@ -63,9 +63,28 @@ public struct PositionIDs: Sendable, Equatable {
         return axes[0]
     }
 
+    /// Token i's position on up to three axes (one-axis positions repeat), for cheap comparisons.
+    public func column(_ i: Int) -> SIMD3<Int> {
+        let last = axes.count - 1
+        return SIMD3(axes[0][i], axes[min(1, last)][i], axes[min(2, last)][i])
+    }
+
     /// Positions of the tokens at `indices`, in that order (a slice, never recomputed).
     public func gathering(_ indices: [Int]) -> PositionIDs {
         PositionIDs(axes: axes.map { axis in indices.map { axis[$0] } })
+    }
+
+    /// Qwen2-VL / Qwen2.5-VL 3-D positions for one image (transformers' `get_rope_index`, one
+    /// temporal frame, LLM grid rows×cols after spatial merging): prefix token i at (i, i, i);
+    /// visual token r·cols + c at (P, P + r, P + c); suffix token j at P + max(rows, cols) + j
+    /// on all three axes.
+    public static func multimodal(prefix p: Int, grid: ImageGrid, suffix q: Int) -> PositionIDs {
+        let n = grid.count, after = p + max(grid.rows, grid.cols)
+        let text = Array(0..<p), tail = (0..<q).map { after + $0 }
+        let t = text + Array(repeating: p, count: n) + tail
+        let h = text + (0..<n).map { p + $0 / grid.cols } + tail
+        let w = text + (0..<n).map { p + $0 % grid.cols } + tail
+        return PositionIDs(axes: [t, h, w])
     }
 
     /// The position of the first generated token: one past the largest position on any
@@ -157,7 +176,9 @@ public struct PromptCase: Sendable, Equatable {
             throw bad("positions", "\(positions.count) position ids for \(sequenceLength) tokens")
         }
         if positions.axes.contains(where: { $0.contains { $0 < 0 } }) { throw bad("positions", "negative position id") }
-        if positions.isMultimodal { throw bad("positions", "3-D M-RoPE positions are not supported yet") }
+        if positions.isMultimodal, config.mropeSection == nil {
+            throw bad("positions", "3-D (t, h, w) positions need a model with M-RoPE (mrope_section); this one has 1-D RoPE")
+        }
         if decodeSteps < 0 { throw bad("decode_steps", "negative") }
         switch visual {
         case .features(let m):

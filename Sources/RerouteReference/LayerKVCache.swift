@@ -6,8 +6,9 @@
 public struct LayerKVCache: Sendable, Equatable {
     /// Sequence index of each entry (prefill tokens 0 ..< S; generated token t is S + t).
     public var tokens: [Int] = []
-    /// RoPE position each key was rotated with.
-    public var positions: [Int] = []
+    /// RoPE position of each rotary frequency each key was rotated with (`d_head/2` each;
+    /// all equal for 1-D RoPE, from the t, h, w axes for M-RoPE).
+    public var positions: [[Int]] = []
     /// Keys after RoPE, `[H_kv · d_head]` each.
     public var keys: [[Double]] = []
     /// Values, `[H_kv · d_head]` each.
@@ -18,7 +19,7 @@ public struct LayerKVCache: Sendable, Equatable {
     /// Number of cached tokens.
     public var count: Int { keys.count }
 
-    mutating func append(token: Int, position: Int, key: [Double], value: [Double]) {
+    mutating func append(token: Int, position: [Int], key: [Double], value: [Double]) {
         tokens.append(token)
         positions.append(position)
         keys.append(key)

@@ -44,13 +44,13 @@ extension ReferenceDecoder: TraceableDecoder {
         let normed = r.keys.map { ReferenceMath.rmsNorm(hidden[$0], weight: w.inputNorm, eps: c.rmsNormEps) }
         let keys = normed.indices.map { j in
             ReferenceMath.ropeHeads(ReferenceMath.linear(normed[j], w.k, bias: w.kBias), heads: c.kvHeads,
-                                    position: r.keyPositions[j], inverseFrequencies: inverseFrequencies)
+                                    positions: c.ropePositions(r.keyPositions, token: j), inverseFrequencies: inverseFrequencies)
         }
         let scale = 1.0 / Double(c.headDim).squareRoot()
         let dh = c.headDim
         return r.queryRows.map { row in
             let q = ReferenceMath.ropeHeads(ReferenceMath.linear(normed[row], w.q, bias: w.qBias), heads: c.heads,
-                                            position: r.keyPositions[row], inverseFrequencies: inverseFrequencies)
+                                            positions: c.ropePositions(r.keyPositions, token: row), inverseFrequencies: inverseFrequencies)
             let visible = r.keys.indices.filter { r.keys[$0] <= r.keys[row] }  // causal
             return (0..<c.heads).map { h in
                 let g = h / c.groupSize

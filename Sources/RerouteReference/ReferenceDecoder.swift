@@ -93,16 +93,16 @@ public struct ReferenceDecoder: Sendable {
     func block(layer l: Int, hidden: [[Double]], plan: LayerPlan, cache: inout LayerKVCache) -> [[Double]] {
         let w = weights.layers[l]
         let c = config
-        let positions = plan.positions.linear
         var queries: [[Double]] = []
         for (i, token) in plan.active.enumerated() {
             let x = ReferenceMath.rmsNorm(hidden[token], weight: w.inputNorm, eps: c.rmsNormEps)
             let q = ReferenceMath.linear(x, w.q, bias: w.qBias)
             let k = ReferenceMath.linear(x, w.k, bias: w.kBias)
             let v = ReferenceMath.linear(x, w.v, bias: w.vBias)
-            queries.append(ReferenceMath.ropeHeads(q, heads: c.heads, position: positions[i], inverseFrequencies: inverseFrequencies))
-            cache.append(token: token, position: positions[i],
-                         key: ReferenceMath.ropeHeads(k, heads: c.kvHeads, position: positions[i], inverseFrequencies: inverseFrequencies),
+            let position = c.ropePositions(plan.positions, token: i)
+            queries.append(ReferenceMath.ropeHeads(q, heads: c.heads, positions: position, inverseFrequencies: inverseFrequencies))
+            cache.append(token: token, position: position,
+                         key: ReferenceMath.ropeHeads(k, heads: c.kvHeads, positions: position, inverseFrequencies: inverseFrequencies),
                          value: v)
         }
         var out = hidden
@@ -146,12 +146,13 @@ public struct ReferenceDecoder: Sendable {
             var x = ReferenceMath.embed(token, weights.embedding)
             for l in 0..<c.layers {
                 let w = weights.layers[l]
-                let position = prefill.plan.layers[l].decodePosition + t
+                // Decode tokens sit at the same position on every axis (SPEC.md §4).
+                let position = Array(repeating: prefill.plan.layers[l].decodePosition + t, count: c.headDim / 2)
                 let xn = ReferenceMath.rmsNorm(x, weight: w.inputNorm, eps: c.rmsNormEps)
                 let q = ReferenceMath.ropeHeads(ReferenceMath.linear(xn, w.q, bias: w.qBias), heads: c.heads,
-                                                position: position, inverseFrequencies: inverseFrequencies)
+                                                positions: position, inverseFrequencies: inverseFrequencies)
                 let k = ReferenceMath.ropeHeads(ReferenceMath.linear(xn, w.k, bias: w.kBias), heads: c.kvHeads,
-                                                position: position, inverseFrequencies: inverseFrequencies)
+                                                positions: position, inverseFrequencies: inverseFrequencies)
                 caches[l].append(token: sequenceLength + t, position: position, key: k,
                                  value: ReferenceMath.linear(xn, w.v, bias: w.vBias))
                 let a = ReferenceMath.attend(query: q, keys: caches[l].keys, values: caches[l].values,

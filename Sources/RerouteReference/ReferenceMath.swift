@@ -38,16 +38,17 @@ public enum ReferenceMath {
         (0..<(headDim / 2)).map { i in pow(theta, -Double(2 * i) / Double(headDim)) }
     }
 
-    /// RoPE on one head vector at `position` (§2.4), "rotate half" pairing (i, i + d_head/2):
+    /// RoPE on one head vector (§2.4), "rotate half" pairing (i, i + d_head/2):
     /// `y[i] = x[i] cos φ_i − x[i+h] sin φ_i`, `y[i+h] = x[i+h] cos φ_i + x[i] sin φ_i`,
-    /// with `φ_i = position · f[i]`, h = d_head/2.
-    public static func rope(_ x: ArraySlice<Double>, position: Int, inverseFrequencies f: [Double]) -> [Double] {
+    /// with `φ_i = positions[i] · f[i]`, h = d_head/2. For 1-D RoPE every `positions[i]` is
+    /// the token's position; for M-RoPE frequency i reads its axis (`ModelConfig.ropePositions`).
+    public static func rope(_ x: ArraySlice<Double>, positions: [Int], inverseFrequencies f: [Double]) -> [Double] {
         let h = f.count
-        precondition(x.count == 2 * h, "rope: head of \(x.count), \(h) frequencies")
+        precondition(x.count == 2 * h && positions.count == h, "rope: head of \(x.count), \(h) frequencies, \(positions.count) positions")
         let base = x.startIndex
         var y = [Double](repeating: 0, count: 2 * h)
         for i in 0..<h {
-            let angle = Double(position) * f[i]
+            let angle = Double(positions[i]) * f[i]
             let c = cos(angle), s = sin(angle)
             let a = x[base + i], b = x[base + i + h]
             y[i] = a * c - b * s
@@ -57,11 +58,11 @@ public enum ReferenceMath {
     }
 
     /// RoPE applied to every head of a concatenated `[heads · d_head]` vector.
-    public static func ropeHeads(_ x: [Double], heads: Int, position: Int, inverseFrequencies f: [Double]) -> [Double] {
+    public static func ropeHeads(_ x: [Double], heads: Int, positions: [Int], inverseFrequencies f: [Double]) -> [Double] {
         let dh = 2 * f.count
         var y: [Double] = []
         y.reserveCapacity(x.count)
-        for head in 0..<heads { y += rope(x[(head * dh)..<((head + 1) * dh)], position: position, inverseFrequencies: f) }
+        for head in 0..<heads { y += rope(x[(head * dh)..<((head + 1) * dh)], positions: positions, inverseFrequencies: f) }
         return y
     }
 

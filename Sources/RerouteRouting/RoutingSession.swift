@@ -31,6 +31,9 @@ public struct RoutingSession: Sendable {
     public init(adapter: any PrunerAdapter, llmCase: PromptCase, layers: Int, originalN: Int, forcedKept: [Int: [Int]] = [:]) throws {
         self.adapter = adapter
         let policy = adapter.policy
+        if policy.positions == .reindexed, llmCase.positions.isMultimodal {
+            throw RoutingError.badSchedule("\(policy.name): re-indexed positions are defined for 1-D RoPE; this case has 3-D M-RoPE positions (keep the original ones)")
+        }
         self.forcedKept = forcedKept
         self.llmCase = llmCase
         schedule = try policy.schedule(layers: layers, originalN: originalN, llmN: llmCase.visual.count)
@@ -99,7 +102,7 @@ public struct RoutingSession: Sendable {
         // The softmax domain and the positions its keys are rotated with.
         var scoringLayer = l
         var keys = previous.active
-        var keyPositions = previous.positions.linear
+        var keyPositions = previous.positions
         switch (policy.scorer.attention, policy.scorer.domain) {
         case (.producedByPreviousLayer, _):
             scoringLayer = l - 1
@@ -107,10 +110,14 @@ public struct RoutingSession: Sendable {
             break
         case (.decisionLayerInput, .allTokens):
             let all = sequenceIndices(visual: (0..<visualCount).filter { alive[$0] })
-            let current = Dictionary(uniqueKeysWithValues: zip(previous.active, keyPositions))
-            let original = llmCase.positions.linear
+            // Deferred tokens keep the positions they were last processed with: the case's own
+            // (routing never re-indexes), so each key takes the current plan's column, else the case's.
+            let current = Dictionary(uniqueKeysWithValues: previous.active.enumerated().map { ($1, $0) })
+            let original = llmCase.positions
             keys = all
-            keyPositions = all.map { current[$0] ?? original[$0] }
+            keyPositions = PositionIDs(axes: (0..<original.axisCount).map { a in
+                all.map { t in current[t].map { previous.positions.axes[a][$0] } ?? original.axes[a][t] }
+            })
         }
         let keyIndex = Dictionary(uniqueKeysWithValues: keys.enumerated().map { ($1, $0) })
         let queryRows: [Int]

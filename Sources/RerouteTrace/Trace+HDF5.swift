@@ -47,15 +47,17 @@ extension Trace {
         }
         try put("/prefill/hidden_states", hiddenStates.flatMap { $0.flatMap { $0 } }, [L + 1, S, d], .float)
         var mask = [Int](repeating: 0, count: L * S)
-        var positions = [Int](repeating: -1, count: L * S)
+        // [L, S] for 1-D positions; [L, A, S] for A = 3 (M-RoPE).
+        let A = input.positions.axisCount
+        var positions = [Int](repeating: -1, count: L * A * S)
         for l in 0..<L {
             for (i, t) in processed[l].enumerated() {
                 mask[l * S + t] = 1
-                positions[l * S + t] = layerPositions[l][i]
+                for a in 0..<A { positions[(l * A + a) * S + t] = layerPositions[l].axes[a][i] }
             }
         }
         try put("/prefill/processed", mask, [L, S], .set, type: .uint8)
-        try put("/prefill/positions", positions, [L, S], .exact)
+        try put("/prefill/positions", positions, A == 1 ? [L, S] : [L, A, S], .exact)
         try put("/prefill/decode_positions", decodePositions, [L], .exact)
         try put("/prefill/kv_length", kvLength, [L], .exact)
         try put("/prefill/logits", lastLogits, [lastLogits.count], .float)
@@ -157,12 +159,17 @@ extension Trace {
         let hiddenFlat = try floats("/prefill/hidden_states", [L + 1, S, d])
         let hidden = (0...L).map { l in (0..<S).map { i in Array(hiddenFlat[((l * S + i) * d)..<((l * S + i + 1) * d)]) } }
         let mask = try ints("/prefill/processed", [L, S])
-        let pos = try ints("/prefill/positions", [L, S])
-        var processed: [[Int]] = [], layerPositions: [[Int]] = []
+        let A = input.positions.axisCount
+        let pos = try ints("/prefill/positions", A == 1 ? [L, S] : [L, A, S])
+        var processed: [[Int]] = [], layerPositions: [PositionIDs] = []
         for l in 0..<L {
             let active = (0..<S).filter { mask[l * S + $0] != 0 }
             processed.append(active)
-            layerPositions.append(active.map { pos[l * S + $0] })
+            let axes = (0..<A).map { a in active.map { pos[(l * A + a) * S + $0] } }
+            if let bad = axes.joined().first(where: { $0 < 0 }) {
+                throw InputError(.badValue, file: path, object: "/prefill/positions", "layer \(l): position \(bad) for a processed token")
+            }
+            layerPositions.append(PositionIDs(axes: axes))
         }
         var llmGrid: [Int]?
         if f.exists("/llm/visual_grid_indices") { llmGrid = try ints("/llm/visual_grid_indices", [nil]) }

@@ -58,8 +58,9 @@ public struct Trace: Sendable {
     public var hiddenStates: [[[Float]]]
     /// `[L]` sequence indices each layer processed, ascending.
     public var processed: [[Int]]
-    /// `[L]` position ids used by each layer for its processed tokens (same order).
-    public var layerPositions: [[Int]]
+    /// `[L]` position ids used by each layer for its processed tokens (same order; one axis,
+    /// or t, h, w for M-RoPE).
+    public var layerPositions: [PositionIDs]
     /// `[L]` position of the first generated token at each layer.
     public var decodePositions: [Int]
     /// `[L]` KV-cache length of each layer after prefill.
@@ -76,7 +77,7 @@ public struct Trace: Sendable {
     public var budget: BudgetReport
 
     public init(provenance: TraceProvenance, config: ModelConfig, policy: RoutingPolicy, input: PromptCase,
-                llmGridIndices: [Int]?, hiddenStates: [[[Float]]], processed: [[Int]], layerPositions: [[Int]],
+                llmGridIndices: [Int]?, hiddenStates: [[[Float]]], processed: [[Int]], layerPositions: [PositionIDs],
                 decodePositions: [Int], kvLength: [Int], lastLogits: [Float], decisions: [RoutingDecision],
                 decodeTokens: [Int], stepLogits: [[Float]], kvLengthAfterDecode: [Int], budget: BudgetReport) {
         self.provenance = provenance

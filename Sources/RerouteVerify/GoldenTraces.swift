@@ -17,15 +17,23 @@ public enum GoldenTraces {
                  .rerouteFastV(tier: t), .reroutePDrop(tier: t), .rerouteNuwa(tier: t)]
             }
     }
-    public static let caseName = "trace-10x10"
+    /// The golden policies for a model: all of `policies`, except that re-indexed positions
+    /// are not defined for M-RoPE models (their traces keep the sliced 3-D positions).
+    public static func policies(for c: ModelConfig) -> [RoutingPolicy] {
+        c.mropeSection == nil ? policies : policies.filter { $0.positions != .reindexed }
+    }
 
-    /// The traces' case for a model: 4 prefix tokens, a 10×10 image of vision features (so
-    /// the projector and Nüwa's stage 1 run), 4 suffix tokens, contiguous positions, 3 greedy
-    /// steps; CLS attention and similarity features for Nüwa. Deterministic from the seed and
-    /// the model name (SplitMix64, Box–Muller normals).
+    /// The traces' case for a model: 4 prefix tokens, an image of vision features (so the
+    /// projector and Nüwa's stage 1 run), 4 suffix tokens, 3 greedy steps; CLS attention and
+    /// similarity features for Nüwa. 1-D RoPE models: a 10×10 image, contiguous positions
+    /// (`trace-10x10`). M-RoPE models: a 6×8 image (rows ≠ cols, so the h and w axes differ)
+    /// with the 3-D positions of `PositionIDs.multimodal`, as transformers' `get_rope_index`
+    /// (`trace-6x8-mrope`). Deterministic from the seed and the model name (SplitMix64,
+    /// Box–Muller normals).
     public static func traceCase(for weights: ModelWeights, model: String) -> PromptCase {
         var rng = SplitMix64(seed: UInt64(seed) &+ fnv1a(model))
-        let grid = ImageGrid(rows: 10, cols: 10)
+        let mrope = weights.config.mropeSection != nil
+        let grid = mrope ? ImageGrid(rows: 6, cols: 8) : ImageGrid(rows: 10, cols: 10)
         let n = grid.count, dv = weights.projector?.visionDim ?? 0
         let features = Matrix(rows: n, cols: dv, values: (0..<(n * dv)).map { _ in Float(rng.normal()) })
         let logits = (0..<n).map { _ in rng.normal() }
@@ -33,8 +41,9 @@ public enum GoldenTraces {
         let cls = logits.map { Float(exp($0) / total) }
         let sim = Matrix(rows: n, cols: 16, values: (0..<(n * 16)).map { _ in Float(rng.normal()) })
         let vocab = weights.config.vocabSize
-        return PromptCase(name: caseName, prefixTokens: (0..<4).map { _ in rng.integer(below: vocab) },
+        return PromptCase(name: mrope ? "trace-6x8-mrope" : "trace-10x10", prefixTokens: (0..<4).map { _ in rng.integer(below: vocab) },
                           suffixTokens: (0..<4).map { _ in rng.integer(below: vocab) }, visual: .features(features), grid: grid,
+                          positions: weights.config.mropeSection == nil ? nil : .multimodal(prefix: 4, grid: grid, suffix: 4),
                           decodeSteps: 3, visionSide: VisionSideInputs(clsAttention: cls, similarityFeatures: sim))
     }
 

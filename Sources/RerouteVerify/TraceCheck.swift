@@ -75,7 +75,7 @@ public enum GoldenRegeneration {
             let decoder = ReferenceDecoder(weights: weights)
             let c = GoldenTraces.traceCase(for: weights, model: model.name)
             try fm.createDirectory(at: staging.appendingPathComponent(model.name), withIntermediateDirectories: true)
-            for policy in GoldenTraces.policies {
+            for policy in GoldenTraces.policies(for: weights.config) {
                 let rel = GoldenTraces.relativePath(model: model.name, policy: policy.name)
                 progress("  \(rel)")
                 let trace = try TraceRecorder.record(decoder: decoder, model: model.name, case: c, policy: policy,

@@ -30,7 +30,7 @@ public enum TraceRecorder {
                                         model: model, seed: seed),
             config: decoder.config, policy: policy, input: c, llmGridIndices: record.llmCase.visualGridIndices,
             hiddenStates: prefill.hiddenStates, processed: record.plans.map(\.active),
-            layerPositions: record.plans.map(\.positions.linear), decodePositions: record.plans.map(\.decodePosition),
+            layerPositions: record.plans.map(\.positions), decodePositions: record.plans.map(\.decodePosition),
             kvLength: prefill.kvLength, lastLogits: prefill.lastLogits, decisions: record.decisions,
             decodeTokens: decode.tokens, stepLogits: decode.stepLogits, kvLengthAfterDecode: decode.kvLength, budget: budget)
     }

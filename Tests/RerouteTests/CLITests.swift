@@ -44,7 +44,7 @@ import Testing
     @Test func verifyPassesOnShippedGoldens() throws {
         let r = try run(["verify"])
         #expect(r.status == 0, "\(r.out)\(r.err)")
-        #expect(r.out.contains("verify: 77 check(s), 77 passed, 0 failed"))  // 4 cases, 36 traces × 2 decoders, the manifest
+        #expect(r.out.contains("verify: 111 check(s), 111 passed, 0 failed"))  // 6 cases, 52 traces × 2 decoders, the manifest
         #expect(r.out.contains("tiny-qwen2/reroute-nuwa-64.h5"))
         #expect(r.err.contains("[2/2]"))  // progress goes to stderr
     }

@@ -154,7 +154,7 @@ enum BrokenAdapters {
         #expect(failed(moved) == [.bypassIdentity])
 
         var shifted = t
-        shifted.layerPositions[first] = t.layerPositions[first].map { $0 + 1 }
+        shifted.layerPositions[first] = PositionIDs(t.layerPositions[first].linear.map { $0 + 1 })
         #expect(failed(shifted).contains(.positionsDeclared))
 
         var decodeRouted = t

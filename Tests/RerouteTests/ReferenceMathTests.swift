@@ -28,11 +28,11 @@ import Testing
     @Test func ropeRotatesHalfPairs() {
         let f = ReferenceMath.ropeInverseFrequencies(headDim: 4, theta: 10000)
         // Pairs are (0, 2) and (1, 3) ("rotate half"), not adjacent elements.
-        let y = ReferenceMath.rope([1, 0, 0, 0], position: 1, inverseFrequencies: f)
+        let y = ReferenceMath.rope([1, 0, 0, 0], positions: [1, 1], inverseFrequencies: f)
         #expect(y == [cos(1.0), 0, sin(1.0), 0])
-        let z = ReferenceMath.rope([0, 1, 0, 0], position: 100, inverseFrequencies: f)
+        let z = ReferenceMath.rope([0, 1, 0, 0], positions: [100, 100], inverseFrequencies: f)
         #expect(z == [0, cos(1.0), 0, sin(1.0)])  // φ = 100 · 0.01
-        #expect(ReferenceMath.rope([1, 2, 3, 4], position: 0, inverseFrequencies: f) == [1, 2, 3, 4])
+        #expect(ReferenceMath.rope([1, 2, 3, 4], positions: [0, 0], inverseFrequencies: f) == [1, 2, 3, 4])
     }
 
     @Test func ropeScoresDependOnlyOnRelativePosition() {
@@ -40,8 +40,8 @@ import Testing
         let q: [Double] = [0.3, -1.2, 0.7, 2.0, -0.4, 0.9, 1.1, -0.6]
         let k: [Double] = [1.0, 0.2, -0.5, 0.3, 0.8, -1.4, 0.1, 0.6]
         func dot(_ m: Int, _ n: Int) -> Double {
-            zip(ReferenceMath.rope(q[...], position: m, inverseFrequencies: f),
-                ReferenceMath.rope(k[...], position: n, inverseFrequencies: f)).reduce(0) { $0 + $1.0 * $1.1 }
+            zip(ReferenceMath.rope(q[...], positions: Array(repeating: m, count: 4), inverseFrequencies: f),
+                ReferenceMath.rope(k[...], positions: Array(repeating: n, count: 4), inverseFrequencies: f)).reduce(0) { $0 + $1.0 * $1.1 }
         }
         #expect(abs(dot(7, 3) - dot(104, 100)) < 1e-12)
         #expect(abs(dot(7, 3) - dot(3, 7)) > 1e-3)  // and it does depend on the offset

@@ -216,7 +216,7 @@ import Testing
             let n = record.plans[l].active.count
             #expect(record.plans[l].positions == .contiguous(n))
             // Decode at layer l starts right after that layer's compacted sequence.
-            #expect(decode.caches[l].positions.suffix(2) == [n, n + 1])
+            #expect(decode.caches[l].positions.suffix(2).map { $0[0] } == [n, n + 1])
         }
     }
 }
@@ -285,7 +285,7 @@ import Testing
     @Test func fastVOfficialReadsThePreviousLayer() throws {
         let (r, s) = try requests(.fastV(k: 2, r: 0.5), weights: [0.1, 0.5, 0.2, 0.4, 0.3, 0.0])
         #expect(r.count == 1 && r[0].layer == 0)  // K = 2 remaps to 1 on 8 layers; layer 0 produced the attention
-        #expect(r[0].keys == Array(0..<8) && r[0].keyPositions == c.positions.linear && r[0].queryRows == [7])
+        #expect(r[0].keys == Array(0..<8) && r[0].keyPositions == c.positions && r[0].queryRows == [7])
         #expect(s.decisions[0].kept == [1, 3, 4])  // round(6 · 0.5) = 3 best
     }
 
@@ -293,17 +293,17 @@ import Testing
         let (r, s) = try requests(.rerouteFastV(tier: .t192), weights: [0.1, 0.5, 0.2, 0.4, 0.3, 0.0])
         #expect(r.map(\.layer) == [1, 2, 4, 6])  // the decision layers' own Q/K
         // Every decision sees all 8 tokens, deferred ones included, at their original positions.
-        for q in r { #expect(q.keys == Array(0..<8) && q.keyPositions == c.positions.linear && q.queryRows == [7]) }
+        for q in r { #expect(q.keys == Array(0..<8) && q.keyPositions == c.positions && q.queryRows == [7]) }
         #expect(s.decisions.allSatisfy { $0.candidates == Array(0..<6) && $0.kept == [1] })  // max(1, ⌊6·0.2644⌋) = 1
     }
 
     @Test func pdropScoresTheShrunkenReindexedSequence() throws {
         let (r, s) = try requests(.pyramidDrop(), weights: [0.1, 0.5, 0.2, 0.4, 0.3, 0.0])
         #expect(r.map(\.layer) == [2, 4, 6])
-        #expect(r[0].keys == Array(0..<8) && r[0].keyPositions == c.positions.linear)
+        #expect(r[0].keys == Array(0..<8) && r[0].keyPositions == c.positions)
         // After keeping ⌊6·0.5⌋ = 3 tokens (visual 1, 3, 4 → sequence 2, 4, 5), positions are 0..<5.
         #expect(s.decisions[0].kept == [1, 3, 4])
-        #expect(r[1].keys == [0, 2, 4, 5, 7] && r[1].keyPositions == [0, 1, 2, 3, 4])
+        #expect(r[1].keys == [0, 2, 4, 5, 7] && r[1].keyPositions == .contiguous(5))
         #expect(s.decisions[1].candidates == [1, 3, 4] && s.decisions[1].kept == [1])
     }
 }

@@ -10,7 +10,7 @@ import Testing
 @Suite struct TransformersParityTests {
     static let decoders: [String: ReferenceDecoder] = {
         var d: [String: ReferenceDecoder] = [:]
-        for name in ["tiny-llama", "tiny-qwen2"] {
+        for name in ["tiny-llama", "tiny-qwen2", "tiny-qwen2-vl"] {
             if let w = try? ModelWeights.load(directory: Repo.model(name)) { d[name] = ReferenceDecoder(weights: w) }
         }
         return d
@@ -18,7 +18,7 @@ import Testing
 
     @Test func everyModelShipsCases() {
         #expect(Repo.caseFiles.count >= 4)
-        #expect(Set(Repo.caseFiles.map { $0.split(separator: "/")[0] }) == ["tiny-llama", "tiny-qwen2"])
+        #expect(Set(Repo.caseFiles.map { $0.split(separator: "/")[0] }) == ["tiny-llama", "tiny-qwen2", "tiny-qwen2-vl"])
     }
 
     @Test(arguments: Repo.caseFiles)
@@ -78,11 +78,11 @@ import Testing
         let p = d.prefill(c, plan: .dense(layers: 3, case: c))
         #expect(p.hiddenStates.count == 4)
         #expect(p.caches.map(\.count) == [11, 11, 11])
-        #expect(p.caches[0].positions == Array(0..<11))
+        #expect(p.caches[0].positions.map { $0[0] } == Array(0..<11))
         let g = d.greedyDecode(after: p, steps: 3, sequenceLength: 11)
         #expect(g.tokens.count == 3 && g.stepLogits.count == 3)
         #expect(g.caches.map(\.count) == [13, 13, 13])  // 2 fed tokens
-        #expect(g.caches[2].positions.suffix(2) == [11, 12])
+        #expect(g.caches[2].positions.suffix(2).map { $0[0] } == [11, 12])
         #expect(g.caches[2].tokens.suffix(2) == [11, 12])
     }
 
@@ -112,7 +112,7 @@ import Testing
         let p = d.prefill(c, plan: .dense(layers: 3, case: c))
         #expect(p.plan.layers[0].decodePosition == 24)
         let g = d.greedyDecode(after: p, steps: 3, sequenceLength: 11)
-        #expect(g.caches[0].positions.suffix(2) == [24, 25])
+        #expect(g.caches[0].positions.suffix(2).map { $0[0] } == [24, 25])
         #expect(g.caches[0].count == 13)
     }
 
@@ -134,5 +134,38 @@ import Testing
         bad = c
         bad.visual = .features(Matrix(rows: 6, cols: 4, values: [Float](repeating: 0, count: 24)))
         #expect(inputError { try bad.validate(for: weights.config, projector: nil, file: "f.h5") }?.object == "visual_features")
+    }
+
+    static let mropeCase = "tiny-qwen2-vl/cases/features-6x8-mrope.h5"
+
+    /// The 3-D positions transformers' `get_rope_index` wrote equal the closed form the suite
+    /// uses for its own cases (SPEC.md §4).
+    @Test func multimodalPositionsMatchTransformers() throws {
+        for file in Repo.caseFiles where file.hasPrefix("tiny-qwen2-vl/") {
+            let c = try HFReferenceCase.load(path: Repo.models.appendingPathComponent(file).path).promptCase
+            #expect(c.positions.isMultimodal)
+            #expect(c.positions == .multimodal(prefix: c.prefixTokens.count, grid: c.grid, suffix: c.suffixTokens.count), "\(file)")
+        }
+    }
+
+    /// M-RoPE is checked frequency by frequency: swapping the h and w axes, or reading one
+    /// axis for all frequencies, breaks the match (the tiny model's θ = 100 makes every chunk count).
+    @Test func comparisonDetectsMRoPEMistakes() throws {
+        let reference = try HFReferenceCase.load(path: Repo.models.appendingPathComponent(Self.mropeCase).path)
+        let decoder = try #require(TransformersParityTests.decoders["tiny-qwen2-vl"])
+        #expect(decoder.config.mropeSection == [2, 3, 3])
+        #expect(try TransformersCheck.run(decoder: decoder, model: "tiny-qwen2-vl", reference: reference).passed)
+        var swapped = reference
+        let a = reference.promptCase.positions.axes
+        swapped.promptCase.positions = PositionIDs(axes: [a[0], a[2], a[1]])
+        #expect(try !TransformersCheck.run(decoder: decoder, model: "tiny-qwen2-vl", reference: swapped).passed)
+        var flat = try ModelWeights.load(directory: Repo.model("tiny-qwen2-vl"))
+        flat.config.mropeSection = [8, 0, 0]  // every frequency reads t
+        #expect(try !TransformersCheck.run(decoder: ReferenceDecoder(weights: flat), model: "tiny-qwen2-vl", reference: reference).passed)
+        // 3-D positions on a 1-D RoPE model are refused, naming the object.
+        flat.config.mropeSection = nil
+        #expect(throws: InputError.self) {
+            try reference.promptCase.validate(for: flat.config, projector: flat.projector, file: Self.mropeCase)
+        }
     }
 }
