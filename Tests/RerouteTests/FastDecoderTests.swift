@@ -12,8 +12,9 @@ import Testing
 /// (SPEC.md §10.3). swift-property-based prints the failing seed and a `.fixedSeed` to replay.
 @Suite struct FastDecoderDifferentialTests {
     /// A random model: MHA or GQA, with or without q/k/v bias, head dims that are not powers
-    /// of two (6, 10, 12, 14; RoPE needs them even), 1 to 16 layers; a random case with a
-    /// random span, grid and (half the time) non-contiguous positions.
+    /// of two (6, 10, 12, 14; RoPE needs them even), 1 to 16 layers, and a third of the time
+    /// M-RoPE with a random section; a random case with a random span, grid and (half the
+    /// time) non-contiguous positions, or Qwen2-VL's 3-D positions on an M-RoPE model.
     static func world(_ seed: UInt64) -> (ModelWeights, PromptCase) {
         var rng = SplitMix64(seed: seed)
         let layers = 1 + Int(rng.next() % 16)
@@ -21,9 +22,15 @@ import Testing
         let kvHeads = 1 + Int(rng.next() % 2)
         let heads = kvHeads * (1 + Int(rng.next() % 3))
         let family: ModelFamily = rng.next() % 2 == 0 ? .qwen2 : .llama
-        let c = ModelConfig(family: family, hiddenSize: 24 + 8 * Int(rng.next() % 3), layers: layers, heads: heads, kvHeads: kvHeads,
+        var c = ModelConfig(family: family, hiddenSize: 24 + 8 * Int(rng.next() % 3), layers: layers, heads: heads, kvHeads: kvHeads,
                             headDim: headDim, intermediateSize: 40 + Int(rng.next() % 30), rmsNormEps: 1e-6, ropeTheta: 10000,
                             vocabSize: 64, tieWordEmbeddings: rng.next() % 2 == 0)
+        let mrope = rng.next() % 3 == 0
+        if mrope {
+            let half = headDim / 2, t = Int(rng.next() % UInt64(half + 1)), h = Int(rng.next() % UInt64(half - t + 1))
+            c.mropeSection = [t, h, half - t - h]
+            c.ropeTheta = 100  // so the few image positions turn every chunk visibly
+        }
         var w = tinyRandomWeights(family: family, layers: layers, hidden: c.hiddenSize, heads: heads, kvHeads: kvHeads,
                                   intermediate: c.intermediateSize, vocab: 64, seed: seed)
         // tinyRandomWeights derives head dim from hidden / heads: rebuild attention at this head dim.
@@ -42,14 +49,16 @@ import Testing
         if c.tieWordEmbeddings { w.lmHead = w.embedding }
         w = withProjector(w, dv: 7, seed: seed &+ 7)
         let grid = ImageGrid(rows: 2 + Int(rng.next() % 4), cols: 2 + Int(rng.next() % 4))
-        let cs = randomCase(for: w, seed: seed &+ 3, prefix: 1 + Int(rng.next() % 4), grid: grid, suffix: 1 + Int(rng.next() % 3),
+        var cs = randomCase(for: w, seed: seed &+ 3, prefix: 1 + Int(rng.next() % 4), grid: grid, suffix: 1 + Int(rng.next() % 3),
                             visionDim: 7, gapped: rng.next() % 2 == 0)
+        if mrope { cs.positions = .multimodal(prefix: cs.prefixTokens.count, grid: grid, suffix: cs.suffixTokens.count) }
         return (w, cs)
     }
 
     /// A catalog policy made executable on `layers` layers: when its 32-layer schedule does
     /// not remap, its decisions are spread over 1 ..< layers instead (dropping what does not fit).
-    static func adapt(_ p: RoutingPolicy, layers: Int) -> RoutingPolicy? {
+    static func adapt(_ p: RoutingPolicy, layers: Int, mrope: Bool = false) -> RoutingPolicy? {
+        if mrope, p.positions == .reindexed { return nil }  // re-indexing is 1-D only (SPEC.md §4)
         if (try? p.schedule(layers: layers, originalN: 16, llmN: 16)) != nil { return p }
         let count = min(p.decisionLayers.count, layers - 1)
         guard count > 0 else { return nil }
@@ -65,7 +74,7 @@ import Testing
             let (w, c) = Self.world(UInt64(seed))
             let reference = ReferenceDecoder(weights: w), fast = FastDecoder(weights: w, options: FastDecoderOptions(threads: 1))
             let options = DiffOptions.fastVsReference(w.config)
-            for policy in PolicyCatalog.all.compactMap({ Self.adapt($0, layers: w.config.layers) }) {
+            for policy in PolicyCatalog.all.compactMap({ Self.adapt($0, layers: w.config.layers, mrope: c.positions.isMultimodal) }) {
                 let expected = try TraceRecorder.record(decoder: reference, model: "random", case: c, policy: policy, seed: seed)
                 var actual = try TraceRecorder.record(decoder: fast, model: "random", case: c, policy: policy, seed: seed)
                 var report = diffTraces(expected: expected, actual: actual, options: options)
