@@ -34,12 +34,13 @@ struct ConformCommand: ParsableCommand {
         } else if all == !names.isEmpty {
             throw ValidationError("give policy names or --all (one of them)")
         }
-        if parsedSeeds == nil { throw ValidationError("--seeds: '\(seeds)' is not a comma-separated list of non-negative integers") }
+        if parsedSeeds == nil { throw ValidationError("--seeds: '\(seeds)' is not a comma-separated list of integers in 0 ... 2^63-1") }
     }
 
     var parsedSeeds: [UInt64]? {
+        // Seeds are recorded in traces as Int, so they stay below 2^63.
         let parts = seeds.split(separator: ",").map { UInt64($0.trimmingCharacters(in: .whitespaces)) }
-        return parts.isEmpty || parts.contains(nil) ? nil : parts.compactMap { $0 }
+        return parts.isEmpty || parts.contains(where: { $0 == nil || $0! > UInt64(Int.max) }) ? nil : parts.compactMap { $0 }
     }
 
     func run() throws {
@@ -75,9 +76,12 @@ struct ConformCommand: ParsableCommand {
                 let schema = ConformanceReport.schema
                 let schemaVersion = ConformanceReport.schemaVersion
                 let passed: Bool
+                let seeds: [UInt64]?
+                let models: [String]?
                 let reports: [ConformanceReport]
             }
-            let data = try enc.encode(Envelope(passed: reports.allSatisfy(\.passed), reports: reports))
+            let data = try enc.encode(Envelope(passed: reports.allSatisfy(\.passed), seeds: trace ? nil : parsedSeeds,
+                                               models: trace ? nil : ConformanceModel.standard.map(\.name), reports: reports))
             print(String(decoding: data, as: UTF8.self))
         } else {
             for r in reports { print(r.rendered(verbose: verbose)) }

@@ -26,7 +26,7 @@ public enum ConformanceLaw: String, Sendable, CaseIterable, Codable {
     public var statement: String {
         switch self {
         case .determinism:
-            "Two runs on the same inputs give bitwise-identical traces, on each decoder."
+            "Two runs on the same inputs give bitwise-identical traces, on each decoder, and so does the first case re-run after all others."
         case .decisionsWellFormed:
             "Every decision's candidates, kept and deferred are ascending grid cells of the image, kept and deferred partition the candidates, |kept| = min(budget, |candidates|), one finite score per candidate."
         case .topKTieBreak:
@@ -56,7 +56,7 @@ public enum ConformanceLaw: String, Sendable, CaseIterable, Codable {
         case .ratioOneIsDense:
             "With every LLM-side keep ratio 1, the run equals the run without decisions bitwise."
         case .positionOffsetInvariance:
-            "Adding a constant to every position id changes no route (ties within 1e-9 aside) and no hidden state or logit beyond 1e-6 of its row scale (RoPE sees only differences)."
+            "Adding a constant to every position id shifts the positions and changes no route, processed set, KV length or token, and no hidden state or logit beyond 1e-6 of its row scale (RoPE sees only differences; tie flips within 1e-9 are replayed in lockstep)."
         case .prefixLengthInvariance:
             "More text before the image changes no decision layer, budget, candidate count or per-layer visual count; KV lengths grow by the added tokens."
         case .oneVisualToken:
@@ -64,7 +64,7 @@ public enum ConformanceLaw: String, Sendable, CaseIterable, Codable {
         case .equalScores:
             "When all scores are equal (a model with uniform attention), the first k candidates by index are kept."
         case .budgetZeroAndFull:
-            "Keep ratios 0 and 1 run and satisfy every trace law; ratio 0 under ⌊·⌋ processes no visual token after the decision, ratio 1 processes all."
+            "Keep ratios 0 (count rule ⌊·⌋) and 1 run and satisfy every trace law; ratio 0 processes no visual token after the decision, ratio 1 processes all."
         }
     }
 
@@ -110,14 +110,16 @@ public struct LawResult: Sendable, Codable, Equatable {
 public struct ConformanceReport: Sendable, Codable {
     public static let schema = "reroute.conformance"
     public static let schemaVersion = 1
-    public var adapter: String
-    public var results: [LawResult]
-    public var passed: Bool { results.allSatisfy { $0.status != .failed } }
+    public let adapter: String
+    /// No law failed (stored, so the JSON report carries it).
+    public let passed: Bool
+    public let results: [LawResult]
     public var failed: [LawResult] { results.filter { $0.status == .failed } }
 
     public init(adapter: String, results: [LawResult]) {
         self.adapter = adapter
         self.results = results
+        passed = results.allSatisfy { $0.status != .failed }
     }
 
     /// Human-readable: one line per law, then each failure with its input.

@@ -78,11 +78,9 @@ public enum TraceLaws {
         do {
             let schedule = try t.policy.schedule(layers: layers, originalN: t.input.grid.count, llmN: n)
             let executed = t.decisions.map(\.layer), budgets = t.decisions.map(\.budget)
-            if t.provenance.mode == "free" || executed == schedule.decisionLayers {
-                if executed != schedule.decisionLayers || budgets != schedule.counts {
-                    fail(.scheduleExecuted, "decisions", expected: "layers \(schedule.decisionLayers) budgets \(schedule.counts)",
-                         actual: "layers \(executed) budgets \(budgets)")
-                }
+            if executed != schedule.decisionLayers || budgets != schedule.counts {
+                fail(.scheduleExecuted, "decisions", expected: "layers \(schedule.decisionLayers) budgets \(schedule.counts)",
+                     actual: "layers \(executed) budgets \(budgets)")
             }
             let declared = schedule.visualCounts(n: n, layers: layers)
             for l in 0..<layers where processedVisual[l].count != declared[l] {

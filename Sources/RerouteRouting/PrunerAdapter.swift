@@ -59,8 +59,9 @@ public struct Waiver: Sendable, Equatable, Codable {
 
 /// What a selector sees at one decision. Indices are LLM visual indices `0 ..< N'`
 /// (positions in the visual span after any vision-side stage); `gridCells[j]` is the image
-/// grid cell of LLM visual token j.
-public struct SelectionInput: @unchecked Sendable {
+/// grid cell of LLM visual token j. Not `Sendable`: its probes read the decoder's state
+/// of this decision and are valid only during `select`.
+public struct SelectionInput {
     /// The decision layer (the first layer that runs with the kept tokens).
     public let layer: Int
     /// Index of the decision in the schedule.

@@ -26,7 +26,7 @@ public struct TraceCheck: Sendable {
                                               seed: golden.provenance.seed, file: file)
         let free = diffTraces(expected: golden, actual: actual, options: options, expectedName: file, actualName: "\(decoder.name) (free)")
         var lockstep: TraceDiffReport?
-        if !free.passed, !free.tieFlips.isEmpty {
+        if !free.passed, free.lockstepJustified {
             let forced = Dictionary(uniqueKeysWithValues: golden.decisions.map { ($0.layer, $0.kept) })
             let replay = try TraceRecorder.record(decoder: decoder, model: golden.provenance.model, case: golden.input,
                                                   policy: golden.policy, seed: golden.provenance.seed, forcedKept: forced, file: file)

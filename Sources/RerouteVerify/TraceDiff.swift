@@ -79,6 +79,13 @@ public struct TraceDiffReport: Sendable, Codable {
     public var tieFlips: [DiffItem] { items.filter(\.tieFlip) }
     /// The first object (in computation order) that differs.
     public var firstDivergence: String? { failures.first?.object }
+    /// Whether a lockstep replay may decide the verdict: there is a tie flip and nothing
+    /// differs before the first one (later differences may be its consequences; an earlier
+    /// one is a real divergence that forcing routes would hide).
+    public var lockstepJustified: Bool {
+        guard let first = items.firstIndex(where: \.tieFlip) else { return false }
+        return items[..<first].allSatisfy(\.passed)
+    }
 }
 
 /// "field: expected X, actual Y; …" for the top-level fields of two encodable values that differ.

@@ -30,6 +30,14 @@ enum BrokenAdapters {
         }
     }
 
+    /// `with(policy:)` ignores its argument: the ratio-1 law would compare the adapter with itself.
+    struct IgnoresPolicyChanges: PrunerAdapter {
+        var policy: RoutingPolicy = .fastVRelease(tier: .t64)
+        var capabilities: AdapterCapabilities { AdapterCapabilities(keepsTopKOfScores: true, scoresAreAttention: true) }
+        func with(policy: RoutingPolicy) -> Self { self }
+        func select(_ input: SelectionInput) throws -> Selection { try policy.select(input) }
+    }
+
     /// Top-k with ties broken towards the higher index (as `torch.topk` may): breaks the tie-break laws.
     struct HighIndexTies: PrunerAdapter {
         var policy: RoutingPolicy = .fastVRelease(tier: .t192)
@@ -118,6 +126,22 @@ enum BrokenAdapters {
         #expect(law(r, .topKTieBreak).status == .failed)  // the uniform-attention runs have ties
     }
 
+    @Test func ignoringPolicyChangesIsCaught() {
+        let r = checkConformance(BrokenAdapters.IgnoresPolicyChanges(), options: Self.quick)
+        let l = law(r, .ratioOneIsDense)
+        #expect(l.status == .failed)
+        #expect(l.failures.first?.location == "with(policy:)")
+    }
+
+    @Test func waiversMustNameALawAndAReason() {
+        let typo = CatalogAdapter(policy: .fastVRelease(tier: .t64), waivers: [Waiver(law: "tier-declard", reason: "typo")])
+        let r = checkConformance(typo, options: ConformanceOptions(seeds: [], models: []))
+        #expect(!r.passed)
+        #expect(law(r, .determinism).failures.first?.actual == "unknown law")
+        let silent = CatalogAdapter(policy: .fastVRelease(tier: .t64), waivers: [Waiver(law: "tier-declared", reason: " ")])
+        #expect(!checkConformance(silent, options: ConformanceOptions(seeds: [], models: [])).passed)
+    }
+
     @Test func falseBudgetClaimsAreCaught() {
         var p = RoutingPolicy.fastVRelease(tier: .t192)
         p.budgetMatching = .perLayer(base: "fastv-release-64")
@@ -164,5 +188,22 @@ enum BrokenAdapters {
         var unsorted = t
         unsorted.decisions[0].kept.swapAt(0, 1)
         #expect(failed(unsorted).contains(.decisionsWellFormed))
+
+        var shortCache = t
+        shortCache.kvLength[first] -= 1
+        #expect(failed(shortCache).contains(.kvLength))
+
+        var otherLayer = t
+        otherLayer.decisions[1].layer += 1
+        #expect(failed(otherLayer).contains(.scheduleExecuted))
+
+        // Keep a lower-scored candidate instead of the best deferred one: not top-k.
+        var notTopK = t
+        let d = t.decisions[0]
+        let best = try #require(d.deferred.max { d.scores[d.candidates.firstIndex(of: $0)!] < d.scores[d.candidates.firstIndex(of: $1)!] })
+        let worst = try #require(d.kept.min { d.scores[d.candidates.firstIndex(of: $0)!] < d.scores[d.candidates.firstIndex(of: $1)!] })
+        notTopK.decisions[0].kept = (d.kept.filter { $0 != worst } + [best]).sorted()
+        notTopK.decisions[0].deferred = (d.deferred.filter { $0 != best } + [worst]).sorted()
+        #expect(failed(notTopK).contains(.topKTieBreak))
     }
 }
