@@ -1,5 +1,6 @@
 // swift-tools-version: 6.1
 // Reroute: reference-model verification suite for visual-token routing in VLMs.
+import Foundation
 import PackageDescription
 
 let package = Package(
@@ -34,8 +35,10 @@ let package = Package(
         // HDF5 traces: the schema (SPEC.md §9), reading and writing.
         .target(name: "RerouteTrace", dependencies: ["RerouteModel", "RerouteHDF5", "RerouteRouting"]),
         // Golden cases and traces, the comparison library, replay and the `verify` job.
+        // Linux system calls Glibc does not export to Swift (renameat2 RENAME_EXCHANGE).
+        .target(name: "CRerouteSys"),
         .target(name: "RerouteVerify", dependencies: [
-            "RerouteModel", "RerouteHDF5", "RerouteReference", "RerouteFast", "RerouteRouting", "RerouteTrace",
+            "CRerouteSys", "RerouteModel", "RerouteHDF5", "RerouteReference", "RerouteFast", "RerouteRouting", "RerouteTrace",
             .product(name: "Crypto", package: "swift-crypto"),  // SHA-256 of the golden manifest
         ]),
         // The conformance suite for pruner adapters (SPEC.md §11).
@@ -67,3 +70,14 @@ let package = Package(
     ],
     swiftLanguageModes: [.v6]
 )
+
+// libFuzzer targets (tools/fuzz.sh builds them with REROUTE_FUZZ=1 and -sanitize=fuzzer in
+// .build-fuzz; they have no `main` of their own, so they are not part of normal builds).
+if ProcessInfo.processInfo.environment["REROUTE_FUZZ"] != nil {
+    for (name, deps) in [("FuzzSafeTensors", ["RerouteModel"]), ("FuzzModelConfig", ["RerouteModel"]),
+                         ("FuzzTraceReader", ["RerouteTrace", "RerouteConformance"])] {
+        package.targets.append(.executableTarget(name: name, dependencies: deps.map { .target(name: $0) }, path: "Fuzz/\(name)",
+                                                 swiftSettings: [.unsafeFlags(["-parse-as-library"])],
+                                                 linkerSettings: [.unsafeFlags(["-sanitize=fuzzer", "-use-ld=lld"])]))
+    }
+}

@@ -199,10 +199,12 @@ extension ModelConfig {
             attentionBias: family == .qwen2 ? true : try j.bool("attention_bias", default: false),
             maxPositionEmbeddings: try j.int("max_position_embeddings", default: 4096),
             mropeSection: mropeSection)
+        // Validate first: the divisibility check below divides by num_attention_heads (fuzzing
+        // found the division by zero; FuzzRegressionTests).
+        try config.validate(file: file)
         if family == .llama, hidden % heads != 0, j.has("head_dim") == false {
             throw InputError(.badConfig, file: file, object: "num_attention_heads", "\(heads) does not divide hidden_size \(hidden)")
         }
-        try config.validate(file: file)
         return config
     }
 }

@@ -1,0 +1,50 @@
+#!/usr/bin/env bash
+# Build and run the libFuzzer targets (Swift's -sanitize=fuzzer) for a given time each.
+#
+#   tools/fuzz.sh [SECONDS] [TARGET...]      default: 600 s each for FuzzSafeTensors,
+#                                            FuzzModelConfig, FuzzTraceReader
+#
+# Builds in .build-fuzz (never touches .build). Seed corpora come from the shipped files
+# (golden/models, golden/configs, golden/traces); the working corpus grows in
+# .build-fuzz/corpus/<target>, crashes land in .build-fuzz/artifacts/<target>/. Prints one
+# summary line per target (executions, coverage, corpus, crashes) and exits 1 if any crashed.
+# Every crash found is to be turned into a regression test in Tests/RerouteTests/FuzzRegressionTests.swift.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+seconds=${1:-600}
+shift || true
+targets=("$@")
+[ ${#targets[@]} -gt 0 ] || targets=(FuzzSafeTensors FuzzModelConfig FuzzTraceReader)
+tools/bootstrap.sh
+export REROUTE_FUZZ=1
+# Let libFuzzer, not Swift's backtracer, handle traps (SIGILL), so it saves the crashing input.
+export SWIFT_BACKTRACE=enable=no
+root=.build-fuzz
+status=0
+for t in "${targets[@]}"; do
+    echo "== building $t"
+    if ! swift build --build-path "$root" --product "$t" -Xswiftc -sanitize=fuzzer > "$root/$t.build.log" 2>&1; then
+        tail -n 20 "$root/$t.build.log"; exit 2
+    fi
+    corpus="$root/corpus/$t" seeds="$root/seeds/$t" artifacts="$root/artifacts/$t"
+    mkdir -p "$corpus" "$seeds" "$artifacts"
+    case "$t" in
+        FuzzSafeTensors) cp golden/models/*/mm_projector.safetensors "$seeds/" 2>/dev/null || true
+                         for f in golden/models/*/mm_projector.safetensors; do head -c 4096 "$f" > "$seeds/head-$(basename "$(dirname "$f")")"; done ;;
+        FuzzModelConfig) for f in golden/models/*/config.json golden/configs/*.json; do cp "$f" "$seeds/$(echo "$f" | tr / _)"; done ;;
+        FuzzTraceReader) for m in tiny-llama tiny-qwen2-vl; do cp "golden/traces/$m/dense.h5" "$seeds/$m-dense.h5"; cp "golden/traces/$m/reroute-fastv-64.h5" "$seeds/$m-reroute.h5"; done ;;
+    esac
+    echo "== fuzzing $t for $seconds s"
+    log="$root/$t.log"
+    set +e
+    "$root/debug/$t" "$corpus" "$seeds" -max_total_time="$seconds" -rss_limit_mb=2048 -malloc_limit_mb=2048 -timeout=10 \
+        -artifact_prefix="$artifacts/" -print_final_stats=1 > "$log" 2>&1
+    rc=$?
+    set -e
+    crashes=$(find "$artifacts" -type f | wc -l)
+    last=$(grep -E "^#[0-9]+" "$log" | tail -n 1)
+    execs=$(grep -E "stat::number_of_executed_units" "$log" | awk '{print $2}')
+    echo "$t: exit $rc, $execs executions in $seconds s; last: $last; crash/leak/timeout artifacts: $crashes"
+    [ "$rc" = 0 ] && [ "$crashes" = 0 ] || status=1
+done
+exit $status
