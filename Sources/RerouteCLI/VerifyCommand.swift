@@ -20,6 +20,10 @@ struct VerifyCommand: ParsableCommand {
                golden trace's policy on its inputs and diffs the result against the golden
                (SPEC.md §9.3). Route differences that are tie flips within ε are replayed in lockstep
                (routes forced from the golden); the table says which mode decided.
+            Files are read first (one at a time: HDF5 is not thread-safe), then the checks run in
+            parallel on --jobs workers (default: one per core; the fast decoder then uses one thread
+            per job). Progress lines go to standard error as checks finish; the tables and the
+            summary on standard output are always in the same order, whatever the job count.
             Prints tables and a summary. Exit 0 if all pass, 1 if any differs, 2 on an input error.
             """)
 
@@ -38,6 +42,7 @@ struct VerifyCommand: ParsableCommand {
         if let bad = decoderNames.first(where: { !["reference", "fast"].contains($0) }) {
             throw ValidationError("unknown decoder '\(bad)'; available: reference, fast")
         }
+        if let jobs, jobs < 1 { throw ValidationError("--jobs must be at least 1, got \(jobs)") }
     }
 
     @Flag(name: .shortAndLong, help: "Print every compared tensor, not only failures.")
@@ -46,24 +51,28 @@ struct VerifyCommand: ParsableCommand {
     @Option(name: .long, help: "Offending elements to print per failing tensor.")
     var maxReported = 8
 
+    @Option(name: .shortAndLong, help: "Checks run in parallel (default: the number of cores).")
+    var jobs: Int?
+
     func run() throws {
         let root = models.map { URL(fileURLWithPath: $0) } ?? GoldenStore.defaultModelsRoot()
         let found = try GoldenStore.models(in: root)
         if found.isEmpty { throw InputError(.fileNotFound, file: root.path, "no model folders (with config.json) here") }
-        var results: [TransformersCheck] = []
         let start = Date()
+        // Read every input first (serially), then check in parallel.
+        var caseJobs: [(name: String, decoder: ReferenceDecoder, model: String, reference: HFReferenceCase)] = []
         for model in found {
             progress("loading \(model.name) from \(model.directory.path)")
             let decoder = ReferenceDecoder(weights: try ModelWeights.load(directory: model.directory))
-            for (i, path) in model.casePaths.enumerated() {
-                let t0 = Date()
-                let reference = try HFReferenceCase.load(path: path)
-                let check = try TransformersCheck.run(decoder: decoder, model: model.name, reference: reference)
-                results.append(check)
-                progress(String(format: "  [%d/%d] %@ %@ (%.1f s)", i + 1, model.casePaths.count, check.caseName,
-                                check.passed ? "ok" : "DIFFERS", Date().timeIntervalSince(t0)))
+            for path in model.casePaths {
+                caseJobs.append(("\(model.name)/\(URL(fileURLWithPath: path).lastPathComponent)", decoder, model.name,
+                                 try HFReferenceCase.load(path: path)))
             }
         }
+        progress("checking \(caseJobs.count) transformers case(s) on \(workerCount) job(s)")
+        let results = try parallelMap(caseJobs.map { job in
+            (job.name, { try TransformersCheck.run(decoder: job.decoder, model: job.model, reference: job.reference) })
+        }, status: { $0.passed ? "ok" : "DIFFERS" })
         print(VerifyReport.render(results, verbose: verbose, maxReported: maxReported))
         var failed = results.filter { !$0.passed }.count
         var total = results.count
@@ -85,8 +94,10 @@ struct VerifyCommand: ParsableCommand {
         print("\ngolden traces: \(dir.path) (\(manifest.files.count) files, generator \(manifest.generatorCommit), seed \(manifest.seed))")
         for p in problems { print("FAIL manifest: \(p)") }
         var weightsByModel: [String: ModelWeights] = [:]
-        var checks: [TraceCheck] = []
-        for (i, entry) in manifest.files.enumerated() {
+        var jobs: [(String, () throws -> TraceCheck)] = []
+        // One thread per fast decoder when checks run side by side (no oversubscription).
+        let fastOptions = FastDecoderOptions(threads: workerCount > 1 ? 1 : nil)
+        for entry in manifest.files {
             let path = dir.appendingPathComponent(entry.path).path
             let golden = try Trace.read(from: path)
             if weightsByModel[entry.model] == nil {
@@ -98,15 +109,17 @@ struct VerifyCommand: ParsableCommand {
             }
             let weights = weightsByModel[entry.model]!
             for name in decoderNames {
-                let check = name == "fast"
-                    ? try TraceCheck.run(decoder: FastDecoder(weights: weights), golden: golden, file: entry.path,
-                                         options: .fastVsReference(weights.config))
-                    : try TraceCheck.run(decoder: ReferenceDecoder(weights: weights), golden: golden, file: entry.path,
-                                         options: .referenceGolden)
-                checks.append(check)
-                progress("  [\(i + 1)/\(manifest.files.count)] \(entry.path) \(name): \(check.passed ? "ok" : "DIFFERS") (\(check.mode))")
+                jobs.append(("\(entry.path) \(name)", {
+                    name == "fast"
+                        ? try TraceCheck.run(decoder: FastDecoder(weights: weights, options: fastOptions), golden: golden, file: entry.path,
+                                             options: .fastVsReference(weights.config))
+                        : try TraceCheck.run(decoder: ReferenceDecoder(weights: weights), golden: golden, file: entry.path,
+                                             options: .referenceGolden)
+                }))
             }
         }
+        progress("checking \(jobs.count) golden trace run(s) on \(workerCount) job(s)")
+        let checks = try parallelMap(jobs, status: { "\($0.passed ? "ok" : "DIFFERS") (\($0.mode))" })
         print(pad("trace", 34) + pad("decoder", 10) + pad("mode", 9) + pad("objects", 8) + pad("tie flips", 10) + "status")
         for c in checks {
             print(pad(c.file, 34) + pad(c.decoder, 10) + pad(c.mode, 9) + pad("\(c.verdict.items.count)", 8)
@@ -119,6 +132,47 @@ struct VerifyCommand: ParsableCommand {
         let failures = checks.filter { !$0.passed }.count + (problems.isEmpty ? 0 : 1)
         return (checks.count + 1, failures)
     }
+}
+
+extension VerifyCommand {
+    var workerCount: Int { jobs ?? ProcessInfo.processInfo.activeProcessorCount }
+
+    /// Runs the named jobs on `workerCount` workers; results come back in the jobs' order (the
+    /// output never depends on timing). Progress lines are printed as jobs finish. The first
+    /// error (in job order) is rethrown after all jobs ended.
+    func parallelMap<T: Sendable>(_ jobs: [(String, () throws -> T)], status: @escaping (T) -> String) throws -> [T] {
+        let box = ParallelResults<T>(jobs.count)
+        let next = ParallelResults<T>(0)  // its `done` is the next job index to take
+        nonisolated(unsafe) let work = jobs
+        nonisolated(unsafe) let status = status
+        DispatchQueue.concurrentPerform(iterations: min(workerCount, max(1, jobs.count))) { _ in
+            while true {
+                next.lock.lock()
+                let i = next.done
+                next.done += 1
+                next.lock.unlock()
+                guard i < work.count else { return }
+                let t0 = Date()
+                let r = Result { try work[i].1() }
+                box.lock.lock()
+                box.results[i] = r
+                box.done += 1
+                let line = String(format: "  [%d/%d] %@ %@ (%.1f s)", box.done, work.count, work[i].0,
+                                  (try? r.get()).map(status) ?? "ERROR", Date().timeIntervalSince(t0))
+                progress(line)
+                box.lock.unlock()
+            }
+        }
+        return try box.results.map { try $0!.get() }
+    }
+}
+
+/// Results of `parallelMap`, filled under a lock by the workers.
+final class ParallelResults<T>: @unchecked Sendable {
+    var results: [Result<T, Error>?]
+    var done = 0
+    let lock = NSLock()
+    init(_ n: Int) { results = Array(repeating: nil, count: n) }
 }
 
 /// Text rendering of verification results: a table, then every failure in detail.

@@ -1,4 +1,5 @@
 import CHDF5
+import Foundation
 
 /// Element kinds the suite stores.
 public enum HDF5ElementKind: String, Sendable {
@@ -18,6 +19,8 @@ public final class HDF5File: @unchecked Sendable {
 
     /// Opens an existing file read-only.
     public init(readingFrom path: String) throws {
+        HDF5Library.lock.lock()
+        defer { HDF5Library.lock.unlock() }
         HDF5Library.initialize()
         self.path = path
         let fid = H5Fopen(path, chdf5_acc_rdonly(), chdf5_p_default())
@@ -25,10 +28,16 @@ public final class HDF5File: @unchecked Sendable {
         id = fid
     }
 
-    deinit { H5Fclose(id) }
+    deinit {
+        HDF5Library.lock.lock()
+        defer { HDF5Library.lock.unlock() }
+        H5Fclose(id)
+    }
 
     /// Whether a link (group or dataset) exists at an absolute path such as `/inputs/grid`.
     public func exists(_ objectPath: String) -> Bool {
+        HDF5Library.lock.lock()
+        defer { HDF5Library.lock.unlock() }
         HDF5Library.initialize()
         var prefix = ""
         for part in objectPath.split(separator: "/") {
@@ -40,6 +49,9 @@ public final class HDF5File: @unchecked Sendable {
 
     /// Names of the links directly under a group, sorted by name.
     public func children(of groupPath: String) throws -> [String] {
+        HDF5Library.lock.lock()
+        defer { HDF5Library.lock.unlock() }
+        HDF5Library.initialize()
         guard groupPath == "/" || exists(groupPath) else { throw HDF5Error(.missing, file: path, object: groupPath, "no such group") }
         let g = H5Gopen2(id, groupPath, chdf5_p_default())
         guard g >= 0 else { throw HDF5Error(.cannotOpen, file: path, object: groupPath, "not a group") }
@@ -60,12 +72,18 @@ public final class HDF5File: @unchecked Sendable {
 
     /// Shape of a dataset (empty for a scalar).
     public func shape(_ objectPath: String) throws -> [Int] {
-        try withDataset(objectPath) { ds in try Self.shape(of: ds, file: path, object: objectPath) }
+        HDF5Library.lock.lock()
+        defer { HDF5Library.lock.unlock() }
+        HDF5Library.initialize()
+        return try withDataset(objectPath) { ds in try Self.shape(of: ds, file: path, object: objectPath) }
     }
 
     /// Element kind of a dataset.
     public func elementKind(_ objectPath: String) throws -> HDF5ElementKind {
-        try withDataset(objectPath) { ds in
+        HDF5Library.lock.lock()
+        defer { HDF5Library.lock.unlock() }
+        HDF5Library.initialize()
+        return try withDataset(objectPath) { ds in
             let t = H5Dget_type(ds)
             defer { H5Tclose(t) }
             return Self.kind(of: t)
@@ -74,23 +92,35 @@ public final class HDF5File: @unchecked Sendable {
 
     /// A float32/float64 dataset read as `Float` (float64 is rounded).
     public func readFloats(_ objectPath: String) throws -> (values: [Float], shape: [Int]) {
-        try read(objectPath, expect: .float, memType: chdf5_t_native_float(), zero: Float(0))
+        HDF5Library.lock.lock()
+        defer { HDF5Library.lock.unlock() }
+        HDF5Library.initialize()
+        return try read(objectPath, expect: .float, memType: chdf5_t_native_float(), zero: Float(0))
     }
 
     /// A float dataset read as `Double` (float32 widens exactly).
     public func readDoubles(_ objectPath: String) throws -> (values: [Double], shape: [Int]) {
-        try read(objectPath, expect: .float, memType: chdf5_t_native_double(), zero: Double(0))
+        HDF5Library.lock.lock()
+        defer { HDF5Library.lock.unlock() }
+        HDF5Library.initialize()
+        return try read(objectPath, expect: .float, memType: chdf5_t_native_double(), zero: Double(0))
     }
 
     /// An integer dataset of any width read as `Int` (through int64).
     public func readInts(_ objectPath: String) throws -> (values: [Int], shape: [Int]) {
+        HDF5Library.lock.lock()
+        defer { HDF5Library.lock.unlock() }
+        HDF5Library.initialize()
         let (v, s) = try read(objectPath, expect: .integer, memType: chdf5_t_native_int64(), zero: Int64(0))
         return (v.map { Int($0) }, s)
     }
 
     /// An attribute of the object at `objectPath` ("/" for the root) as a string.
     public func stringAttribute(_ name: String, of objectPath: String = "/") throws -> String {
-        try withAttribute(name, of: objectPath) { attr, objName in
+        HDF5Library.lock.lock()
+        defer { HDF5Library.lock.unlock() }
+        HDF5Library.initialize()
+        return try withAttribute(name, of: objectPath) { attr, objName in
             let t = H5Aget_type(attr)
             defer { H5Tclose(t) }
             guard H5Tget_class(t) == H5T_STRING else {
@@ -117,7 +147,10 @@ public final class HDF5File: @unchecked Sendable {
 
     /// A scalar integer attribute.
     public func intAttribute(_ name: String, of objectPath: String = "/") throws -> Int {
-        try withAttribute(name, of: objectPath) { attr, objName in
+        HDF5Library.lock.lock()
+        defer { HDF5Library.lock.unlock() }
+        HDF5Library.initialize()
+        return try withAttribute(name, of: objectPath) { attr, objName in
             let t = H5Aget_type(attr)
             defer { H5Tclose(t) }
             guard H5Tget_class(t) == H5T_INTEGER else { throw HDF5Error(.wrongType, file: path, object: objName, "attribute is not an integer") }
@@ -132,7 +165,10 @@ public final class HDF5File: @unchecked Sendable {
 
     /// A scalar float attribute.
     public func doubleAttribute(_ name: String, of objectPath: String = "/") throws -> Double {
-        try withAttribute(name, of: objectPath) { attr, objName in
+        HDF5Library.lock.lock()
+        defer { HDF5Library.lock.unlock() }
+        HDF5Library.initialize()
+        return try withAttribute(name, of: objectPath) { attr, objName in
             let t = H5Aget_type(attr)
             defer { H5Tclose(t) }
             guard H5Tget_class(t) == H5T_FLOAT || H5Tget_class(t) == H5T_INTEGER else {
@@ -220,9 +256,17 @@ public final class HDF5File: @unchecked Sendable {
 /// HDF5 setup: open the library and silence its error printing. In a thread-safe HDF5
 /// build (Debian's is) the automatic error printing is a per-thread setting, so it is
 /// switched off on the calling thread before every operation, not once per process.
+/// The HDF5 C library as this package uses it. libhdf5 may be built without its thread-safe
+/// option (Debian's is built with it; others are not), and the error-stack silencing below is
+/// per thread; so that readers and writers may be used from any thread (parallel
+/// `reroute verify`, parallel tests) whatever the build, every call into the library from
+/// this module runs under one process-wide recursive lock. HDF5 work is serialized; the
+/// computations around it run concurrently.
 enum HDF5Library {
     private static let once: Void = { H5open() }()
+    nonisolated(unsafe) static let lock = NSRecursiveLock()
 
+    /// Initialises the library once and turns off automatic error printing on this thread.
     static func initialize() {
         _ = once
         H5Eset_auto2(chdf5_e_default(), nil, nil)

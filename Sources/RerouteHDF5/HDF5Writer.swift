@@ -31,6 +31,8 @@ public final class HDF5Writer: @unchecked Sendable {
     public static let chunkThreshold = 4096
 
     public init(creating path: String, overwrite: Bool = false) throws {
+        HDF5Library.lock.lock()
+        defer { HDF5Library.lock.unlock() }
         HDF5Library.initialize()
         self.path = path
         if !overwrite, FileManager.default.fileExists(atPath: path) {
@@ -44,6 +46,9 @@ public final class HDF5Writer: @unchecked Sendable {
     }
 
     deinit {
+        HDF5Library.lock.lock()
+        defer { HDF5Library.lock.unlock() }
+        HDF5Library.initialize()
         if !committed {
             if id >= 0 { H5Fclose(id) }
             unlink(temporaryPath)
@@ -52,6 +57,8 @@ public final class HDF5Writer: @unchecked Sendable {
 
     /// Flushes, closes and renames the file into place (atomic on one file system).
     public func commit() throws {
+        HDF5Library.lock.lock()
+        defer { HDF5Library.lock.unlock() }
         HDF5Library.initialize()
         guard !committed else { return }
         guard H5Fflush(id, H5F_SCOPE_GLOBAL) >= 0, H5Fclose(id) >= 0 else {
@@ -69,6 +76,8 @@ public final class HDF5Writer: @unchecked Sendable {
 
     /// Creates a group (and its parents) at an absolute path such as `/prefill/decisions`.
     public func createGroup(_ groupPath: String) throws {
+        HDF5Library.lock.lock()
+        defer { HDF5Library.lock.unlock() }
         HDF5Library.initialize()
         var prefix = ""
         for part in groupPath.split(separator: "/") {
@@ -85,14 +94,23 @@ public final class HDF5Writer: @unchecked Sendable {
     }
 
     public func write(_ objectPath: String, _ values: [Float], shape: [Int]) throws {
+        HDF5Library.lock.lock()
+        defer { HDF5Library.lock.unlock() }
+        HDF5Library.initialize()
         try write(objectPath, values, shape: shape, type: .float32, memType: chdf5_t_native_float())
     }
 
     public func write(_ objectPath: String, _ values: [Double], shape: [Int]) throws {
+        HDF5Library.lock.lock()
+        defer { HDF5Library.lock.unlock() }
+        HDF5Library.initialize()
         try write(objectPath, values, shape: shape, type: .float64, memType: chdf5_t_native_double())
     }
 
     public func write(_ objectPath: String, _ values: [Int], shape: [Int], type: HDF5StoredType = .int64) throws {
+        HDF5Library.lock.lock()
+        defer { HDF5Library.lock.unlock() }
+        HDF5Library.initialize()
         switch type {
         case .int64: try write(objectPath, values.map { Int64($0) }, shape: shape, type: .int64, memType: chdf5_t_native_int64())
         case .int32: try write(objectPath, values.map { Int32(clamping: $0) }, shape: shape, type: .int32, memType: chdf5_t_native_int32())
@@ -140,6 +158,8 @@ public final class HDF5Writer: @unchecked Sendable {
 
     /// A variable-length UTF-8 string attribute on a group or dataset ("/" = root).
     public func setAttribute(_ name: String, _ value: String, on objectPath: String = "/") throws {
+        HDF5Library.lock.lock()
+        defer { HDF5Library.lock.unlock() }
         HDF5Library.initialize()
         let t = H5Tcopy(chdf5_t_c_s1())
         defer { H5Tclose(t) }
@@ -154,6 +174,9 @@ public final class HDF5Writer: @unchecked Sendable {
     }
 
     public func setAttribute(_ name: String, _ value: Int, on objectPath: String = "/") throws {
+        HDF5Library.lock.lock()
+        defer { HDF5Library.lock.unlock() }
+        HDF5Library.initialize()
         var v = Int64(value)
         try withNewAttribute(name, on: objectPath, type: chdf5_t_std_i64le()) { attr in
             guard H5Awrite(attr, chdf5_t_native_int64(), &v) >= 0 else { throw HDF5Error(.ioFailed, file: path, object: "\(objectPath)@\(name)", "write failed") }
@@ -161,6 +184,9 @@ public final class HDF5Writer: @unchecked Sendable {
     }
 
     public func setAttribute(_ name: String, _ value: Double, on objectPath: String = "/") throws {
+        HDF5Library.lock.lock()
+        defer { HDF5Library.lock.unlock() }
+        HDF5Library.initialize()
         var v = value
         try withNewAttribute(name, on: objectPath, type: chdf5_t_ieee_f64le()) { attr in
             guard H5Awrite(attr, chdf5_t_native_double(), &v) >= 0 else { throw HDF5Error(.ioFailed, file: path, object: "\(objectPath)@\(name)", "write failed") }

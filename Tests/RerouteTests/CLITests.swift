@@ -46,7 +46,7 @@ import Testing
         #expect(r.status == 0, "\(r.out)\(r.err)")
         #expect(r.out.contains("verify: 111 check(s), 111 passed, 0 failed"))  // 6 cases, 52 traces × 2 decoders, the manifest
         #expect(r.out.contains("tiny-qwen2/reroute-nuwa-64.h5"))
-        #expect(r.err.contains("[2/2]"))  // progress goes to stderr
+        #expect(r.err.contains("[6/6]") && r.err.contains("[104/104]"))  // progress goes to stderr
     }
 
     @Test func verifyReportsDifferencesWithExitOne() throws {
@@ -194,5 +194,22 @@ import Testing
         #expect(try run(["conform"]).status == 2)
         let missing = try run(["conform", "--trace", "/nonexistent.h5"])
         #expect(missing.status == 2 && missing.err.contains("/nonexistent.h5"))
+    }
+
+    /// Parallel verify: the same stdout whatever the job count (progress goes to stderr).
+    @Test func verifyOutputDoesNotDependOnJobs() throws {
+        let dir = try TempDir()
+        defer { dir.cleanup() }
+        let models = dir.url.appendingPathComponent("models"), traces = dir.path("traces")
+        try FileManager.default.createDirectory(at: models, withIntermediateDirectories: true)
+        try FileManager.default.copyItem(at: Repo.model("tiny-qwen2-vl"), to: models.appendingPathComponent("tiny-qwen2-vl"))
+        #expect(try run(["golden", "regenerate", "--models", models.path, "--traces", traces]).status == 0)
+        let one = try run(["verify", "--models", models.path, "--traces", traces, "--jobs", "1"])
+        let three = try run(["verify", "--models", models.path, "--traces", traces, "--jobs", "3"])
+        #expect(one.status == 0 && three.status == 0, "\(one.out)\(three.out)")
+        func body(_ s: String) -> [String] { s.split(separator: "\n").map(String.init).filter { !$0.hasPrefix("verify:") } }
+        #expect(body(one.out) == body(three.out))
+        #expect(three.err.contains("on 3 job(s)"))
+        #expect(try run(["verify", "--jobs", "0"]).status == 2)
     }
 }

@@ -118,6 +118,33 @@ enum Goldens {
         }
     }
 
+    /// Traces read and written from many threads at once give the same bytes as serial ones
+    /// (every HDF5 call is serialized by the module's lock, whether or not libhdf5 was built
+    /// thread-safe; this machine's is, so this checks the wrapper, not the lock's necessity).
+    @Test func concurrentReadsAndWritesAreSafe() throws {
+        let dir = try TempDir()
+        defer { dir.cleanup() }
+        let files = Array(Goldens.files.prefix(8))
+        let expected = try files.map { try Data(contentsOf: Goldens.traces.appendingPathComponent($0)) }
+        final class Failures: @unchecked Sendable { var list: [String] = []; let lock = NSLock() }
+        let failures = Failures()
+        let root = dir.url
+        DispatchQueue.concurrentPerform(iterations: 16) { i in
+            let file = files[i % files.count]
+            do {
+                let t = try Trace.read(from: Goldens.traces.appendingPathComponent(file).path)
+                let out = root.appendingPathComponent("t\(i).h5").path
+                try t.write(to: out)
+                if try Data(contentsOf: URL(fileURLWithPath: out)) != expected[i % files.count] {
+                    failures.lock.lock(); failures.list.append("\(file): rewritten bytes differ"); failures.lock.unlock()
+                }
+            } catch {
+                failures.lock.lock(); failures.list.append("\(file): \(error)"); failures.lock.unlock()
+            }
+        }
+        #expect(failures.list.isEmpty, "\(failures.list)")
+    }
+
     @Test func writesAreAtomicAndNeverOverwriteByDefault() throws {
         let t = try Goldens.record(.dense)
         let dir = try TempDir()
