@@ -6,26 +6,50 @@ import RerouteHDF5
 import RerouteModel
 import RerouteRouting
 import RerouteTrace
+import RerouteVerify
 
 struct TimeCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "time",
         abstract: "Time the fast decoder's prefill of a case under one or more policies (used by tools/bench_torch.py).",
         discussion: """
-            Loads the model folder and the case (/inputs of an HDF5 file), runs one warm-up prefill,
-            then --repeats prefills per policy, interleaved across policies, and prints one line per
-            policy: name, median milliseconds, minimum milliseconds. Build with -c release.
+            Loads the model folder and the case (/inputs of an HDF5 file, or with --grid a random
+            case of visual embeddings: LLaVA-1.5's 35 prefix tokens, the grid, 1 suffix token), runs
+            --warmup prefills, then --repeats prefills per policy, interleaved across policies, and
+            prints one line per policy: name, median milliseconds, minimum milliseconds. Then the
+            peak resident memory of the process. --weights mapped-bf16 keeps BF16 matrices in the
+            memory-mapped checkpoint (real-size models in little memory; SPEC.md §10.2).
+            Build with -c release.
             """)
     @Option(help: "Model folder.") var model: String
-    @Option(name: .customLong("case"), help: "HDF5 file with an /inputs group.") var caseFile: String
+    @Option(name: .customLong("case"), help: "HDF5 file with an /inputs group.") var caseFile: String?
+    @Option(help: "Instead of --case: a random case with a ROWSxCOLS image of embeddings.") var grid: String?
+    @Option(help: "Weight storage: f32 or mapped-bf16.") var weights = "f32"
+    @Option(help: "Untimed prefills before timing.") var warmup = 1
     @Option(name: .customLong("policy"), help: "Policy name (repeatable).") var policies: [String] = ["dense"]
     @Option(help: "Timed prefills per policy.") var repeats = 3
     @Option(help: "Worker threads of the fast decoder (default: all cores).") var threads: Int?
 
+    func validate() throws {
+        if (caseFile == nil) == (grid == nil) { throw ValidationError("give --case FILE or --grid ROWSxCOLS (one of them)") }
+        if !["f32", "mapped-bf16"].contains(weights) { throw ValidationError("--weights: f32 or mapped-bf16, got '\(weights)'") }
+    }
+
     func run() throws {
-        let weights = try ModelWeights.load(directory: URL(fileURLWithPath: model))
-        let c = try PromptCaseIO.read(try HDF5File(readingFrom: caseFile), name: "case")
-        try c.validate(for: weights.config, projector: weights.projector, file: caseFile)
+        let t0 = Date()
+        let weights = try ModelWeights.load(directory: URL(fileURLWithPath: model), storage: self.weights == "f32" ? .float32 : .mappedBF16)
+        progress(String(format: "loaded %@ (%d layers, d=%d) in %.1f s, weights %@", model, weights.config.layers,
+                        weights.config.hiddenSize, Date().timeIntervalSince(t0), self.weights))
+        let c: PromptCase
+        if let caseFile {
+            c = try PromptCaseIO.read(try HDF5File(readingFrom: caseFile), name: "case")
+        } else {
+            let parts = grid!.split(separator: "x").compactMap { Int($0) }
+            guard parts.count == 2, parts.allSatisfy({ $0 > 0 }) else { throw ValidationError("--grid: expected ROWSxCOLS, got '\(grid!)'") }
+            c = RandomModel.promptCase(weights.config, grid: ImageGrid(rows: parts[0], cols: parts[1]), prefix: 35, suffix: 1,
+                                       decodeSteps: 0, seed: 7)
+        }
+        try c.validate(for: weights.config, projector: weights.projector, file: caseFile ?? "<random case>")
         let ps = try policies.map { name -> RoutingPolicy in
             guard let p = PolicyCatalog.named(name) else { throw ValidationError("unknown policy '\(name)'") }
             return p
@@ -38,12 +62,15 @@ struct TimeCommand: ParsableCommand {
             _ = fast.prefillOutputs(state).lastLogits
             return Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e6
         }
-        _ = try once(ps[0])
+        for _ in 0..<warmup { _ = try once(ps[0]) }
         var times = Array(repeating: [Double](), count: ps.count)
         for _ in 0..<repeats { for (i, p) in ps.enumerated() { times[i].append(try once(p)) } }
         for (i, p) in ps.enumerated() {
             let s = times[i].sorted()
             print(String(format: "%@ %.1f %.1f", p.name, s[s.count / 2], s[0]))
         }
+        var usage = rusage()
+        getrusage(RUSAGE_SELF.rawValue, &usage)
+        progress("peak resident memory: \(usage.ru_maxrss / 1024) MiB")
     }
 }

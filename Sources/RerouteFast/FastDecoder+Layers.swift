@@ -12,7 +12,7 @@ extension FastDecoder: TraceableDecoder {
         state.hidden.withUnsafeMutableBufferPointer { h in
             var row = 0
             func embed(_ t: Int) {
-                weights.embedding.values.withUnsafeBufferPointer { e in Kernels.copy(h.baseAddress! + row * d, e.baseAddress! + t * d, count: d) }
+                weights.embedding.widenRows(t, t + 1, into: h.baseAddress! + row * d)
                 row += 1
             }
             c.prefixTokens.forEach(embed)
@@ -46,11 +46,64 @@ extension FastDecoder: TraceableDecoder {
     func gemm(_ x: [Float], rows: Int, inner: Int, weight w: Matrix, bias: [Float]?, into y: inout [Float]) {
         precondition(w.cols == inner)
         x.withUnsafeBufferPointer { xp in
-            w.values.withUnsafeBufferPointer { wp in
-                y.withUnsafeMutableBufferPointer { yp in
-                    gemm(xp.baseAddress!, rows: rows, inner: inner, weight: wp.baseAddress!, out: w.rows, bias: bias, into: yp.baseAddress!)
-                }
+            y.withUnsafeMutableBufferPointer { yp in
+                gemm(xp.baseAddress!, rows: rows, inner: inner, matrix: w, bias: bias, into: yp.baseAddress!)
             }
+        }
+    }
+
+    /// `Y = X · Wᵀ (+ b)` for any weight storage: f32 matrices go straight to sgemm; mapped
+    /// bf16 matrices are widened in tiles of about 4 MB (exact) per worker, each multiplied
+    /// as it is widened, so no f32 copy of the matrix exists (SPEC.md §10.2).
+    func gemm(_ x: UnsafePointer<Float>, rows: Int, inner: Int, matrix w: Matrix, bias: [Float]?, into y: UnsafeMutablePointer<Float>) {
+        precondition(w.cols == inner)
+        guard w.isMapped else {
+            return w.values.withUnsafeBufferPointer { gemm(x, rows: rows, inner: inner, weight: $0.baseAddress!, out: w.rows, bias: bias, into: y) }
+        }
+        let out = w.rows
+        let parts = out >= 128 * workers ? workers : 1
+        let chunk = ((out + parts - 1) / parts + 15) / 16 * 16
+        let tileRows = max(16, (1 << 20) / max(inner, 1))
+        let (xa, ya) = (UInt(bitPattern: x), UInt(bitPattern: y))
+        DispatchQueue.concurrentPerform(iterations: parts) { part in
+            let c0 = part * chunk, c1 = min(out, c0 + chunk)
+            guard c0 < c1 else { return }
+            let tile = UnsafeMutablePointer<Float>.allocate(capacity: min(tileRows, c1 - c0) * inner)
+            defer { tile.deallocate() }
+            var r = c0
+            while r < c1 {
+                let r1 = min(c1, r + tileRows)
+                w.widenRows(r, r1, into: tile)
+                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(rows), Int32(r1 - r), Int32(inner), 1,
+                            UnsafePointer<Float>(bitPattern: xa), Int32(inner), tile, Int32(inner), 0,
+                            UnsafeMutablePointer<Float>(bitPattern: ya)! + r, Int32(out))
+                r = r1
+            }
+        }
+        if let bias {
+            bias.withUnsafeBufferPointer { b in
+                for r in 0..<rows { Kernels.add(y + r * out, b.baseAddress!, count: out) }
+            }
+        }
+    }
+
+    /// `y = W x` (one vector) for any weight storage; mapped bf16 rows are widened in tiles
+    /// of about 1 MB. OpenBLAS's own threads run each sgemv (decode, SPEC.md §10.2).
+    func gemv(_ w: Matrix, _ x: UnsafePointer<Float>, into y: UnsafeMutablePointer<Float>) {
+        guard w.isMapped else {
+            return w.values.withUnsafeBufferPointer { wp in
+                cblas_sgemv(CblasRowMajor, CblasNoTrans, Int32(w.rows), Int32(w.cols), 1, wp.baseAddress!, Int32(w.cols), x, 1, 0, y, 1)
+            }
+        }
+        let tileRows = max(1, (1 << 18) / max(w.cols, 1))
+        let tile = UnsafeMutablePointer<Float>.allocate(capacity: min(tileRows, w.rows) * w.cols)
+        defer { tile.deallocate() }
+        var r = 0
+        while r < w.rows {
+            let r1 = min(w.rows, r + tileRows)
+            w.widenRows(r, r1, into: tile)
+            cblas_sgemv(CblasRowMajor, CblasNoTrans, Int32(r1 - r), Int32(w.cols), 1, tile, Int32(w.cols), x, 1, 0, y + r, 1)
+            r = r1
         }
     }
 
@@ -155,15 +208,15 @@ extension FastDecoder: TraceableDecoder {
             }
             }
             // h = x + W_o a; y = h + MLP(RMSNorm(h)).
-            w.o.values.withUnsafeBufferPointer { wo in gemm(a, rows: n, inner: qW, weight: wo.baseAddress!, out: d, bias: nil, into: o) }
+            do { gemm(a, rows: n, inner: qW, matrix: w.o, bias: nil, into: o) }
             for i in 0..<n { Kernels.add(x + i * d, o + i * d, count: d) }
             w.postNorm.withUnsafeBufferPointer { wn in
                 for i in 0..<n { Kernels.rmsNorm(x + i * d, wn.baseAddress!, xn + i * d, count: d, eps: eps) }
             }
-            w.gate.values.withUnsafeBufferPointer { wg in gemm(xn, rows: n, inner: d, weight: wg.baseAddress!, out: m, bias: nil, into: g) }
-            w.up.values.withUnsafeBufferPointer { wu in gemm(xn, rows: n, inner: d, weight: wu.baseAddress!, out: m, bias: nil, into: u) }
+            do { gemm(xn, rows: n, inner: d, matrix: w.gate, bias: nil, into: g) }
+            do { gemm(xn, rows: n, inner: d, matrix: w.up, bias: nil, into: u) }
             Kernels.swiGLU(g, u, count: n * m)
-            w.down.values.withUnsafeBufferPointer { wd in gemm(g, rows: n, inner: m, weight: wd.baseAddress!, out: d, bias: nil, into: o) }
+            do { gemm(g, rows: n, inner: m, matrix: w.down, bias: nil, into: o) }
             // Residual and scatter back; bypassed rows stay as they are.
             for (i, t) in plan.active.enumerated() {
                 Kernels.add(x + i * d, o + i * d, count: d)
@@ -181,10 +234,8 @@ extension FastDecoder: TraceableDecoder {
     func projections(_ xn: UnsafePointer<Float>, rows n: Int, layer w: LayerWeights, q: UnsafeMutablePointer<Float>,
                      k: UnsafeMutablePointer<Float>?, v: UnsafeMutablePointer<Float>) {
         let d = config.hiddenSize
-        w.q.values.withUnsafeBufferPointer { gemm(xn, rows: n, inner: d, weight: $0.baseAddress!, out: w.q.rows, bias: w.qBias, into: q) }
-        if let k {
-            w.k.values.withUnsafeBufferPointer { gemm(xn, rows: n, inner: d, weight: $0.baseAddress!, out: w.k.rows, bias: w.kBias, into: k) }
-        }
-        w.v.values.withUnsafeBufferPointer { gemm(xn, rows: n, inner: d, weight: $0.baseAddress!, out: w.v.rows, bias: w.vBias, into: v) }
+        gemm(xn, rows: n, inner: d, matrix: w.q, bias: w.qBias, into: q)
+        if let k { gemm(xn, rows: n, inner: d, matrix: w.k, bias: w.kBias, into: k) }
+        gemm(xn, rows: n, inner: d, matrix: w.v, bias: w.vBias, into: v)
     }
 }

@@ -27,7 +27,7 @@ extension FastDecoder {
         }
         state.scoreRows.withUnsafeBufferPointer { xp in
             state.scoredKeys.withUnsafeMutableBufferPointer { kp in
-                w.k.values.withUnsafeBufferPointer { gemm(xp.baseAddress!, rows: n, inner: d, weight: $0.baseAddress!, out: kvW, bias: w.kBias, into: kp.baseAddress!) }
+                do { gemm(xp.baseAddress!, rows: n, inner: d, matrix: w.k, bias: w.kBias, into: kp.baseAddress!) }
                 state.cosTable.withUnsafeMutableBufferPointer { ct in
                     state.sinTable.withUnsafeMutableBufferPointer { st in
                         fillRotations(r.keyPositions, cos: ct.baseAddress!, sin: st.baseAddress!)
@@ -46,9 +46,7 @@ extension FastDecoder {
         return r.queryRows.map { row in
             var q = [Float](repeating: 0, count: qW)
             xn.withUnsafeBufferPointer { xp in
-                w.q.values.withUnsafeBufferPointer { wq in
-                    cblas_sgemv(CblasRowMajor, CblasNoTrans, Int32(qW), Int32(d), 1, wq.baseAddress!, Int32(d), xp.baseAddress! + row * d, 1, 0, &q, 1)
-                }
+                q.withUnsafeMutableBufferPointer { gemv(w.q, xp.baseAddress! + row * d, into: $0.baseAddress!) }
             }
             if let b = w.qBias { for i in 0..<qW { q[i] += b[i] } }
             let (cs, sn) = rotation(frequencyPositions: c.ropePositions(r.keyPositions, token: row))
@@ -101,6 +99,9 @@ extension FastDecoder {
 
     /// `out = W x` with W's rows split over the workers (decode streams the weights once).
     func gemvRows(_ w: Matrix, _ x: [Float], _ out: inout [Float]) {
+        if w.isMapped {
+            return x.withUnsafeBufferPointer { xp in out.withUnsafeMutableBufferPointer { gemv(w, xp.baseAddress!, into: $0.baseAddress!) } }
+        }
         let parts = w.rows >= 256 * workers ? workers : 1
         let chunk = (w.rows + parts - 1) / parts
         w.values.withUnsafeBufferPointer { wp in
@@ -135,9 +136,7 @@ extension FastDecoder {
         var k = [Float](repeating: 0, count: kvW), v = k
         var g = [Float](repeating: 0, count: m), u = g
         func gemv(_ w: Matrix, _ input: [Float], _ bias: [Float]?, _ out: inout [Float]) {
-            w.values.withUnsafeBufferPointer { wp in
-                cblas_sgemv(CblasRowMajor, CblasNoTrans, Int32(w.rows), Int32(w.cols), 1, wp.baseAddress!, Int32(w.cols), input, 1, 0, &out, 1)
-            }
+            input.withUnsafeBufferPointer { ip in out.withUnsafeMutableBufferPointer { self.gemv(w, ip.baseAddress!, into: $0.baseAddress!) } }
             if let bias { for i in 0..<w.rows { out[i] += bias[i] } }
         }
         for t in 0..<steps {
@@ -146,7 +145,7 @@ extension FastDecoder {
             for i in 1..<last.count where last[i] > last[best] { best = i }
             tokens.append(best)
             if t == steps - 1 { break }
-            for i in 0..<d { x[i] = weights.embedding.values[best * d + i] }
+            x.withUnsafeMutableBufferPointer { weights.embedding.widenRows(best, best + 1, into: $0.baseAddress!) }
             for l in 0..<c.layers {
                 let w = weights.layers[l]
                 let position = state.plans[l].decodePosition + t

@@ -84,6 +84,19 @@ public final class Checkpoint: @unchecked Sendable {
         return try f.floats(name)
     }
 
+    /// The matrix `name` after checking its shape: widened to f32, or — with `.mappedBF16` and
+    /// a BF16 tensor — a view into the mapped file (no copy).
+    public func matrix(_ name: String, rows: Int, cols: Int, storage: WeightStorage) throws -> Matrix {
+        if storage == .mappedBF16, let f = location[name] {
+            let t = try f.info(name)
+            guard t.shape == [rows, cols] else {
+                throw InputError(.shapeMismatch, file: f.path, object: name, "shape \(t.shape), the config needs \([rows, cols])")
+            }
+            if let view = try f.mappedBF16(name) { return Matrix(rows: rows, cols: cols, bf16: view) }
+        }
+        return Matrix(rows: rows, cols: cols, values: try floats(name, shape: [rows, cols]))
+    }
+
     /// The file holding `name` (for error messages).
     public func file(of name: String) -> String? { location[name]?.path }
 }

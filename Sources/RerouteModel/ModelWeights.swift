@@ -51,6 +51,16 @@ public struct ProjectorWeights: Sendable {
     }
 }
 
+/// How a checkpoint's weight matrices are held in memory.
+public enum WeightStorage: String, Sendable {
+    /// Every tensor widened to f32 arrays (what the reference decoder needs).
+    case float32
+    /// BF16 projection, embedding and LM-head matrices stay in the memory-mapped file (pages
+    /// read on first touch, no f32 copy); the fast decoder widens them tile by tile. Other
+    /// dtypes and the small tensors (norms, biases, projector) are widened as usual.
+    case mappedBF16
+}
+
 /// All weights of a model, widened to f32, with the config they were checked against.
 public struct ModelWeights: Sendable {
     public var config: ModelConfig
@@ -81,19 +91,22 @@ public struct ModelWeights: Sendable {
 
     /// Loads `config.json` and the weights of a model folder, checking every tensor's
     /// shape against the config.
-    public static func load(directory: URL) throws -> ModelWeights {
+    public static func load(directory: URL, storage: WeightStorage = .float32) throws -> ModelWeights {
         let config = try ModelConfig.load(from: directory.appendingPathComponent("config.json"))
         let ckpt = try Checkpoint(directory: directory)
-        return try load(config: config, checkpoint: ckpt)
+        return try load(config: config, checkpoint: ckpt, storage: storage)
     }
 
-    public static func load(config c: ModelConfig, checkpoint ckpt: Checkpoint) throws -> ModelWeights {
+    public static func load(config c: ModelConfig, checkpoint ckpt: Checkpoint, storage: WeightStorage = .float32) throws -> ModelWeights {
         guard let prefix = languageModelPrefixes.first(where: { ckpt.has($0 + "embed_tokens.weight") }) else {
             throw InputError(.missingTensor, file: ckpt.directory.path, object: "model.embed_tokens.weight",
                              "no token embedding under any known prefix (\(languageModelPrefixes.joined(separator: ", ")))")
         }
         func mat(_ name: String, _ rows: Int, _ cols: Int) throws -> Matrix {
-            Matrix(rows: rows, cols: cols, values: try ckpt.floats(name, shape: [rows, cols]))
+            try ckpt.matrix(name, rows: rows, cols: cols, storage: storage)
+        }
+        func small(_ name: String, _ rows: Int, _ cols: Int) throws -> Matrix {
+            try ckpt.matrix(name, rows: rows, cols: cols, storage: .float32)
         }
         func vec(_ name: String, _ n: Int) throws -> [Float] { try ckpt.floats(name, shape: [n]) }
         let d = c.hiddenSize, m = c.intermediateSize
@@ -148,9 +161,9 @@ public struct ModelWeights: Sendable {
             }
             let dv = info.shape[1]
             projector = ProjectorWeights(
-                linear1: try mat(n1 + ".weight", d, dv),
+                linear1: try small(n1 + ".weight", d, dv),
                 bias1: ckpt.has(n1 + ".bias") ? try vec(n1 + ".bias", d) : nil,
-                linear2: try mat(n2 + ".weight", d, d),
+                linear2: try small(n2 + ".weight", d, d),
                 bias2: ckpt.has(n2 + ".bias") ? try vec(n2 + ".bias", d) : nil)
         }
         return ModelWeights(config: c, embedding: embedding, layers: layers,

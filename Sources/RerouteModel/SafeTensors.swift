@@ -139,6 +139,16 @@ public final class SafeTensorsFile: @unchecked Sendable {
         return t
     }
 
+    /// A BF16 tensor as a view into the mapping (no copy), or nil for other dtypes.
+    func mappedBF16(_ name: String) throws -> MappedBF16? {
+        let t = try info(name)
+        guard t.dtype == .BF16 else { return nil }
+        let range = (dataStart + t.dataRange.lowerBound)..<(dataStart + t.dataRange.upperBound)
+        return file.withBytes(range) { raw in
+            raw.baseAddress.map { MappedBF16(owner: file, base: $0, count: t.elementCount) }
+        }
+    }
+
     /// The tensor's values widened to `Float` (F32 as is; F16 and BF16 exactly).
     public func floats(_ name: String) throws -> [Float] {
         let t = try info(name)

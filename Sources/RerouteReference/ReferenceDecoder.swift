@@ -51,6 +51,9 @@ public struct ReferenceDecoder: Sendable {
     let inverseFrequencies: [Double]
 
     public init(weights: ModelWeights) {
+        precondition(!weights.layers.contains { [$0.q, $0.k, $0.v, $0.o, $0.gate, $0.up, $0.down].contains(where: \.isMapped) }
+                     && !weights.embedding.isMapped && !weights.lmHead.isMapped,
+                     "ReferenceDecoder needs f32 weights: load them with storage: .float32")
         self.weights = weights
         inverseFrequencies = ReferenceMath.ropeInverseFrequencies(headDim: weights.config.headDim,
                                                                  theta: weights.config.ropeTheta)

@@ -128,3 +128,24 @@ import Testing
         }
     }
 }
+
+/// Real-size checkpoints: bf16 matrices stay in the mapped file and are widened tile by tile.
+@Suite struct MappedWeightsTests {
+    @Test func mappedBF16RunsMatchFloat32Runs() throws {
+        let dir = Repo.model("tiny-llama")  // stored in bf16
+        let mapped = try ModelWeights.load(directory: dir, storage: .mappedBF16)
+        let f32 = try ModelWeights.load(directory: dir)
+        #expect(mapped.layers.allSatisfy { $0.q.isMapped && $0.down.isMapped && $0.q.values.isEmpty } && mapped.embedding.isMapped)
+        #expect(mapped.projector.map { !$0.linear1.isMapped } == true)  // small tensors are widened
+        #expect(!f32.layers[0].q.isMapped)
+        let c = GoldenTraces.traceCase(for: f32, model: "tiny-llama")
+        for policy in [RoutingPolicy.dense, .rerouteFastV(tier: .t192)] {
+            let a = try TraceRecorder.record(decoder: FastDecoder(weights: f32), model: "tiny-llama", case: c, policy: policy, seed: 0)
+            let b = try TraceRecorder.record(decoder: FastDecoder(weights: mapped), model: "tiny-llama", case: c, policy: policy, seed: 0)
+            // Widening is exact, so only the tiling of the products differs: within the fast tolerance.
+            let report = diffTraces(expected: a, actual: b, options: .fastVsReference(f32.config))
+            #expect(report.passed, "\(policy.name): \(report.render())")
+            #expect(a.decisions.map(\.kept) == b.decisions.map(\.kept) && a.decodeTokens == b.decodeTokens)
+        }
+    }
+}
