@@ -65,7 +65,8 @@ let package = Package(
                 "RerouteConformance", "DARTStyleAdapter",
                 "RerouteCLI",  // built so the end-to-end tests can run the `reroute` binary
                 .product(name: "PropertyBased", package: "swift-property-based"),
-            ]
+            ],
+            exclude: ["Fixtures"]  // inputs read by path (fuzzer finds)
         ),
     ],
     swiftLanguageModes: [.v6]

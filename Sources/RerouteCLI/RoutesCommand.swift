@@ -20,7 +20,7 @@ struct RoutesCommand: ParsableCommand {
     enum State: Character { case processed = "P", reentered = "R", deferred = "d", removed = "." }
 
     func run() throws {
-        let t = try Trace.read(from: file)
+        let t = try readingUntrusted(file) { try Trace.read(from: file) }
         let grid = t.input.grid
         let llmCells = Set(t.llmGridIndices ?? Array(0..<grid.count))
         var panels: [(title: String, cells: [State])] = []

@@ -22,3 +22,43 @@ func gitCommit() -> String {
 }
 
 func pad(_ s: String, _ n: Int) -> String { s.count >= n ? s + " " : s + String(repeating: " ", count: n - s.count) }
+
+/// Reads `path`, an HDF5 file from outside, safely. libhdf5 itself can crash or loop on some
+/// corrupt files (fuzzing found both: a damaged global heap behind a string attribute makes
+/// H5Aread read out of bounds or spin for minutes), and C code can be neither interrupted nor
+/// made safe from Swift. So the file is first read in a child process (`reroute
+/// __check-file KIND PATH`, the same reader); if that child is killed by a signal or does not
+/// finish within `REROUTE_READ_TIMEOUT` seconds (default 60), the file is refused with exit
+/// code 2 and a message naming it. Otherwise `body` reads it here, still under a watchdog.
+func readingUntrusted<T>(_ path: String, kind: String = "trace", _ body: () throws -> T) throws -> T {
+    let seconds = Double(ProcessInfo.processInfo.environment["REROUTE_READ_TIMEOUT"] ?? "") ?? 60
+    func refuse(_ why: String) -> Never {
+        FileHandle.standardError.write(Data("reroute: error: \(path): \(why); the HDF5 library cannot read this file safely (it is probably corrupt)\n".utf8))
+        // _exit: libhdf5's exit handlers would wait for the library, which may be stuck in another thread.
+        _exit(2)
+    }
+    let child = Process()
+    child.executableURL = URL(fileURLWithPath: CommandLine.arguments[0]).standardizedFileURL
+    if !FileManager.default.isExecutableFile(atPath: child.executableURL!.path) {
+        child.executableURL = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath()
+    }
+    child.arguments = ["__check-file", kind, path]
+    child.standardOutput = FileHandle.nullDevice
+    child.standardError = FileHandle.nullDevice
+    try child.run()
+    let deadline = Date().addingTimeInterval(seconds)
+    while child.isRunning, Date() < deadline { usleep(2000) }
+    if child.isRunning {
+        child.terminate()
+        kill(child.processIdentifier, SIGKILL)
+        refuse("reading did not finish within \(Int(seconds)) s")
+    }
+    if child.terminationReason == .uncaughtSignal { refuse("reading it crashed a child process (signal \(child.terminationStatus))") }
+    // A clean failure (exit 2) is reported by `body` below, with its own message.
+    let timer = DispatchSource.makeTimerSource(queue: .global())
+    timer.schedule(deadline: .now() + seconds)
+    timer.setEventHandler { refuse("reading did not finish within \(Int(seconds)) s") }
+    timer.resume()
+    defer { timer.cancel() }
+    return try body()
+}

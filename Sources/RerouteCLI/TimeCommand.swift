@@ -42,7 +42,7 @@ struct TimeCommand: ParsableCommand {
                         weights.config.hiddenSize, Date().timeIntervalSince(t0), self.weights))
         let c: PromptCase
         if let caseFile {
-            c = try PromptCaseIO.read(try HDF5File(readingFrom: caseFile), name: "case")
+            c = try readingUntrusted(caseFile, kind: "case") { try PromptCaseIO.read(try HDF5File(readingFrom: caseFile), name: "case") }
         } else {
             let parts = grid!.split(separator: "x").compactMap { Int($0) }
             guard parts.count == 2, parts.allSatisfy({ $0 > 0 }) else { throw ValidationError("--grid: expected ROWSxCOLS, got '\(grid!)'") }

@@ -36,9 +36,11 @@ struct RunCommand: ParsableCommand {
         }
         let dir = URL(fileURLWithPath: model)
         let weights = try ModelWeights.load(directory: dir)
-        let f = try HDF5File(readingFrom: caseFile)
-        let name = (try? f.stringAttribute("case")) ?? URL(fileURLWithPath: caseFile).deletingPathExtension().lastPathComponent
-        let c = try PromptCaseIO.read(f, name: name)
+        let (name, c) = try readingUntrusted(caseFile, kind: "case") {
+            let f = try HDF5File(readingFrom: caseFile)
+            let name = (try? f.stringAttribute("case")) ?? URL(fileURLWithPath: caseFile).deletingPathExtension().lastPathComponent
+            return (name, try PromptCaseIO.read(f, name: name))
+        }
         progress("running \(p.name) on \(name) (\(c.sequenceLength) tokens, \(weights.config.layers) layers)")
         let trace = decoder == "fast"
             ? try TraceRecorder.record(decoder: FastDecoder(weights: weights), model: dir.lastPathComponent, case: c, policy: p,
@@ -76,7 +78,8 @@ struct DiffCommand: ParsableCommand {
     @Option(help: "Offending elements shown per dataset.") var maxReported = 8
 
     func run() throws {
-        let e = try Trace.read(from: expected), a = try Trace.read(from: actual)
+        let e = try readingUntrusted(expected) { try Trace.read(from: expected) }
+        let a = try readingUntrusted(actual) { try Trace.read(from: actual) }
         var o = DiffOptions.referenceGolden
         o.tensors = Tolerance(name: "command line", relative: rtol, rowFloor: rowFloor, nmse: nmse, reason: "--rtol/--row-floor/--nmse")
         o.scores = Tolerance(name: "command line (scores)", relative: scoreRtol, rowFloor: scoreFloor, nmse: scoreNmse,
@@ -94,7 +97,7 @@ struct ShowCommand: ParsableCommand {
     @Argument(help: "Trace file.") var file: String
 
     func run() throws {
-        let t = try Trace.read(from: file)
+        let t = try readingUntrusted(file) { try Trace.read(from: file) }
         let c = t.config
         print("""
             trace     \(file)  (\(Trace.schema) v\(Trace.schemaVersion))

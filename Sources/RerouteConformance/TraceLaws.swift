@@ -96,10 +96,10 @@ public enum TraceLaws {
             let bytesPerEntry = 2 * t.config.kvWidth * t.budget.bytesPerElement
             for (l, b) in report.layers.enumerated() where l < layers {
                 let visual = processedVisual[l].count, textCount = t.processed[l].count - visual
-                if textCount != b.textTokens || visual != b.visualTokens || t.kvLength[l] * bytesPerEntry != b.kvBytes {
+                if textCount != b.textTokens || visual != b.visualTokens || t.kvLength[l].multipliedReportingOverflow(by: bytesPerEntry) != (b.kvBytes, false) {
                     fail(.budgetDeclared, "layer \(l)",
                          expected: "\(b.textTokens) text + \(b.visualTokens) visual, \(b.kvBytes) KV bytes",
-                         actual: "\(textCount) text + \(visual) visual, \(t.kvLength[l] * bytesPerEntry) KV bytes")
+                         actual: "\(textCount) text + \(visual) visual, \(t.kvLength[l]) KV entries")
                 }
             }
         } catch {

@@ -15,7 +15,7 @@ public final class HDF5File: @unchecked Sendable {
     let id: hid_t
 
     /// Largest dataset, in elements, a read will allocate (a hostile file cannot ask for more).
-    public static let maxElements = 1 << 31
+    public static let maxElements = 1 << 27
 
     /// Opens an existing file read-only.
     public init(readingFrom path: String) throws {

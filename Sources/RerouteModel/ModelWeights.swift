@@ -136,8 +136,12 @@ public struct ModelWeights: Sendable {
                 up: try mat(p + "mlp.up_proj.weight", m, d),
                 down: try mat(p + "mlp.down_proj.weight", d, m)))
         }
-        let extraLayer = "\(prefix)layers.\(c.layers).input_layernorm.weight"
-        if ckpt.has(extraLayer) {
+        // Any tensor of a layer past the last one means the config and the weights disagree.
+        if let extraLayer = ckpt.tensorNames.first(where: { name in
+            guard name.hasPrefix("\(prefix)layers.") else { return false }
+            let index = name.dropFirst("\(prefix)layers.".count).prefix { $0.isNumber }
+            return Int(index).map { $0 >= c.layers } ?? false
+        }) {
             throw InputError(.shapeMismatch, file: ckpt.file(of: extraLayer)!, object: extraLayer,
                              "the checkpoint has more layers than num_hidden_layers = \(c.layers)")
         }

@@ -146,9 +146,20 @@ public struct PromptCase: Sendable, Equatable {
     public var sequenceLength: Int { prefixTokens.count + visual.count + suffixTokens.count }
     public var visualSpan: VisualSpan { VisualSpan(start: prefixTokens.count, length: visual.count) }
 
-    /// Checks the case against a model; `file` names the source in errors.
-    public func validate(for config: ModelConfig, projector: ProjectorWeights?, file: String) throws {
+    /// Largest grid side and decode length a case may ask for (hostile files must not make a
+    /// run overflow or allocate without bound; LLaVA-1.5 uses 24, Qwen2.5-VL a few hundred).
+    public static let maxGridSide = 4096
+    public static let maxDecodeSteps = 1 << 16
+
+    /// Checks the case against a model; `file` names the source in errors. With
+    /// `checkProjector: false` (traces, whose model folder is not at hand) the feature width
+    /// is not checked against a projector.
+    public func validate(for config: ModelConfig, projector: ProjectorWeights?, file: String, checkProjector: Bool = true) throws {
         func bad(_ object: String, _ why: String) -> InputError { InputError(.badCase, file: file, object: object, why) }
+        if !(1...Self.maxGridSide).contains(grid.rows) || !(1...Self.maxGridSide).contains(grid.cols) {
+            throw bad("grid", "\(grid.rows)x\(grid.cols) must be 1 ... \(Self.maxGridSide) rows and columns")
+        }
+        if decodeSteps > Self.maxDecodeSteps { throw bad("decode_steps", "\(decodeSteps) exceeds the supported \(Self.maxDecodeSteps)") }
         if visual.count < 1 { throw bad("visual", "a case needs at least one visual token") }
         if suffixTokens.isEmpty { throw bad("suffix_ids", "a case needs at least one text token after the image (the scoring query)") }
         if let idx = visualGridIndices {
@@ -182,6 +193,10 @@ public struct PromptCase: Sendable, Equatable {
         if decodeSteps < 0 { throw bad("decode_steps", "negative") }
         switch visual {
         case .features(let m):
+            if !checkProjector {
+                if !m.values.allSatisfy(\.isFinite) { throw InputError(.badValue, file: file, object: "visual_features", "contains NaN or Inf") }
+                break
+            }
             guard let projector else { throw bad("visual_features", "the model has no multimodal projector to map features") }
             if m.cols != projector.visionDim {
                 throw bad("visual_features", "width \(m.cols), the projector takes \(projector.visionDim)")

@@ -20,6 +20,10 @@ public enum PromptCaseIO {
         let suffix = try ints("\(g)/suffix_ids", rank: 1).values
         let grid = try ints("\(g)/grid", rank: 1).values
         guard grid.count == 2 else { throw InputError(.badCase, file: path, object: "\(g)/grid", "expected [rows, cols]") }
+        // Bounded before anything multiplies them (rows · cols must not overflow).
+        guard grid.allSatisfy({ (1...PromptCase.maxGridSide).contains($0) }) else {
+            throw InputError(.badCase, file: path, object: "\(g)/grid", "\(grid) must be 1 ... \(PromptCase.maxGridSide) rows and columns")
+        }
         let visual: VisualInput
         if f.exists("\(g)/visual_features") {
             visual = .features(try matrix("\(g)/visual_features"))

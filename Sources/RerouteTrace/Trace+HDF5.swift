@@ -128,6 +128,9 @@ extension Trace {
         let provenance = TraceProvenance(producer: producer, producerVersion: producerVersion, producerCommit: producerCommit,
                                          decoder: decoderName, mode: mode, model: model, seed: seed)
         let input = try PromptCaseIO.read(f, name: try f.stringAttribute("case"))
+        // The inputs are a case like any other (grid, tokens, positions, NaN/Inf), checked
+        // against the trace's own config; the feature width needs the model's projector.
+        try input.validate(for: config, projector: nil, file: path, checkProjector: false)
         let L = config.layers, d = config.hiddenSize, V = config.vocabSize
 
         func floats(_ p: String, _ shape: [Int?]) throws -> [Float] {
@@ -172,7 +175,14 @@ extension Trace {
             layerPositions.append(PositionIDs(axes: axes))
         }
         var llmGrid: [Int]?
-        if f.exists("/llm/visual_grid_indices") { llmGrid = try ints("/llm/visual_grid_indices", [nil]) }
+        if f.exists("/llm/visual_grid_indices") {
+            let cells = try ints("/llm/visual_grid_indices", [nil])
+            if zip(cells, cells.dropFirst()).contains(where: { $0 >= $1 }) || (cells.first ?? 0) < 0 || (cells.last ?? 0) >= input.grid.count {
+                throw InputError(.badValue, file: path, object: "/llm/visual_grid_indices",
+                                 "must be strictly ascending cells of the \(input.grid.rows)x\(input.grid.cols) grid")
+            }
+            llmGrid = cells
+        }
         let llmVisual = llmGrid?.count ?? input.visual.count
         guard S == input.prefixTokens.count + llmVisual + input.suffixTokens.count else {
             throw InputError(.badShape, file: path, object: "/prefill/hidden_states",

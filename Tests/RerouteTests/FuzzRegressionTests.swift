@@ -14,4 +14,35 @@ import Testing
             (error as? InputError).map { "\($0)".contains("num_attention_heads") && "\($0)".contains("fuzz/config.json") } ?? false
         }
     }
+
+    /// FuzzTraceReader, 2026-11-26: traces whose global heap is damaged behind a string
+    /// attribute make libhdf5's H5Aread spin for minutes (hang) or read out of bounds (SIGSEGV),
+    /// inside the C library. Commands that read files from outside first read them in a child
+    /// process and refuse them (exit code 2, naming the file) when it crashes or outlives
+    /// REROUTE_READ_TIMEOUT seconds.
+    @Test(arguments: [("fuzz-hdf5-heap-hang.h5", "did not finish"), ("fuzz-hdf5-heap-segv.h5", "crashed a child process")])
+    func hdf5LibraryFailuresAreRefused(fixture: String, reason: String) throws {
+        let file = Repo.root.appendingPathComponent("Tests/RerouteTests/Fixtures/\(fixture)").path
+        let dir = try TempDir()
+        defer { dir.cleanup() }
+        for args in [["show", file], ["conform", "--trace", file], ["diff", file, file],
+                     ["run", "--model", Repo.model("tiny-llama").path, "--case", file, "--policy", "dense", "--out", dir.path("x.h5")]] {
+            let p = Process()
+            p.executableURL = CLITests.binary
+            p.arguments = args
+            p.environment = ProcessInfo.processInfo.environment.merging(["REROUTE_READ_TIMEOUT": "2"]) { $1 }
+            let err = Pipe()
+            p.standardError = err
+            p.standardOutput = FileHandle.nullDevice
+            let start = Date()
+            try p.run()
+            let message = String(decoding: err.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+            p.waitUntilExit()
+            #expect(p.terminationStatus == 2 && p.terminationReason == .exit, "\(args)")
+            // `run` reads the file as a case, which may not touch the damaged object: any clean refusal.
+            #expect(message.contains(file) && (args[0] == "run" || message.contains(reason)), "\(args): \(message)")
+            #expect(Date().timeIntervalSince(start) < 30)
+        }
+        #expect(!FileManager.default.fileExists(atPath: dir.path("x.h5")))
+    }
 }
