@@ -179,7 +179,7 @@ final class ParallelResults<T>: @unchecked Sendable {
 enum VerifyReport {
     static func render(_ results: [TransformersCheck], verbose: Bool, maxReported: Int) -> String {
         var lines: [String] = []
-        lines.append(pad("model", 12) + pad("case", 28) + pad("run", 9) + pad("tensors", 9) + pad("worst/bound", 13)
+        lines.append(pad("model", 15) + pad("case", 28) + pad("run", 9) + pad("tensors", 9) + pad("worst/bound", 13)
                      + pad("max NMSE", 11) + pad("tokens", 8) + "status")
         for r in results {
             let runs = Array(Set(r.tensors.map { String($0.name.split(separator: "/")[0]) })).sorted()
@@ -187,7 +187,7 @@ enum VerifyReport {
                 let ts = r.tensors.filter { $0.name.hasPrefix(run + "/") }
                 let ex = r.exact.filter { $0.name.hasPrefix(run + "/") }
                 let ok = ts.allSatisfy(\.passed) && ex.allSatisfy(\.passed)
-                lines.append(pad(r.model, 12) + pad(r.caseName, 28) + pad(run, 9) + pad("\(ts.count)", 9)
+                lines.append(pad(r.model, 15) + pad(r.caseName, 28) + pad(run, 9) + pad("\(ts.count)", 9)
                              + pad(String(format: "%.3f", ts.map(\.worstRatio).max() ?? 0), 13)
                              + pad(String(format: "%.1e", ts.map(\.nmse).max() ?? 0), 11)
                              + pad(ex.allSatisfy(\.passed) ? "same" : "DIFFER", 8) + (ok ? "ok" : "FAILED"))

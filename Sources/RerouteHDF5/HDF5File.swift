@@ -264,7 +264,7 @@ public final class HDF5File: @unchecked Sendable {
 /// computations around it run concurrently.
 enum HDF5Library {
     private static let once: Void = { H5open() }()
-    nonisolated(unsafe) static let lock = NSRecursiveLock()
+    static let lock = NSRecursiveLock()
 
     /// Initialises the library once and turns off automatic error printing on this thread.
     static func initialize() {
