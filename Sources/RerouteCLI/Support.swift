@@ -49,7 +49,6 @@ func readingUntrusted<T>(_ path: String, kind: String = "trace", _ body: () thro
     let deadline = Date().addingTimeInterval(seconds)
     while child.isRunning, Date() < deadline { usleep(2000) }
     if child.isRunning {
-        child.terminate()
         kill(child.processIdentifier, SIGKILL)
         refuse("reading did not finish within \(Int(seconds)) s")
     }

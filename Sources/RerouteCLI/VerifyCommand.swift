@@ -142,15 +142,14 @@ extension VerifyCommand {
     /// error (in job order) is rethrown after all jobs ended.
     func parallelMap<T: Sendable>(_ jobs: [(String, () throws -> T)], status: @escaping (T) -> String) throws -> [T] {
         let box = ParallelResults<T>(jobs.count)
-        let next = ParallelResults<T>(0)  // its `done` is the next job index to take
         nonisolated(unsafe) let work = jobs
         nonisolated(unsafe) let status = status
         DispatchQueue.concurrentPerform(iterations: min(workerCount, max(1, jobs.count))) { _ in
             while true {
-                next.lock.lock()
-                let i = next.done
-                next.done += 1
-                next.lock.unlock()
+                box.lock.lock()
+                let i = box.next
+                box.next += 1
+                box.lock.unlock()
                 guard i < work.count else { return }
                 let t0 = Date()
                 let r = Result { try work[i].1() }
@@ -170,7 +169,8 @@ extension VerifyCommand {
 /// Results of `parallelMap`, filled under a lock by the workers.
 final class ParallelResults<T>: @unchecked Sendable {
     var results: [Result<T, Error>?]
-    var done = 0
+    /// Jobs finished, and the next job to take.
+    var done = 0, next = 0
     let lock = NSLock()
     init(_ n: Int) { results = Array(repeating: nil, count: n) }
 }

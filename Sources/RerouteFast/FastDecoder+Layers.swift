@@ -42,9 +42,8 @@ extension FastDecoder: TraceableDecoder {
         y.withUnsafeBufferPointer { Kernels.copy(out, $0.baseAddress!, count: n * d) }
     }
 
-    /// `Y[rows, out] = X[rows, inner] · Wᵀ (+ b)` with `cblas_sgemm`.
+    /// `Y[rows, out] = X[rows, inner] · Wᵀ (+ b)` on arrays.
     func gemm(_ x: [Float], rows: Int, inner: Int, weight w: Matrix, bias: [Float]?, into y: inout [Float]) {
-        precondition(w.cols == inner)
         x.withUnsafeBufferPointer { xp in
             y.withUnsafeMutableBufferPointer { yp in
                 gemm(xp.baseAddress!, rows: rows, inner: inner, matrix: w, bias: bias, into: yp.baseAddress!)
@@ -52,32 +51,36 @@ extension FastDecoder: TraceableDecoder {
         }
     }
 
-    /// `Y = X · Wᵀ (+ b)` for any weight storage: f32 matrices go straight to sgemm; mapped
-    /// bf16 matrices are widened in tiles of about 4 MB (exact) per worker, each multiplied
-    /// as it is widened, so no f32 copy of the matrix exists (SPEC.md §10.2).
+    /// `Y = X · Wᵀ (+ b)`. Output columns (rows of W) are split over the workers, each calling
+    /// single-threaded OpenBLAS: at the row counts of routed layers this beats OpenBLAS's own
+    /// threading (README, Performance). f32 matrices go straight to sgemm; mapped bf16
+    /// matrices are widened in tiles of about 4 MB (exact) per worker, each multiplied as it is
+    /// widened, so no f32 copy of the matrix exists (SPEC.md §10.2).
     func gemm(_ x: UnsafePointer<Float>, rows: Int, inner: Int, matrix w: Matrix, bias: [Float]?, into y: UnsafeMutablePointer<Float>) {
         precondition(w.cols == inner)
-        guard w.isMapped else {
-            return w.values.withUnsafeBufferPointer { gemm(x, rows: rows, inner: inner, weight: $0.baseAddress!, out: w.rows, bias: bias, into: y) }
-        }
         let out = w.rows
         let parts = out >= 128 * workers ? workers : 1
         let chunk = ((out + parts - 1) / parts + 15) / 16 * 16
-        let tileRows = max(16, (1 << 20) / max(inner, 1))
+        let tileRows = w.isMapped ? max(16, (1 << 20) / max(inner, 1)) : out
         let (xa, ya) = (UInt(bitPattern: x), UInt(bitPattern: y))
-        DispatchQueue.concurrentPerform(iterations: parts) { part in
-            let c0 = part * chunk, c1 = min(out, c0 + chunk)
-            guard c0 < c1 else { return }
-            let tile = UnsafeMutablePointer<Float>.allocate(capacity: min(tileRows, c1 - c0) * inner)
-            defer { tile.deallocate() }
-            var r = c0
-            while r < c1 {
-                let r1 = min(c1, r + tileRows)
-                w.widenRows(r, r1, into: tile)
-                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(rows), Int32(r1 - r), Int32(inner), 1,
-                            UnsafePointer<Float>(bitPattern: xa), Int32(inner), tile, Int32(inner), 0,
-                            UnsafeMutablePointer<Float>(bitPattern: ya)! + r, Int32(out))
-                r = r1
+        @Sendable func multiply(_ weight: UnsafePointer<Float>, rows r0: Int, _ r1: Int) {
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(rows), Int32(r1 - r0), Int32(inner), 1,
+                        UnsafePointer<Float>(bitPattern: xa), Int32(inner), weight, Int32(inner), 0,
+                        UnsafeMutablePointer<Float>(bitPattern: ya)! + r0, Int32(out))
+        }
+        w.values.withUnsafeBufferPointer { wp in  // empty when mapped
+            let wa = UInt(bitPattern: wp.baseAddress)
+            DispatchQueue.concurrentPerform(iterations: parts) { part in
+                let c0 = part * chunk, c1 = min(out, c0 + chunk)
+                guard c0 < c1 else { return }
+                guard w.isMapped else { return multiply(UnsafePointer<Float>(bitPattern: wa)! + c0 * inner, rows: c0, c1) }
+                let tile = UnsafeMutablePointer<Float>.allocate(capacity: min(tileRows, c1 - c0) * inner)
+                defer { tile.deallocate() }
+                for r in stride(from: c0, to: c1, by: tileRows) {
+                    let r1 = min(c1, r + tileRows)
+                    w.widenRows(r, r1, into: tile)
+                    multiply(tile, rows: r, r1)
+                }
             }
         }
         if let bias {
@@ -104,27 +107,6 @@ extension FastDecoder: TraceableDecoder {
             w.widenRows(r, r1, into: tile)
             cblas_sgemv(CblasRowMajor, CblasNoTrans, Int32(r1 - r), Int32(w.cols), 1, tile, Int32(w.cols), x, 1, 0, y + r, 1)
             r = r1
-        }
-    }
-
-    /// Output columns split over the workers (single-threaded OpenBLAS each): at the row
-    /// counts of routed layers this beats OpenBLAS's own threading (README, Performance).
-    func gemm(_ x: UnsafePointer<Float>, rows: Int, inner: Int, weight: UnsafePointer<Float>, out: Int, bias: [Float]?,
-              into y: UnsafeMutablePointer<Float>) {
-        let parts = out >= 128 * workers ? workers : 1
-        let (xa, wa, ya) = (UInt(bitPattern: x), UInt(bitPattern: weight), UInt(bitPattern: y))
-        let chunk = ((out + parts - 1) / parts + 15) / 16 * 16
-        DispatchQueue.concurrentPerform(iterations: parts) { part in
-            let c0 = part * chunk, c1 = min(out, c0 + chunk)
-            guard c0 < c1 else { return }
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(rows), Int32(c1 - c0), Int32(inner), 1,
-                        UnsafePointer<Float>(bitPattern: xa), Int32(inner), UnsafePointer<Float>(bitPattern: wa)! + c0 * inner, Int32(inner), 0,
-                        UnsafeMutablePointer<Float>(bitPattern: ya)! + c0, Int32(out))
-        }
-        if let bias {
-            bias.withUnsafeBufferPointer { b in
-                for r in 0..<rows { Kernels.add(y + r * out, b.baseAddress!, count: out) }
-            }
         }
     }
 
@@ -208,15 +190,15 @@ extension FastDecoder: TraceableDecoder {
             }
             }
             // h = x + W_o a; y = h + MLP(RMSNorm(h)).
-            do { gemm(a, rows: n, inner: qW, matrix: w.o, bias: nil, into: o) }
+            gemm(a, rows: n, inner: qW, matrix: w.o, bias: nil, into: o)
             for i in 0..<n { Kernels.add(x + i * d, o + i * d, count: d) }
             w.postNorm.withUnsafeBufferPointer { wn in
                 for i in 0..<n { Kernels.rmsNorm(x + i * d, wn.baseAddress!, xn + i * d, count: d, eps: eps) }
             }
-            do { gemm(xn, rows: n, inner: d, matrix: w.gate, bias: nil, into: g) }
-            do { gemm(xn, rows: n, inner: d, matrix: w.up, bias: nil, into: u) }
+            gemm(xn, rows: n, inner: d, matrix: w.gate, bias: nil, into: g)
+            gemm(xn, rows: n, inner: d, matrix: w.up, bias: nil, into: u)
             Kernels.swiGLU(g, u, count: n * m)
-            do { gemm(g, rows: n, inner: m, matrix: w.down, bias: nil, into: o) }
+            gemm(g, rows: n, inner: m, matrix: w.down, bias: nil, into: o)
             // Residual and scatter back; bypassed rows stay as they are.
             for (i, t) in plan.active.enumerated() {
                 Kernels.add(x + i * d, o + i * d, count: d)

@@ -27,7 +27,7 @@ extension FastDecoder {
         }
         state.scoreRows.withUnsafeBufferPointer { xp in
             state.scoredKeys.withUnsafeMutableBufferPointer { kp in
-                do { gemm(xp.baseAddress!, rows: n, inner: d, matrix: w.k, bias: w.kBias, into: kp.baseAddress!) }
+                gemm(xp.baseAddress!, rows: n, inner: d, matrix: w.k, bias: w.kBias, into: kp.baseAddress!)
                 state.cosTable.withUnsafeMutableBufferPointer { ct in
                     state.sinTable.withUnsafeMutableBufferPointer { st in
                         fillRotations(r.keyPositions, cos: ct.baseAddress!, sin: st.baseAddress!)

@@ -52,7 +52,7 @@ public struct Matrix: Sendable, Equatable {
     public static func == (a: Matrix, b: Matrix) -> Bool {
         guard a.rows == b.rows, a.cols == b.cols else { return false }
         if a.bf16 == nil, b.bf16 == nil { return a.values == b.values }
-        return (0..<(a.rows * a.cols)).allSatisfy { i in a[i / max(a.cols, 1), i % max(a.cols, 1)] == b[i / max(b.cols, 1), i % max(b.cols, 1)] }
+        return (0..<a.rows).allSatisfy { a.row($0) == b.row($0) }
     }
 }
 

@@ -153,7 +153,7 @@ public struct RoutingSession: Sendable {
         if let problem = selection.problem(for: input) { throw RoutingError.badSelection(adapter: policy.name, layer: l, problem) }
         let scores = selection.scores
         var kept = selection.kept
-        var deferred = candidates.filter { !Set(kept).contains($0) }
+        var deferred = candidates.filter { [keptSet = Set(kept)] in !keptSet.contains($0) }
         if let forced = forcedKept[l] {
             let cell = Dictionary(uniqueKeysWithValues: llmCase.gridIndices.enumerated().map { ($1, $0) })
             let forcedLLM = forced.compactMap { cell[$0] }
@@ -161,7 +161,7 @@ public struct RoutingSession: Sendable {
                 throw RoutingError.badInput("\(policy.name): forced route at layer \(l) (\(forced.count) tokens) is not \(kept.count) of the candidates")
             }
             kept = forcedLLM.sorted()
-            deferred = candidates.filter { !Set(forcedLLM).contains($0) }
+            deferred = candidates.filter { [forcedSet = Set(forcedLLM)] in !forcedSet.contains($0) }
         }
         if policy.action == .delete { for j in deferred { alive[j] = false } }
         visualActive = kept
