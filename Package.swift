@@ -30,8 +30,10 @@ let package = Package(
         // Routing policies: scorers, schedules, actions, positions, Nüwa's vision stage,
         // the session that turns scores into decisions, and the budget calculator (SPEC.md §8).
         .target(name: "RerouteRouting", dependencies: ["RerouteModel"]),
+        // A 6×16 AVX2+FMA GEMM over weights packed once, for the few-row products of routed layers.
+        .target(name: "CRerouteKernels"),
         // The optimized decoder: Float32, OpenBLAS sgemm/sgemv, SIMD kernels (SPEC.md §10).
-        .target(name: "RerouteFast", dependencies: ["RerouteModel", "CBLAS"]),
+        .target(name: "RerouteFast", dependencies: ["RerouteModel", "CBLAS", "CRerouteKernels"]),
         // HDF5 traces: the schema (SPEC.md §9), reading and writing.
         .target(name: "RerouteTrace", dependencies: ["RerouteModel", "RerouteHDF5", "RerouteRouting"]),
         // Golden cases and traces, the comparison library, replay and the `verify` job.
@@ -49,11 +51,14 @@ let package = Package(
         .target(name: "DARTStyleAdapter", dependencies: ["RerouteRouting"], path: "Examples/DARTStyleAdapter/Sources/DARTStyleAdapter"),
         .executableTarget(name: "dart-style-conform", dependencies: ["DARTStyleAdapter", "RerouteConformance"],
                           path: "Examples/DARTStyleAdapter/Sources/dart-style-conform"),
+        // A counting allocator (forwards to glibc's) linked into `reroute` so bench and time can
+        // report heap allocations per run of every thread and library.
+        .target(name: "CRerouteAllocationCounter"),
         // The `reroute` command.
         .executableTarget(
             name: "RerouteCLI",
             dependencies: [
-                "RerouteVerify", "RerouteConformance", "RerouteModel", "RerouteReference", "RerouteFast", "RerouteRouting", "RerouteTrace",
+                "CRerouteAllocationCounter", "RerouteVerify", "RerouteConformance", "RerouteModel", "RerouteReference", "RerouteFast", "RerouteRouting", "RerouteTrace",
                 "RerouteHDF5", "CBLAS", "CHDF5",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
@@ -64,6 +69,8 @@ let package = Package(
                 "RerouteModel", "RerouteHDF5", "RerouteReference", "RerouteFast", "RerouteRouting", "RerouteTrace", "RerouteVerify",
                 "RerouteConformance", "DARTStyleAdapter",
                 "RerouteCLI",  // built so the end-to-end tests can run the `reroute` binary
+                "CRerouteAllocationCounter",  // per-thread allocation counts of the fast decoder
+                "CRerouteKernels",  // the packed-weight kernel against a Double product
                 .product(name: "PropertyBased", package: "swift-property-based"),
             ],
             exclude: ["Fixtures"]  // inputs read by path (fuzzer finds)

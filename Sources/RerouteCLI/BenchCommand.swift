@@ -21,10 +21,13 @@ struct BenchCommand: ParsableCommand {
                576 visual + 36 text tokens;
             3. dense prefill of a LLaVA-shaped model (random weights from a seed: d=2048, 16 heads,
                m=5632, --layers layers, 576 visual + 36 text tokens) as a fraction of the roofline;
-            4. every policy at tiers 192/128/64: prefill time / dense time next to the exact FLOPs
-               ratio of the budget calculator, and Reroute's time / its base method's;
-            5. greedy decode: tokens/s and weight-streaming GB/s against the memcpy bandwidth;
-            6. peak resident memory.
+            4. every policy at tiers 192/128/64, in --policy-rounds rounds (dense, then the tier's
+               policies, each Reroute variant right after its base): prefill time / dense time next
+               to the exact FLOPs ratio of the budget calculator, heap allocations per run, and
+               Reroute's time / its base method's (medians of per-round ratios);
+            5. greedy decode: tokens/s and weight-streaming GB/s against the streaming-read bandwidth;
+            6. peak resident memory and heap allocations per run (counted by the allocator linked
+               into this executable: every thread and library, preparation and prefill).
             Prefill time counts the decoder layers, scoring and the last-position logits; the
             input embedding (and Nüwa's vision-side stage) is timed apart.
             """)
@@ -32,9 +35,10 @@ struct BenchCommand: ParsableCommand {
     @Option(help: "Repetitions per measurement (median reported).") var repeats = 5
     @Option(help: "Worker threads of the fast decoder (default: all cores).") var threads: Int?
     @Option(help: "Layers of the LLaVA-shaped model (8: the 32-layer schedules remap to [1,2,4,6]).") var layers = 8
-    @Option(help: "Repetitions per policy in the policy table.") var policyRepeats = 3
+    @Option(help: "Rounds of the policy table (each: dense, then every policy of a tier).") var policyRounds = 7
     @Flag(help: "Fewer policies and repetitions (a smoke run).") var quick = false
     @Option(help: "Model folder of the small model for fast vs reference.") var smallModel = "golden/models/tiny-llama"
+    @Option(help: "Products with at most this many rows use the packed-weight kernel (0: OpenBLAS only).") var packedRowLimit = 128
 
     func run() throws {
         let reps = quick ? 2 : repeats
@@ -60,6 +64,23 @@ struct BenchCommand: ParsableCommand {
         print(String(format: "   sgemm at the model's projection shapes (n=%d): OpenBLAS with %d threads %.1f GFLOP/s, columns split over %d single-threaded calls %.1f GFLOP/s",
                      s, workers, native, workers, split))
         print(String(format: "   memcpy 256 MiB: %.1f GB/s (read + write); streaming read of 1 GiB: %.1f GB/s", bandwidth, readBandwidth))
+        // The row counts routed layers run at (36 text tokens + a tier's kept tokens); A B A B.
+        do {  // a scope, so the packed copy of the weights is freed before section 3 packs its own
+            let blasOnly = FastDecoder(weights: weights, options: .init(recordHiddenStates: false, threads: threads, packedRowLimit: 0))
+            let packedAll = FastDecoder(weights: weights, options: .init(recordHiddenStates: false, threads: threads, packedRowLimit: .max))
+            if packedAll.usesPackedWeights {
+                print("   one layer's projections at few rows, GFLOP/s (medians of \(reps); OpenBLAS split over the workers / packed-weight kernel):")
+                for rows in [47, 100, 128, 164, 228, 612] {
+                    var a: [Double] = [], b: [Double] = []
+                    for _ in 0..<reps {
+                        a.append(blasOnly.projectionThroughput(rows: rows, repeats: 1))
+                        b.append(packedAll.projectionThroughput(rows: rows, repeats: 1))
+                    }
+                    print(String(format: "     n=%3d: %6.1f / %6.1f  (packed / OpenBLAS %.2f)%@", rows, median(a), median(b), median(b) / median(a),
+                                 rows <= packedRowLimit ? "  ← packed used" : ""))
+                }
+            }
+        }
 
         // 2. Fast vs reference on small models.
         print("\n2. fast vs reference, dense prefill (interleaved)")
@@ -73,20 +94,24 @@ struct BenchCommand: ParsableCommand {
                                                                        decodeSteps: 0, seed: 12)),
         ]
         for (label, w, sc) in smallCases {
-            let ref = ReferenceDecoder(weights: w), f = FastDecoder(weights: w, options: .init(recordHiddenStates: false, threads: threads))
+            let ref = ReferenceDecoder(weights: w)
+            let f = FastDecoder(weights: w, options: .init(recordHiddenStates: false, threads: threads, packedRowLimit: packedRowLimit))
             var tr: [Double] = [], tf: [Double] = []
             for _ in 0..<(quick ? 1 : 2) {
                 tr.append(try prefill(ref, sc, .dense))
                 tf.append(try prefill(f, sc, .dense))
             }
-            print(String(format: "   %@: reference %.1f ms, fast %.2f ms: fast is %.0fx faster", label, median(tr) * 1e3, median(tf) * 1e3,
-                         median(tr) / median(tf)))
+            let flops = try BudgetCalculator.report(config: w.config, policy: .dense, textTokens: sc.sequenceLength - sc.visual.count,
+                                                    grid: sc.grid, bytesPerElement: 4).totalFlops
+            // The ratio is bounded by (fast GFLOP/s) / (reference GFLOP/s), so both are printed.
+            print(String(format: "   %@: reference %.1f ms (%.2f GFLOP/s), fast %.2f ms (%.1f GFLOP/s): fast is %.0fx faster", label,
+                         median(tr) * 1e3, flops / median(tr) / 1e9, median(tf) * 1e3, flops / median(tf) / 1e9, median(tr) / median(tf)))
         }
 
         // 3. Dense prefill on the LLaVA-shaped model.
-        let fast = FastDecoder(weights: weights, options: .init(recordHiddenStates: false, threads: threads))
+        let fast = FastDecoder(weights: weights, options: .init(recordHiddenStates: false, threads: threads, packedRowLimit: packedRowLimit))
         let denseFlops = try BudgetCalculator.report(config: c, policy: .dense, textTokens: 36, grid: bc.grid, bytesPerElement: 4).totalFlops
-        _ = try prefill(fast, bc, .dense)  // warm-up
+        let denseAllocations = try prefillCounting(fast, bc, .dense).allocations  // also the warm-up
         var td: [Double] = [], fractions: [Double] = []
         for _ in 0..<reps {
             // A B A B: roofline (the better of the two sgemm schemes), prefill, roofline, …
@@ -101,35 +126,47 @@ struct BenchCommand: ParsableCommand {
         print(String(format: "   %.1f ms, %.1f GFLOP (exact count), %.1f GFLOP/s = %.0f%% of the sgemm roofline (median of interleaved ratios)",
                      dense * 1e3, denseFlops / 1e9, denseFlops / dense / 1e9, 100 * median(fractions)))
 
-        // 4. Policies, interleaved with dense.
-        print("\n4. policies (prefill time / dense time, measured interleaved; FLOPs ratio from the budget calculator)")
-        print("   " + pad("policy", 22) + pad("avg_T", 8) + pad("time ratio", 11) + pad("FLOPs ratio", 12) + pad("difference", 11) + "vs base")
+        // 4. Policies, in rounds: each round runs dense, then each policy of the tier with its
+        // Reroute variant right after its base, so every ratio is of runs seconds apart.
+        print("\n4. policies (prefill time / dense time: median over \(quick ? 1 : policyRounds) rounds of adjacent runs; FLOPs ratio from the budget calculator)")
+        print("   FLOPs ratio: the budget's layers; + scoring: also each decision's scoring work (BudgetCalculator.scoringCosts)")
+        print("   " + pad("policy", 22) + pad("avg_T", 8) + pad("time ratio", 11) + pad("FLOPs ratio", 12) + pad("difference", 11)
+              + pad("+ scoring", 10) + pad("difference", 11) + pad("allocations", 12) + "vs base: time (median of adjacent pairs), FLOPs + scoring")
         let tiers: [Tier] = quick ? [.t192] : [.t192, .t128, .t64]
-        var ratiosByPolicy: [String: Double] = [:]
+        var allocationsByPolicy: [(String, Int)] = []
         for tier in tiers {
             let policies: [RoutingPolicy] = [.fastVRelease(tier: tier), .rerouteFastV(tier: tier), .pyramidDropRelease(tier: tier),
                                              .reroutePDrop(tier: tier), .nuwa(tier: tier), .rerouteNuwa(tier: tier)]
-            for p in policies {
-                var ratios: [Double] = []
-                var pt: [Double] = []
-                for _ in 0..<(quick ? 1 : policyRepeats) {
-                    let a = try prefill(fast, bc, .dense)
-                    let b = try prefill(fast, bc, p)
-                    ratios.append(b / a)
-                    pt.append(b)
+            var toDense = Array(repeating: [Double](), count: policies.count), toPrevious = toDense
+            var allocations = Array(repeating: [Int](), count: policies.count)
+            for _ in 0..<(quick ? 1 : policyRounds) {
+                let a = try prefill(fast, bc, .dense)
+                var previous = a
+                for (i, p) in policies.enumerated() {
+                    let (b, count) = try prefillCounting(fast, bc, p)
+                    toDense[i].append(b / a)
+                    toPrevious[i].append(b / previous)
+                    if let count { allocations[i].append(count) }
+                    previous = b
                 }
-                ratiosByPolicy[p.name] = median(ratios)
+            }
+            var withScoring: [Double] = []
+            for (i, p) in policies.enumerated() {
                 let budget = try BudgetCalculator.report(config: c, policy: p, textTokens: 36, grid: bc.grid, bytesPerElement: 4)
-                let flopsRatio = budget.totalFlops / denseFlops
+                let scoring = try BudgetCalculator.scoringCosts(config: c, policy: p, textTokens: 36, grid: bc.grid).map(\.flops).reduce(0, +)
+                let flopsRatio = budget.totalFlops / denseFlops, ratio = median(toDense[i])
+                withScoring.append((budget.totalFlops + scoring) / denseFlops)
+                // A Reroute variant follows its base in every round: the adjacent pair's ratio is drift-free.
                 var versus = ""
-                // Both ratios were measured against an adjacent dense run, so their quotient is drift-free.
-                var base: String?
-                if case .perLayer(let b) = p.budgetMatching { base = b }
-                if case .averageTokens(let b) = p.budgetMatching { base = b }
-                if let base, let rb = ratiosByPolicy[base] { versus = String(format: "%.3f x %@", median(ratios) / rb, base) }
+                if i % 2 == 1 {
+                    versus = String(format: "%.3f, %.3f x %@", median(toPrevious[i]), withScoring[i] / withScoring[i - 1], policies[i - 1].name)
+                }
+                let count = allocations[i].isEmpty ? "-" : String(allocations[i].sorted()[allocations[i].count / 2])
+                if let n = Int(count) { allocationsByPolicy.append((p.name, n)) }
                 print("   " + pad(p.name, 22) + pad(String(format: "%.1f", budget.averageVisualTokens), 8)
-                      + pad(String(format: "%.3f", median(ratios)), 11) + pad(String(format: "%.3f", flopsRatio), 12)
-                      + pad(String(format: "%+.3f", median(ratios) - flopsRatio), 11) + versus)
+                      + pad(String(format: "%.3f", ratio), 11) + pad(String(format: "%.3f", flopsRatio), 12)
+                      + pad(String(format: "%+.3f", ratio - flopsRatio), 11) + pad(String(format: "%.3f", withScoring[i]), 10)
+                      + pad(String(format: "%+.3f", ratio - withScoring[i]), 11) + pad(count, 12) + versus)
             }
         }
 
@@ -151,6 +188,18 @@ struct BenchCommand: ParsableCommand {
         var usage = rusage()
         getrusage(__rusage_who_t(RUSAGE_SELF.rawValue), &usage)
         print("\n6. peak resident memory: \(usage.ru_maxrss / 1024) MiB (model weights \(Int(weightBytes) / 1_048_576 + c.vocabSize * c.hiddenSize * 4 / 1_048_576) MiB)")
+        if let dense = denseAllocations {
+            print("   heap allocations per run (every thread and library; preparation and prefill): dense \(dense); policies \(allocationsByPolicy.map(\.1).min()!)–\(allocationsByPolicy.map(\.1).max()!) (column of table 4)")
+        } else {
+            print("   heap allocations: not counted (the counting allocator is not in effect on this platform)")
+        }
+    }
+
+    /// `prefill`'s seconds and the heap allocations of the whole run (preparation included).
+    func prefillCounting<D: TraceableDecoder>(_ d: D, _ c: PromptCase, _ p: RoutingPolicy) throws -> (seconds: Double, allocations: Int?) {
+        var seconds = 0.0
+        let (_, allocations) = try AllocationCounter.counting { seconds = try prefill(d, c, p) }
+        return (seconds, allocations)
     }
 
     /// Seconds of the LLM prefill: every layer, the scoring and the last-position logits. The

@@ -16,8 +16,10 @@ struct TimeCommand: ParsableCommand {
             Loads the model folder and the case (/inputs of an HDF5 file, or with --grid a random
             case of visual embeddings: LLaVA-1.5's 35 prefix tokens, the grid, 1 suffix token), runs
             --warmup prefills, then --repeats prefills per policy, interleaved across policies, and
-            prints one line per policy: name, median milliseconds, minimum milliseconds. Then the
-            peak resident memory of the process. --weights mapped-bf16 keeps BF16 matrices in the
+            prints one line per policy: name, median milliseconds, minimum milliseconds, median
+            heap allocations per run (preparation and prefill; every thread and library, counted by the allocator
+            linked into this executable; "-" where it cannot count). Then the peak resident
+            memory of the process. --weights mapped-bf16 keeps BF16 matrices in the
             memory-mapped checkpoint (real-size models in little memory; SPEC.md §10.2).
             Build with -c release.
             """)
@@ -55,19 +57,31 @@ struct TimeCommand: ParsableCommand {
             return p
         }
         let fast = FastDecoder(weights: weights, options: .init(recordHiddenStates: false, threads: threads))
-        func once(_ p: RoutingPolicy) throws -> Double {
-            let prepared = try RoutedPrefill.prepare(decoder: fast, case: c, policy: p)
-            let t0 = DispatchTime.now().uptimeNanoseconds
-            let (state, _) = try RoutedPrefill.execute(decoder: fast, prepared)
-            _ = fast.prefillOutputs(state).lastLogits
-            return Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e6
+        /// Milliseconds of one prefill (layers, scoring, logits) and the heap allocations of the
+        /// whole run (also the preparation: vision stage, session, `begin`'s buffers).
+        func once(_ p: RoutingPolicy) throws -> (ms: Double, allocations: Int?) {
+            var ms = 0.0
+            let (_, allocations) = try AllocationCounter.counting {
+                let prepared = try RoutedPrefill.prepare(decoder: fast, case: c, policy: p)
+                let t0 = DispatchTime.now().uptimeNanoseconds
+                let (state, _) = try RoutedPrefill.execute(decoder: fast, prepared)
+                _ = fast.prefillOutputs(state).lastLogits
+                ms = Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e6
+            }
+            return (ms, allocations)
         }
         for _ in 0..<warmup { _ = try once(ps[0]) }
-        var times = Array(repeating: [Double](), count: ps.count)
-        for _ in 0..<repeats { for (i, p) in ps.enumerated() { times[i].append(try once(p)) } }
+        var times = Array(repeating: [Double](), count: ps.count), counts = Array(repeating: [Int](), count: ps.count)
+        for _ in 0..<repeats {
+            for (i, p) in ps.enumerated() {
+                let (ms, allocations) = try once(p)
+                times[i].append(ms)
+                if let allocations { counts[i].append(allocations) }
+            }
+        }
         for (i, p) in ps.enumerated() {
-            let s = times[i].sorted()
-            print(String(format: "%@ %.1f %.1f", p.name, s[s.count / 2], s[0]))
+            let s = times[i].sorted(), a = counts[i].sorted()
+            print(String(format: "%@ %.1f %.1f %@", p.name, s[s.count / 2], s[0], a.isEmpty ? "-" : String(a[a.count / 2])))
         }
         var usage = rusage()
         getrusage(RUSAGE_SELF.rawValue, &usage)

@@ -1,4 +1,5 @@
 import CBLAS
+import CRerouteKernels
 import Foundation
 import RerouteModel
 
@@ -56,9 +57,31 @@ extension FastDecoder: TraceableDecoder {
     /// threading (README, Performance). f32 matrices go straight to sgemm; mapped bf16
     /// matrices are widened in tiles of about 4 MB (exact) per worker, each multiplied as it is
     /// widened, so no f32 copy of the matrix exists (SPEC.md §10.2).
-    func gemm(_ x: UnsafePointer<Float>, rows: Int, inner: Int, matrix w: Matrix, bias: [Float]?, into y: UnsafeMutablePointer<Float>) {
+    ///
+    /// With `packed` (and a workspace of `workers` parts) and at most `options.packedRowLimit`
+    /// rows, the packed-weight kernel computes the product instead, its 16-column panels split
+    /// over the workers.
+    func gemm(_ x: UnsafePointer<Float>, rows: Int, inner: Int, matrix w: Matrix, bias: [Float]?, into y: UnsafeMutablePointer<Float>,
+              packed: PackedWeight? = nil, workspace: UnsafeMutablePointer<Float>? = nil) {
         precondition(w.cols == inner)
         let out = w.rows
+        if let packed, let workspace, rows <= options.packedRowLimit {
+            precondition(packed.rows == out && packed.cols == inner)
+            let parts = packed.panels >= 8 * workers ? workers : 1
+            let chunk = (packed.panels + parts - 1) / parts
+            let (xa, ya, wsa) = (UInt(bitPattern: x), UInt(bitPattern: y), UInt(bitPattern: workspace))
+            packed.values.withUnsafeBufferPointer { pp in
+                let pa = UInt(bitPattern: pp.baseAddress!)
+                DispatchQueue.concurrentPerform(iterations: parts) { part in
+                    reroute_packed_gemm(Int32(rows), Int32(out), Int32(inner), UnsafePointer<Float>(bitPattern: xa),
+                                        UnsafePointer<Float>(bitPattern: pa), UnsafeMutablePointer<Float>(bitPattern: ya),
+                                        Int32(part * chunk), Int32(min(packed.panels, (part + 1) * chunk)),
+                                        UnsafeMutablePointer<Float>(bitPattern: wsa)! + part * PackedWeight.workspaceCount)
+                }
+            }
+            addBias(bias, rows: rows, out: out, into: y)
+            return
+        }
         let parts = out >= 128 * workers ? workers : 1
         let chunk = ((out + parts - 1) / parts + 15) / 16 * 16
         let tileRows = w.isMapped ? max(16, (1 << 20) / max(inner, 1)) : out
@@ -83,10 +106,13 @@ extension FastDecoder: TraceableDecoder {
                 }
             }
         }
-        if let bias {
-            bias.withUnsafeBufferPointer { b in
-                for r in 0..<rows { Kernels.add(y + r * out, b.baseAddress!, count: out) }
-            }
+        addBias(bias, rows: rows, out: out, into: y)
+    }
+
+    func addBias(_ bias: [Float]?, rows: Int, out: Int, into y: UnsafeMutablePointer<Float>) {
+        guard let bias else { return }
+        bias.withUnsafeBufferPointer { b in
+            for r in 0..<rows { Kernels.add(y + r * out, b.baseAddress!, count: out) }
         }
     }
 
@@ -136,17 +162,21 @@ extension FastDecoder: TraceableDecoder {
         state.values[l].withUnsafeMutableBufferPointer { VC in
         state.cosTable.withUnsafeMutableBufferPointer { CT in
         state.sinTable.withUnsafeMutableBufferPointer { ST in
+        state.packWorkspace.withUnsafeMutableBufferPointer { WS in
+            let pw = packed?[l], ws = WS.baseAddress!
             let h = H.baseAddress!, x = X.baseAddress!, xn = XN.baseAddress!, q = Q.baseAddress!, k = K.baseAddress!
             let v = V.baseAddress!, a = A.baseAddress!, o = O.baseAddress!, g = G.baseAddress!, u = U.baseAddress!, p = P.baseAddress!
-            // Gather the active rows, then the pre-attention norm.
-            for (i, t) in plan.active.enumerated() { Kernels.copy(x + i * d, h + t * d, count: d) }
+            // Gather the active rows, then the pre-attention norm. (Index loops: `enumerated()`
+            // allocates per element in debug builds, and the run is allocation-free per token.)
+            let active = plan.active
+            for i in 0..<n { Kernels.copy(x + i * d, h + active[i] * d, count: d) }
             w.inputNorm.withUnsafeBufferPointer { wn in
                 for i in 0..<n { Kernels.rmsNorm(x + i * d, wn.baseAddress!, xn + i * d, count: d, eps: eps) }
             }
             // Keys the decision's scoring already computed from the same input, weights and
             // positions are reused; otherwise k is projected here.
-            let reuse = state.scoredLayer == l && plan.active.enumerated().allSatisfy { state.scoredRows[$1]?.position == positions.column($0) }
-            projections(xn, rows: n, layer: w, q: q, k: reuse ? nil : k, v: v)
+            let reuse = state.scoredLayer == l && (0..<n).allSatisfy { state.scoredRows[active[$0]]?.position == positions.column($0) }
+            projections(xn, rows: n, layer: w, packed: pw, workspace: ws, q: q, k: reuse ? nil : k, v: v)
             let ct = CT.baseAddress!, stb = ST.baseAddress!, half = dh / 2
             fillRotations(positions, cos: ct, sin: stb)
             for i in 0..<n {
@@ -155,7 +185,7 @@ extension FastDecoder: TraceableDecoder {
             }
             if reuse {
                 state.scoredKeys.withUnsafeBufferPointer { sk in
-                    for (i, t) in plan.active.enumerated() { Kernels.copy(k + i * kvW, sk.baseAddress! + state.scoredRows[t]!.row * kvW, count: kvW) }
+                    for i in 0..<n { Kernels.copy(k + i * kvW, sk.baseAddress! + state.scoredRows[active[i]]!.row * kvW, count: kvW) }
                 }
             }
             Kernels.copy(KC.baseAddress!, k, count: n * kvW)
@@ -190,21 +220,21 @@ extension FastDecoder: TraceableDecoder {
             }
             }
             // h = x + W_o a; y = h + MLP(RMSNorm(h)).
-            gemm(a, rows: n, inner: qW, matrix: w.o, bias: nil, into: o)
+            gemm(a, rows: n, inner: qW, matrix: w.o, bias: nil, into: o, packed: pw?.o, workspace: ws)
             for i in 0..<n { Kernels.add(x + i * d, o + i * d, count: d) }
             w.postNorm.withUnsafeBufferPointer { wn in
                 for i in 0..<n { Kernels.rmsNorm(x + i * d, wn.baseAddress!, xn + i * d, count: d, eps: eps) }
             }
-            gemm(xn, rows: n, inner: d, matrix: w.gate, bias: nil, into: g)
-            gemm(xn, rows: n, inner: d, matrix: w.up, bias: nil, into: u)
+            gemm(xn, rows: n, inner: d, matrix: w.gate, bias: nil, into: g, packed: pw?.gate, workspace: ws)
+            gemm(xn, rows: n, inner: d, matrix: w.up, bias: nil, into: u, packed: pw?.up, workspace: ws)
             Kernels.swiGLU(g, u, count: n * m)
-            gemm(g, rows: n, inner: m, matrix: w.down, bias: nil, into: o)
+            gemm(g, rows: n, inner: m, matrix: w.down, bias: nil, into: o, packed: pw?.down, workspace: ws)
             // Residual and scatter back; bypassed rows stay as they are.
-            for (i, t) in plan.active.enumerated() {
+            for i in 0..<n {
                 Kernels.add(x + i * d, o + i * d, count: d)
-                Kernels.copy(h + t * d, x + i * d, count: d)
+                Kernels.copy(h + active[i] * d, x + i * d, count: d)
             }
-        } } } } } } } } } } } } } } }
+        } } } } } } } } } } } } } } } }
         st.kvCount[l] = n
         st.plans.append(plan)
         st.scoredLayer = -1
@@ -213,11 +243,12 @@ extension FastDecoder: TraceableDecoder {
     }
 
     /// q, k, v projections (with biases) of `rows` normalised rows.
-    func projections(_ xn: UnsafePointer<Float>, rows n: Int, layer w: LayerWeights, q: UnsafeMutablePointer<Float>,
+    func projections(_ xn: UnsafePointer<Float>, rows n: Int, layer w: LayerWeights, packed p: PackedLayer?,
+                     workspace: UnsafeMutablePointer<Float>, q: UnsafeMutablePointer<Float>,
                      k: UnsafeMutablePointer<Float>?, v: UnsafeMutablePointer<Float>) {
         let d = config.hiddenSize
-        gemm(xn, rows: n, inner: d, matrix: w.q, bias: w.qBias, into: q)
-        if let k { gemm(xn, rows: n, inner: d, matrix: w.k, bias: w.kBias, into: k) }
-        gemm(xn, rows: n, inner: d, matrix: w.v, bias: w.vBias, into: v)
+        gemm(xn, rows: n, inner: d, matrix: w.q, bias: w.qBias, into: q, packed: p?.q, workspace: workspace)
+        if let k { gemm(xn, rows: n, inner: d, matrix: w.k, bias: w.kBias, into: k, packed: p?.k, workspace: workspace) }
+        gemm(xn, rows: n, inner: d, matrix: w.v, bias: w.vBias, into: v, packed: p?.v, workspace: workspace)
     }
 }

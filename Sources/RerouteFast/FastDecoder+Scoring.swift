@@ -21,13 +21,16 @@ extension FastDecoder {
         input.withUnsafeBufferPointer { h in
             w.inputNorm.withUnsafeBufferPointer { wn in
                 state.scoreRows.withUnsafeMutableBufferPointer { xp in
-                    for (i, t) in r.keys.enumerated() { Kernels.rmsNorm(h.baseAddress! + t * d, wn.baseAddress!, xp.baseAddress! + i * d, count: d, eps: eps) }
+                    for i in 0..<n { Kernels.rmsNorm(h.baseAddress! + r.keys[i] * d, wn.baseAddress!, xp.baseAddress! + i * d, count: d, eps: eps) }
                 }
             }
         }
         state.scoreRows.withUnsafeBufferPointer { xp in
             state.scoredKeys.withUnsafeMutableBufferPointer { kp in
-                gemm(xp.baseAddress!, rows: n, inner: d, matrix: w.k, bias: w.kBias, into: kp.baseAddress!)
+                state.packWorkspace.withUnsafeMutableBufferPointer { ws in
+                    gemm(xp.baseAddress!, rows: n, inner: d, matrix: w.k, bias: w.kBias, into: kp.baseAddress!, packed: packed?[r.layer].k,
+                         workspace: ws.baseAddress!)
+                }
                 state.cosTable.withUnsafeMutableBufferPointer { ct in
                     state.sinTable.withUnsafeMutableBufferPointer { st in
                         fillRotations(r.keyPositions, cos: ct.baseAddress!, sin: st.baseAddress!)

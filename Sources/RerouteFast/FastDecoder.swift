@@ -1,4 +1,5 @@
 import CBLAS
+import CRerouteKernels
 import Foundation
 import RerouteModel
 
@@ -11,10 +12,18 @@ public struct FastDecoderOptions: Sendable {
     /// attention heads) are split over the workers, each calling single-threaded OpenBLAS,
     /// which is set to 1 thread so nothing oversubscribes (SPEC.md §10.2).
     public var threads: Int?
+    /// Layer products with at most this many rows use the packed-weight kernel of
+    /// `CRerouteKernels` instead of OpenBLAS (f32 weights on a CPU with AVX2 and FMA; the
+    /// weights are packed once, when the decoder is made, which doubles their memory).
+    /// OpenBLAS repacks the weights on every call, which at routed layers' row counts costs
+    /// about as much as the multiply; 128 is the measured crossover (README, Performance).
+    /// 0: OpenBLAS only.
+    public var packedRowLimit: Int
 
-    public init(recordHiddenStates: Bool = true, threads: Int? = nil) {
+    public init(recordHiddenStates: Bool = true, threads: Int? = nil, packedRowLimit: Int = 128) {
         self.recordHiddenStates = recordHiddenStates
         self.threads = threads
+        self.packedRowLimit = packedRowLimit
     }
 }
 
@@ -30,6 +39,10 @@ public struct FastDecoder: Sendable {
     let inverseFrequencies: [Double]
     /// The position axis each rotary frequency reads (`ModelConfig.ropeFrequencyAxes`).
     let frequencyAxes: [Int]
+    /// Every layer's projections packed for the few-row kernel; nil when it is not used.
+    let packed: [PackedLayer]?
+    /// Whether few-row products use the packed-weight kernel (see `packedRowLimit`).
+    public var usesPackedWeights: Bool { packed != nil }
 
     public init(weights: ModelWeights, options: FastDecoderOptions = FastDecoderOptions()) {
         self.weights = weights
@@ -40,6 +53,8 @@ public struct FastDecoder: Sendable {
         frequencyAxes = weights.config.ropeFrequencyAxes
         workers = max(1, options.threads ?? ProcessInfo.processInfo.activeProcessorCount)
         openblas_set_num_threads(1)
+        let packable = options.packedRowLimit > 0 && reroute_packed_gemm_supported() != 0 && !weights.layers.contains { $0.q.isMapped }
+        packed = packable ? weights.layers.map(PackedLayer.init) : nil
     }
 
     /// cos/sin of `position · f[k]`, computed in Double and rounded once (float32 angles
@@ -98,6 +113,8 @@ public final class FastState: @unchecked Sendable {
     var scoreRows: [Float]
     /// cos/sin of the current layer's positions, `[S, d_h/2]` each.
     var cosTable: [Float], sinTable: [Float]
+    /// Each worker's row-packing workspace for the packed-weight kernel.
+    var packWorkspace: [Float]
 
     init(sequenceLength s: Int, config c: ModelConfig, capacity: [Int], workers: Int) {
         sequenceLength = s
@@ -117,6 +134,7 @@ public final class FastState: @unchecked Sendable {
         scores = [Float](repeating: 0, count: workers * s * s)
         cosTable = [Float](repeating: 0, count: s * c.headDim / 2)
         sinTable = cosTable
+        packWorkspace = [Float](repeating: 0, count: workers * PackedWeight.workspaceCount)
         kvCapacity = capacity
         keys = capacity.map { [Float](repeating: 0, count: $0 * c.kvWidth) }
         values = keys

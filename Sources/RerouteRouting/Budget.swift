@@ -60,6 +60,21 @@ public struct BudgetReport: Sendable, Equatable, Codable {
     public var totalKVBytes: Int { layers.map(\.kvBytes).reduce(0, +) }
 }
 
+/// The scoring work of one routing decision (SPEC.md §8.13), beyond the layer's own budget.
+public struct ScoringCost: Sendable, Equatable {
+    /// The decision layer.
+    public var layer: Int
+    /// Keys in the scoring softmax (text + scored visual tokens).
+    public var keys: Int
+    /// Query rows that score.
+    public var queryRows: Int
+    /// Keys whose K projection is extra: all keys when the attention is the previous layer's,
+    /// else the keys the decision layer does not process itself (it reuses the others).
+    public var extraKeys: Int
+    /// `2·d·H_kv·d_h·extraKeys + queryRows·(2·d·H·d_h + 2·H·d_h·keys)`.
+    public var flops: Double
+}
+
 public enum BudgetCalculator {
     /// Budget of `policy` on `config` for `textTokens` text tokens and an image `grid`.
     /// Scoring work at decision layers is not part of the budget (it is the same order as one
@@ -88,5 +103,33 @@ public enum BudgetCalculator {
         }
         return BudgetReport(policy: policy.name, layers: layers, imageTokens: n, llmVisualTokens: llmN,
                             matching: policy.budgetMatching, bytesPerElement: bytesPerElement)
+    }
+
+    /// The scoring work of each decision of `policy` (not part of `report`'s budget): the
+    /// keys are the text and the previous layer's visual tokens (softmax over the active
+    /// tokens, or over all tokens under deletion), or every LLM visual token under routing
+    /// with the softmax over all tokens (deferred tokens are scored from their stale state).
+    public static func scoringCosts(config c: ModelConfig, policy: RoutingPolicy, textTokens: Int, grid: ImageGrid) throws -> [ScoringCost] {
+        let n = grid.count
+        var llmN = n
+        if let stage = policy.visionStage {
+            llmN = min(stage.proposalCount(grid: grid), stage.countRule.count(of: n, ratio: stage.keepRatio))
+        }
+        let schedule = try policy.schedule(layers: c.layers, originalN: n, llmN: llmN)
+        let visual = schedule.visualCounts(n: llmN, layers: c.layers)
+        let d = Double(c.hiddenSize), q = Double(c.queryWidth), kv = Double(c.kvWidth)
+        return schedule.decisionLayers.map { l in
+            var scored = visual[l - 1]
+            if case .route = policy.action, policy.scorer.domain == .allTokens, policy.scorer.attention == .decisionLayerInput { scored = llmN }
+            let keys = textTokens + scored
+            let rows: Int
+            switch policy.scorer.query {
+            case .lastToken, .lastInstructionToken: rows = 1
+            case .lastRows(let k): rows = min(k, keys)
+            }
+            let extra = policy.scorer.attention == .producedByPreviousLayer ? keys : keys - (textTokens + visual[l])
+            let flops = 2 * d * kv * Double(extra) + Double(rows) * (2 * d * q + 2 * q * Double(keys))
+            return ScoringCost(layer: l, keys: keys, queryRows: rows, extraKeys: extra, flops: flops)
+        }
     }
 }

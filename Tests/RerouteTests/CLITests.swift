@@ -212,4 +212,19 @@ import Testing
         #expect(three.err.contains("on 3 job(s)"))
         #expect(try run(["verify", "--jobs", "0"]).status == 2)
     }
+
+    /// `reroute time` reports each policy's heap allocations per run, counted by the allocator
+    /// linked into the binary (so also those of the Swift runtime and OpenBLAS): positive, and
+    /// more for Reroute (its decisions' scores and routes) than for dense.
+    @Test func timeReportsAllocationsPerRun() throws {
+        let r = try run(["time", "--model", Repo.model("tiny-llama").path, "--grid", "3x3", "--policy", "dense",
+                         "--policy", "reroute-fastv-192", "--repeats", "2", "--warmup", "1", "--threads", "1"])
+        #expect(r.status == 0, "\(r.out)\(r.err)")
+        let rows = r.out.split(separator: "\n").map { $0.split(separator: " ").map(String.init) }
+        try #require(rows.count == 2 && rows.allSatisfy { $0.count == 4 }, "\(r.out)")
+        let allocations = rows.map { Int($0[3]) }
+        #expect(allocations.allSatisfy { ($0 ?? 0) > 0 }, "\(r.out)")
+        #expect((allocations[0] ?? 0) < (allocations[1] ?? 0), "\(r.out)")
+        #expect(r.err.contains("peak resident memory"))
+    }
 }

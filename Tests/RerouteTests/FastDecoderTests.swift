@@ -1,3 +1,5 @@
+import CRerouteAllocationCounter
+import CRerouteKernels
 import Foundation
 import PropertyBased
 import RerouteFast
@@ -126,6 +128,94 @@ import Testing
                 #expect(state.kvAllocatedBytes == budget.totalKVBytes + decodeSlots, "\(policy.name), \(steps) steps")
             }
         }
+    }
+}
+
+/// The packed-weight kernel (`CRerouteKernels`) against a Double product, on shapes that cut
+/// every block edge: rows around the 6-row tile and the 132-row block, outputs around the
+/// 16-column panel, inputs around the 256-long k block.
+@Suite struct PackedKernelTests {
+    @Test(.enabled(if: reroute_packed_gemm_supported() != 0, "needs AVX2 and FMA"),
+          arguments: [(1, 1, 1), (5, 15, 7), (6, 16, 256), (7, 17, 257), (13, 40, 600), (128, 33, 255), (133, 48, 513), (270, 20, 64)])
+    func matchesDoubleProduct(rows: Int, out: Int, inner: Int) {
+        var rng = SplitMix64(seed: UInt64(rows * 1_000_003 + out * 1009 + inner))
+        func random() -> Float { Float(Double(rng.next() % 2_000_001) / 1_000_000 - 1) }
+        let x = (0..<(rows * inner)).map { _ in random() }, w = (0..<(out * inner)).map { _ in random() }
+        var packed = [Float](repeating: .nan, count: reroute_packed_count(Int32(out), Int32(inner)))
+        reroute_pack_weights(w, Int32(out), Int32(inner), &packed)
+        let panels = (out + 15) / 16
+        var workspace = [Float](repeating: .nan, count: Int(REROUTE_PACK_MC) * Int(REROUTE_PACK_KC))
+        // All panels at once, and one panel per call (as a split over workers would).
+        var whole = [Float](repeating: .nan, count: rows * out), split = whole
+        reroute_packed_gemm(Int32(rows), Int32(out), Int32(inner), x, packed, &whole, 0, Int32(panels), &workspace)
+        for p in 0..<panels { reroute_packed_gemm(Int32(rows), Int32(out), Int32(inner), x, packed, &split, Int32(p), Int32(p + 1), &workspace) }
+        #expect(whole.map(\.bitPattern) == split.map(\.bitPattern), "the result depends on the panel split")
+        var worst = 0.0
+        for i in 0..<rows {
+            for o in 0..<out {
+                var exact = 0.0, magnitude = 0.0
+                for k in 0..<inner {
+                    exact += Double(x[i * inner + k]) * Double(w[o * inner + k])
+                    magnitude += abs(Double(x[i * inner + k]) * Double(w[o * inner + k]))
+                }
+                // Float accumulation: |error| ≤ inner · 2^-24 · Σ|x w| (a loose, standard bound).
+                worst = max(worst, abs(Double(whole[i * out + o]) - exact) / (Double(inner) * 0x1p-24 * magnitude + 1e-30))
+            }
+        }
+        #expect(worst <= 1, "error \(worst) × the bound")
+    }
+
+    /// Packed and OpenBLAS-only runs of the fast decoder agree within the decoder tolerance,
+    /// and the packed path is taken (the runs are not bitwise equal).
+    @Test(.enabled(if: reroute_packed_gemm_supported() != 0, "needs AVX2 and FMA"))
+    func packedAndOpenBLASRunsAgree() throws {
+        let w = try ModelWeights.load(directory: Repo.model("tiny-qwen2"))
+        let c = GoldenTraces.traceCase(for: w, model: "tiny-qwen2")
+        let runs = try [128, 0].map { limit in
+            try TraceRecorder.record(decoder: FastDecoder(weights: w, options: .init(packedRowLimit: limit)), model: "tiny-qwen2", case: c,
+                                     policy: .rerouteFastV(tier: .t128), seed: 0)
+        }
+        let diff = diffTraces(expected: runs[1], actual: runs[0], options: .fastVsReference(w.config))
+        #expect(diff.passed, "\(diff.render())")
+        #expect(runs[0].lastLogits.map(\.bitPattern) != runs[1].lastLogits.map(\.bitPattern))
+    }
+}
+
+/// Buffers are allocated once per run (in `begin`), never per token: with the thread's own
+/// allocation counter (the forwarding allocator linked into the tests and `reroute`), a
+/// layer, `begin` and the outputs allocate the same number of times at 45 and at 180 tokens.
+@Suite struct FastDecoderAllocationTests {
+    struct Counts: Equatable, CustomStringConvertible {
+        var begin = 0, layers: [Int] = [], outputs = 0
+        var description: String { "begin \(begin), layers \(layers), outputs \(outputs)" }
+    }
+
+    static func count(_ w: ModelWeights, grid: Int) throws -> Counts {
+        let c = RandomModel.promptCase(w.config, grid: ImageGrid(rows: grid, cols: grid), prefix: 35, suffix: 1, decodeSteps: 0, seed: 7)
+        // One worker: the whole run is on this thread, so its counter sees every allocation.
+        let fast = FastDecoder(weights: w, options: .init(recordHiddenStates: false, threads: 1))
+        let plan = ExecutionPlan.dense(layers: w.config.layers, case: c)
+        var counts = Counts()
+        reroute_thread_allocations_start()
+        var state = try fast.begin(c, kvCapacity: nil)
+        counts.begin = reroute_thread_allocations_stop()
+        for l in 0..<w.config.layers {
+            reroute_thread_allocations_start()
+            fast.run(layer: l, plan: plan.layers[l], state: &state)
+            counts.layers.append(reroute_thread_allocations_stop())
+        }
+        reroute_thread_allocations_start()
+        _ = fast.prefillOutputs(state).lastLogits
+        counts.outputs = reroute_thread_allocations_stop()
+        return counts
+    }
+
+    @Test func allocationsDoNotGrowWithTokens() throws {
+        let w = try ModelWeights.load(directory: Repo.model("tiny-llama"))
+        _ = try Self.count(w, grid: 2)  // first-use caches of the runtime and OpenBLAS
+        let small = try Self.count(w, grid: 3), large = try Self.count(w, grid: 12)
+        #expect(small.layers.allSatisfy { $0 > 0 }, "the counting allocator is not in effect: \(small)")
+        #expect(small == large, "45 tokens: \(small); 180 tokens: \(large)")
     }
 }
 

@@ -1,6 +1,8 @@
 import Foundation
 import RerouteModel
+import RerouteFast
 import RerouteRouting
+import RerouteVerify
 import Testing
 
 /// Counts, remapping and budgets against the numbers published by the methods.
@@ -113,6 +115,53 @@ import Testing
                 let report = try BudgetCalculator.report(config: w.config, policy: policy, textTokens: 5, grid: c.grid)
                 #expect(report.llmVisualTokens == llm.visual.count, "\(rows)x\(cols) \(tier)")
             }
+        }
+    }
+}
+
+/// The budget calculator's scoring costs against the score requests a routed prefill
+/// really makes: per decision, the keys, the query rows and the keys the decision layer
+/// does not process itself, for every catalog policy.
+@Suite struct ScoringCostTests {
+    /// Forwards to a decoder and logs each score request and each layer's active count.
+    struct Recording<D: LayerwiseDecoder>: LayerwiseDecoder {
+        final class Log { var requests: [ScoreRequest] = []; var active: [Int] = [] }
+        let base: D
+        let log = Log()
+        var config: ModelConfig { base.config }
+        func begin(_ c: PromptCase, kvCapacity: [Int]?) throws -> D.State { try base.begin(c, kvCapacity: kvCapacity) }
+        func run(layer: Int, plan: LayerPlan, state: inout D.State) {
+            log.active.append(plan.active.count)
+            base.run(layer: layer, plan: plan, state: &state)
+        }
+        func attentionProbabilities(_ request: ScoreRequest, state: D.State) -> [[[Double]]] {
+            log.requests.append(request)
+            return base.attentionProbabilities(request, state: state)
+        }
+        func hiddenStates(entering layer: Int, rows: [Int], state: D.State) -> [[Double]] {
+            base.hiddenStates(entering: layer, rows: rows, state: state)
+        }
+    }
+
+    @Test(arguments: PolicyCatalog.names.filter { $0 != "dense" })
+    func calculatorMatchesTheRequests(policy name: String) throws {
+        let policy = try #require(PolicyCatalog.named(name))
+        let config = ModelConfig(family: .llama, hiddenSize: 32, layers: 8, heads: 4, kvHeads: 2, intermediateSize: 48, rmsNormEps: 1e-5,
+                                 ropeTheta: 10000, vocabSize: 50, tieWordEmbeddings: false)
+        let weights = RandomModel.weights(config, visionDim: 8, seed: 3)
+        var c = RandomModel.promptCase(config, grid: ImageGrid(rows: 6, cols: 6), prefix: 5, suffix: 2, decodeSteps: 0, seed: 4)
+        var rng = SplitMix64(seed: 5)
+        // Features through the projector, so Nüwa's vision-side stage can run.
+        c.visual = .features(Matrix(rows: 36, cols: 8, values: (0..<(36 * 8)).map { _ in Float(Double(rng.next() % 2001) / 1000 - 1) }))
+        let decoder = Recording(base: FastDecoder(weights: weights))
+        _ = try RoutedPrefill.run(decoder: decoder, case: c, policy: policy)
+        let costs = try BudgetCalculator.scoringCosts(config: config, policy: policy, textTokens: 7, grid: c.grid)
+        let requests = decoder.log.requests
+        try #require(costs.count == requests.count, "\(costs.count) costs, \(requests.count) requests")
+        for (cost, request) in zip(costs, requests) {
+            #expect(cost.keys == request.keys.count && cost.queryRows == request.queryRows.count, "layer \(cost.layer): \(cost)")
+            let own = request.layer == cost.layer ? decoder.log.active[cost.layer] : 0
+            #expect(cost.extraKeys == request.keys.count - own, "layer \(cost.layer): \(cost)")
         }
     }
 }

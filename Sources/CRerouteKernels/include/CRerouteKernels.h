@@ -1,0 +1,40 @@
+#ifndef REROUTE_KERNELS_H
+#define REROUTE_KERNELS_H
+
+#include <stddef.h>
+
+/// A GEMM for few rows against pre-packed weights (SPEC.md §10.2).
+///
+/// OpenBLAS packs both operands on every call; with few rows (routed layers keep 40-130
+/// tokens) repacking the weight matrix costs about as much as the multiply. Here the weights
+/// are packed once, when the decoder is made, and only the rows are packed per call.
+///
+/// Layout of a packed W [N outputs, K inputs]: K is cut into blocks of
+/// `REROUTE_PACK_KC` (the last may be shorter); within a block, outputs are cut into panels
+/// of 16 (the last zero-padded), each stored k-major: element (o, k) of block b, panel p is
+/// at `b·KC·P·16 + p·kc_b·16 + (k − b·KC)·16 + (o − 16p)` where P = ceil(N/16) and kc_b is
+/// the block's length. Every output element is accumulated in the same order (k ascending,
+/// one FMA per k, block partial sums added in block order) whatever the panel split, so
+/// results do not depend on the thread count.
+
+#define REROUTE_PACK_KC 256
+#define REROUTE_PACK_PANEL 16
+/// Rows of X packed at a time: the workspace holds `REROUTE_PACK_MC · REROUTE_PACK_KC` floats.
+#define REROUTE_PACK_MC 132
+
+/// Whether this CPU has AVX2 and FMA (the kernel needs both).
+int reroute_packed_gemm_supported(void);
+
+/// Floats of the packed form of an N×K matrix: ceil(N/16)·16·K.
+size_t reroute_packed_count(int n_out, int k_in);
+
+/// Packs row-major `w` [n_out, k_in] into `out` (reroute_packed_count floats).
+void reroute_pack_weights(const float *w, int n_out, int k_in, float *out);
+
+/// C[:, 16·p0 ..< min(N, 16·p1)] = X · Wᵀ for panels p0 ..< p1, with X [rows, K] row-major
+/// (row stride K) and C [rows, N] row-major (row stride N). `workspace` holds
+/// REROUTE_PACK_MC · REROUTE_PACK_KC floats, one per concurrent caller.
+void reroute_packed_gemm(int rows, int n_out, int k_in, const float *x, const float *packed, float *c, int p0, int p1,
+                         float *workspace);
+
+#endif

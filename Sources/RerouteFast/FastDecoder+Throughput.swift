@@ -1,0 +1,36 @@
+import Foundation
+import RerouteModel
+
+extension FastDecoder {
+    /// GFLOP/s of one layer's seven projection products at `rows` rows through this decoder's
+    /// own product (the packed-weight kernel up to `options.packedRowLimit` rows, else OpenBLAS
+    /// split over the workers): `2 · rows · Σ out·in` FLOPs over the median of `repeats`
+    /// timings (after one untimed run). For `reroute bench`; the inputs are constant.
+    public func projectionThroughput(layer l: Int = 0, rows: Int, repeats: Int) -> Double {
+        let w = weights.layers[l], p = packed?[l]
+        let products: [(Matrix, PackedWeight?)] = [(w.q, p?.q), (w.k, p?.k), (w.v, p?.v), (w.o, p?.o), (w.gate, p?.gate), (w.up, p?.up),
+                                                   (w.down, p?.down)]
+        let maxIn = products.map(\.0.cols).max()!, maxOut = products.map(\.0.rows).max()!
+        let x = [Float](repeating: 0.01, count: rows * maxIn)
+        var y = [Float](repeating: 0, count: rows * maxOut)
+        var workspace = [Float](repeating: 0, count: workers * PackedWeight.workspaceCount)
+        let flops = products.map { 2.0 * Double(rows * $0.0.rows * $0.0.cols) }.reduce(0, +)
+        var times: [Double] = []
+        for _ in 0..<(repeats + 1) {
+            let t0 = DispatchTime.now().uptimeNanoseconds
+            x.withUnsafeBufferPointer { xp in
+                y.withUnsafeMutableBufferPointer { yp in
+                    workspace.withUnsafeMutableBufferPointer { ws in
+                        for (m, pm) in products {
+                            gemm(xp.baseAddress!, rows: rows, inner: m.cols, matrix: m, bias: nil, into: yp.baseAddress!, packed: pm,
+                                 workspace: ws.baseAddress!)
+                        }
+                    }
+                }
+            }
+            times.append(Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e9)
+        }
+        let timed = times.dropFirst().sorted()
+        return flops / timed[timed.count / 2] / 1e9
+    }
+}
