@@ -15,7 +15,8 @@ struct BenchCommand: ParsableCommand {
             Build with -c release. Everything is measured in one run, and ratios are measured
             interleaved (A B A B) because the machine's speed drifts. Reports medians of --repeats.
             1. machine: cblas_sgemm GFLOP/s at the benchmark model's projection shapes (the practical
-               roofline) and memcpy bandwidth;
+               roofline), memcpy and streaming-read bandwidth, and one layer's projections at the
+               routed layers' row counts through OpenBLAS and through the packed-weight kernel;
             2. fast vs reference prefill on two small models: the tiny LLaMA (golden/models/tiny-llama,
                d=64, call overhead dominates) and a random d=512, 8 heads, m=1408, 2 layers model on
                576 visual + 36 text tokens;
@@ -25,6 +26,9 @@ struct BenchCommand: ParsableCommand {
                policies, each Reroute variant right after its base): prefill time / dense time next
                to the exact FLOPs ratio of the budget calculator, heap allocations per run, and
                Reroute's time / its base method's (medians of per-round ratios);
+            4b. Reroute / its base method at LLaVA's depth: a 32-layer model with LLaVA's m/d and
+               head dim (d=1024), the release schedules unremapped, adjacent pairs (--no-deep-pairs
+               skips it);
             5. greedy decode: tokens/s and weight-streaming GB/s against the streaming-read bandwidth;
             6. peak resident memory and heap allocations per run (counted by the allocator linked
                into this executable: every thread and library, preparation and prefill).
@@ -37,6 +41,7 @@ struct BenchCommand: ParsableCommand {
     @Option(help: "Layers of the LLaVA-shaped model (8: the 32-layer schedules remap to [1,2,4,6]).") var layers = 8
     @Option(help: "Rounds of the policy table (each: dense, then every policy of a tier).") var policyRounds = 7
     @Flag(help: "Fewer policies and repetitions (a smoke run).") var quick = false
+    @Flag(inversion: .prefixedNo, help: "Section 4b: Reroute vs base on a 32-layer model (about 3 minutes).") var deepPairs = true
     @Option(help: "Model folder of the small model for fast vs reference.") var smallModel = "golden/models/tiny-llama"
     @Option(help: "Products with at most this many rows use the packed-weight kernel (0: OpenBLAS only).") var packedRowLimit = 128
 
@@ -131,13 +136,14 @@ struct BenchCommand: ParsableCommand {
         print("\n4. policies (prefill time / dense time: median over \(quick ? 1 : policyRounds) rounds of adjacent runs; FLOPs ratio from the budget calculator)")
         print("   FLOPs ratio: the budget's layers; + scoring: also each decision's scoring work (BudgetCalculator.scoringCosts)")
         print("   " + pad("policy", 22) + pad("avg_T", 8) + pad("time ratio", 11) + pad("FLOPs ratio", 12) + pad("difference", 11)
-              + pad("+ scoring", 10) + pad("difference", 11) + pad("allocations", 12) + "vs base: time (median of adjacent pairs), FLOPs + scoring")
+              + pad("+ scoring", 10) + pad("difference", 11) + pad("allocations", 12)
+              + "vs base: time (median of adjacent pairs; fastest run / fastest run), FLOPs + scoring")
         let tiers: [Tier] = quick ? [.t192] : [.t192, .t128, .t64]
         var allocationsByPolicy: [(String, Int)] = []
         for tier in tiers {
             let policies: [RoutingPolicy] = [.fastVRelease(tier: tier), .rerouteFastV(tier: tier), .pyramidDropRelease(tier: tier),
                                              .reroutePDrop(tier: tier), .nuwa(tier: tier), .rerouteNuwa(tier: tier)]
-            var toDense = Array(repeating: [Double](), count: policies.count), toPrevious = toDense
+            var toDense = Array(repeating: [Double](), count: policies.count), toPrevious = toDense, seconds = toDense
             var allocations = Array(repeating: [Int](), count: policies.count)
             for _ in 0..<(quick ? 1 : policyRounds) {
                 let a = try prefill(fast, bc, .dense)
@@ -146,6 +152,7 @@ struct BenchCommand: ParsableCommand {
                     let (b, count) = try prefillCounting(fast, bc, p)
                     toDense[i].append(b / a)
                     toPrevious[i].append(b / previous)
+                    seconds[i].append(b)
                     if let count { allocations[i].append(count) }
                     previous = b
                 }
@@ -159,7 +166,8 @@ struct BenchCommand: ParsableCommand {
                 // A Reroute variant follows its base in every round: the adjacent pair's ratio is drift-free.
                 var versus = ""
                 if i % 2 == 1 {
-                    versus = String(format: "%.3f, %.3f x %@", median(toPrevious[i]), withScoring[i] / withScoring[i - 1], policies[i - 1].name)
+                    versus = String(format: "%.3f (fastest runs %.3f), %.3f x %@", median(toPrevious[i]), seconds[i].min()! / seconds[i - 1].min()!,
+                                    withScoring[i] / withScoring[i - 1], policies[i - 1].name)
                 }
                 let count = allocations[i].isEmpty ? "-" : String(allocations[i].sorted()[allocations[i].count / 2])
                 if let n = Int(count) { allocationsByPolicy.append((p.name, n)) }
@@ -170,24 +178,69 @@ struct BenchCommand: ParsableCommand {
             }
         }
 
-        // 5. Decode.
-        var state = try RoutedPrefill.run(decoder: fast, case: bc, policy: .dense).state
-        let steps = bc.decodeSteps
-        let t0 = DispatchTime.now().uptimeNanoseconds
-        _ = fast.greedyDecode(&state, steps: steps)
-        let decodeTime = Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e9
-        let tokensPerSecond = Double(steps - 1) / decodeTime
-        let weightBytes = Double(c.layers * (2 * c.hiddenSize * c.queryWidth + 2 * c.hiddenSize * c.kvWidth + 3 * c.hiddenSize * c.intermediateSize)
-                                 + c.vocabSize * c.hiddenSize) * 4
-        let gbs = weightBytes * tokensPerSecond / 1e9
-        print("\n5. greedy decode (dense cache, \(steps - 1) tokens)")
-        print(String(format: "   %.1f tokens/s; %.0f MB of weights per token: %.1f GB/s = %.0f%% of the streaming-read bandwidth",
-                     tokensPerSecond, weightBytes / 1e6, gbs, 100 * gbs / readBandwidth))
-
-        // 6. Memory.
         var usage = rusage()
         getrusage(__rusage_who_t(RUSAGE_SELF.rawValue), &usage)
-        print("\n6. peak resident memory: \(usage.ru_maxrss / 1024) MiB (model weights \(Int(weightBytes) / 1_048_576 + c.vocabSize * c.hiddenSize * 4 / 1_048_576) MiB)")
+        let peakBeforeDeep = usage.ru_maxrss / 1024
+
+        // 4b. Reroute against its base at LLaVA's own depth: the scoring of each extra decision
+        // weighs 4x less per layer on 32 layers than on 8, and with m/d and d_h as LLaVA's the
+        // proportions of its work are LLaVA-1.5-7B's.
+        if !quick && deepPairs {
+            let c32 = ModelConfig(family: .llama, hiddenSize: 1024, layers: 32, heads: 8, kvHeads: 8, intermediateSize: 2816,
+                                  rmsNormEps: 1e-5, ropeTheta: 10000, vocabSize: 32000, tieWordEmbeddings: false)
+            progress("generating the 32-layer model…")
+            let deep = FastDecoder(weights: RandomModel.weights(c32, seed: 9),
+                                   options: .init(recordHiddenStates: false, threads: threads, packedRowLimit: packedRowLimit))
+            let dc = RandomModel.promptCase(c32, grid: ImageGrid(rows: 24, cols: 24), prefix: 35, suffix: 1, decodeSteps: 0, seed: 10)
+            let pairs: [(RoutingPolicy, RoutingPolicy)] = [Tier.t192, .t128, .t64].flatMap { t in
+                [(RoutingPolicy.fastVRelease(tier: t), RoutingPolicy.rerouteFastV(tier: t)), (.pyramidDropRelease(tier: t), .reroutePDrop(tier: t))]
+            }
+            _ = try prefill(deep, dc, .dense)  // warm-up
+            var ratios = Array(repeating: [Double](), count: pairs.count), fastest = Array(repeating: (Double.infinity, Double.infinity), count: pairs.count)
+            for _ in 0..<policyRounds {
+                for (i, (base, reroute)) in pairs.enumerated() {
+                    let a = try prefill(deep, dc, base), b = try prefill(deep, dc, reroute)
+                    ratios[i].append(b / a)
+                    fastest[i] = (min(fastest[i].0, a), min(fastest[i].1, b))
+                }
+            }
+            print("\n4b. Reroute / its base on a 32-layer model (d=1024, H=8, d_h=128, m=2816, S=612; the release schedules, not remapped;")
+            print("    median over \(policyRounds) adjacent pairs; FLOPs + scoring from the budget calculator)")
+            for (i, (base, reroute)) in pairs.enumerated() {
+                func cost(_ p: RoutingPolicy) throws -> Double {
+                    try BudgetCalculator.report(config: c32, policy: p, textTokens: 36, grid: dc.grid, bytesPerElement: 4).totalFlops
+                        + BudgetCalculator.scoringCosts(config: c32, policy: p, textTokens: 36, grid: dc.grid).map(\.flops).reduce(0, +)
+                }
+                print(String(format: "   %@ / %@: time %.3f (pairs range %.3f–%.3f; fastest run / fastest run %.3f), FLOPs + scoring %.3f",
+                             reroute.name, base.name, median(ratios[i]), ratios[i].min()!, ratios[i].max()!, fastest[i].1 / fastest[i].0,
+                             try cost(reroute) / cost(base)))
+            }
+        }
+
+        // 5. Decode, interleaved with the streaming-read bandwidth (A B A B).
+        let steps = bc.decodeSteps
+        let weightBytes = Double(c.layers * (2 * c.hiddenSize * c.queryWidth + 2 * c.hiddenSize * c.kvWidth + 3 * c.hiddenSize * c.intermediateSize)
+                                 + c.vocabSize * c.hiddenSize) * 4
+        var tokenRates: [Double] = [], fractionsOfBandwidth: [Double] = []
+        for _ in 0..<(quick ? 1 : 3) {
+            let bandwidthNow = self.readBandwidth(repeats: 1)
+            var state = try RoutedPrefill.run(decoder: fast, case: bc, policy: .dense).state
+            let t0 = DispatchTime.now().uptimeNanoseconds
+            _ = fast.greedyDecode(&state, steps: steps)
+            let rate = Double(steps - 1) / (Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e9)
+            tokenRates.append(rate)
+            fractionsOfBandwidth.append(weightBytes * rate / 1e9 / bandwidthNow)
+        }
+        let tokensPerSecond = median(tokenRates)
+        print("\n5. greedy decode (dense cache, \(steps - 1) tokens; medians of \(tokenRates.count), each next to a streaming-read measurement)")
+        print(String(format: "   %.1f tokens/s; %.0f MB of weights per token: %.1f GB/s = %.0f%% of the streaming-read bandwidth",
+                     tokensPerSecond, weightBytes / 1e6, weightBytes * tokensPerSecond / 1e9, 100 * median(fractionsOfBandwidth)))
+
+        // 6. Memory.
+        getrusage(__rusage_who_t(RUSAGE_SELF.rawValue), &usage)
+        let modelMiB = Int(weightBytes) / 1_048_576 + c.vocabSize * c.hiddenSize * 4 / 1_048_576
+        print("\n6. peak resident memory, sections 1-4: \(peakBeforeDeep) MiB (the LLaVA-shaped model's f32 weights \(modelMiB) MiB, its layers packed again"
+              + " for the few-row kernel); whole run: \(usage.ru_maxrss / 1024) MiB")
         if let dense = denseAllocations {
             print("   heap allocations per run (every thread and library; preparation and prefill): dense \(dense); policies \(allocationsByPolicy.map(\.1).min()!)–\(allocationsByPolicy.map(\.1).max()!) (column of table 4)")
         } else {

@@ -13,7 +13,9 @@ struct BudgetCommand: ParsableCommand {
             visual tokens per layer; FLOPs exact for this architecture (GQA, causal attention,
             multiply-add = 2); MACs in the FastV-paper (n = all tokens, 2ndm) and PDrop-paper
             (n = image tokens, 3ndm) conventions; KV entries and bytes. Totals and avg_T
-            (mean visual tokens per layer) follow. SPEC.md §8.13 gives the formulas.
+            (mean visual tokens per layer) follow, and the scoring work of the decisions, which
+            the budget leaves out (per decision for one policy; the "scoring(T)" column for
+            all). SPEC.md §8.13 gives the formulas.
             Policies: \(PolicyCatalog.names.joined(separator: ", ")).
             """)
 
@@ -61,9 +63,13 @@ struct BudgetCommand: ParsableCommand {
                 print(row(["\(l.layer)", "\(l.textTokens)", "\(l.visualTokens)", t(l.flops), t(l.flopsFastVPaper), t(l.flopsPDropPaper),
                            "\(l.kvEntries)", String(format: "%.2f", Double(l.kvBytes) / 1_048_576)]))
             }
+            for cost in try BudgetCalculator.scoringCosts(config: c, policy: policies[0], textTokens: textTokens, grid: g) {
+                print("decision at layer \(cost.layer): scoring over \(cost.keys) keys, \(cost.queryRows) query row(s), K projected for "
+                      + "\(cost.extraKeys) tokens the layer does not process itself: \(t(cost.flops)) TFLOPs (not in the budget)")
+            }
             print("")
         }
-        print(row(["policy", "avg_T", "TFLOPs", "FastV-MACs(T)", "PDrop-MACs(T)", "KV entries", "KV MiB", "matching"], width: 15))
+        print(row(["policy", "avg_T", "TFLOPs", "scoring(T)", "FastV-MACs(T)", "PDrop-MACs(T)", "KV entries", "KV MiB", "matching"], width: 15))
         for p in policies {
             let r = try BudgetCalculator.report(config: c, policy: p, textTokens: textTokens, grid: g, bytesPerElement: kvBytes)
             let matching: String = switch r.matching {
@@ -71,7 +77,8 @@ struct BudgetCommand: ParsableCommand {
             case .perLayer(let base): "per layer = \(base)"
             case .averageTokens(let base): "avg_T ~ \(base)"
             }
-            print(row([p.name, String(format: "%.2f", r.averageVisualTokens), t(r.totalFlops), t(r.totalFlopsFastVPaper),
+            let scoring = try BudgetCalculator.scoringCosts(config: c, policy: p, textTokens: textTokens, grid: g).map(\.flops).reduce(0, +)
+            print(row([p.name, String(format: "%.2f", r.averageVisualTokens), t(r.totalFlops), t(scoring), t(r.totalFlopsFastVPaper),
                        t(r.totalFlopsPDropPaper), "\(r.totalKVEntries)", String(format: "%.1f", Double(r.totalKVBytes) / 1_048_576), matching],
                       width: 15))
         }

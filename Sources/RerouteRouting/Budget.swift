@@ -68,26 +68,34 @@ public struct ScoringCost: Sendable, Equatable {
     public var keys: Int
     /// Query rows that score.
     public var queryRows: Int
-    /// Keys whose K projection is extra: all keys when the attention is the previous layer's,
-    /// else the keys the decision layer does not process itself (it reuses the others).
+    /// Keys whose K projection is extra: the keys the decision layer does not process itself
+    /// when its own attention scores and positions are kept (it reuses the others' keys);
+    /// otherwise all keys (the previous layer's attention, or re-indexed positions).
     public var extraKeys: Int
     /// `2·d·H_kv·d_h·extraKeys + queryRows·(2·d·H·d_h + 2·H·d_h·keys)`.
     public var flops: Double
 }
 
 public enum BudgetCalculator {
-    /// Budget of `policy` on `config` for `textTokens` text tokens and an image `grid`.
-    /// Scoring work at decision layers is not part of the budget (it is the same order as one
-    /// extra K projection; SPEC.md §8.13 lists it).
-    public static func report(config c: ModelConfig, policy: RoutingPolicy, textTokens: Int, grid: ImageGrid,
-                              bytesPerElement: Int = 2) throws -> BudgetReport {
+    /// Image tokens, visual tokens entering the LLM (after a vision-side stage), the schedule,
+    /// and the visual tokens each layer processes.
+    static func counts(config c: ModelConfig, policy: RoutingPolicy, grid: ImageGrid) throws
+        -> (image: Int, llm: Int, schedule: Schedule, visual: [Int])
+    {
         let n = grid.count
         var llmN = n
         if let stage = policy.visionStage {
             llmN = min(stage.proposalCount(grid: grid), stage.countRule.count(of: n, ratio: stage.keepRatio))
         }
         let schedule = try policy.schedule(layers: c.layers, originalN: n, llmN: llmN)
-        let visual = schedule.visualCounts(n: llmN, layers: c.layers)
+        return (n, llmN, schedule, schedule.visualCounts(n: llmN, layers: c.layers))
+    }
+
+    /// Budget of `policy` on `config` for `textTokens` text tokens and an image `grid`.
+    /// Scoring work at decision layers is not part of the budget (`scoringCosts` reports it).
+    public static func report(config c: ModelConfig, policy: RoutingPolicy, textTokens: Int, grid: ImageGrid,
+                              bytesPerElement: Int = 2) throws -> BudgetReport {
+        let (n, llmN, schedule, visual) = try counts(config: c, policy: policy, grid: grid)
         let d = Double(c.hiddenSize), m = Double(c.intermediateSize)
         let q = Double(c.queryWidth), kv = Double(c.kvWidth)
         var layers: [LayerBudget] = []
@@ -110,13 +118,7 @@ public enum BudgetCalculator {
     /// tokens, or over all tokens under deletion), or every LLM visual token under routing
     /// with the softmax over all tokens (deferred tokens are scored from their stale state).
     public static func scoringCosts(config c: ModelConfig, policy: RoutingPolicy, textTokens: Int, grid: ImageGrid) throws -> [ScoringCost] {
-        let n = grid.count
-        var llmN = n
-        if let stage = policy.visionStage {
-            llmN = min(stage.proposalCount(grid: grid), stage.countRule.count(of: n, ratio: stage.keepRatio))
-        }
-        let schedule = try policy.schedule(layers: c.layers, originalN: n, llmN: llmN)
-        let visual = schedule.visualCounts(n: llmN, layers: c.layers)
+        let (_, llmN, schedule, visual) = try counts(config: c, policy: policy, grid: grid)
         let d = Double(c.hiddenSize), q = Double(c.queryWidth), kv = Double(c.kvWidth)
         return schedule.decisionLayers.map { l in
             var scored = visual[l - 1]
@@ -127,7 +129,10 @@ public enum BudgetCalculator {
             case .lastToken, .lastInstructionToken: rows = 1
             case .lastRows(let k): rows = min(k, keys)
             }
-            let extra = policy.scorer.attention == .producedByPreviousLayer ? keys : keys - (textTokens + visual[l])
+            // The decision layer reuses the scored keys of the tokens it processes, which it can
+            // only where they keep the positions they were rotated with.
+            let reused = policy.scorer.attention == .decisionLayerInput && policy.positions == .original
+            let extra = reused ? keys - (textTokens + visual[l]) : keys
             let flops = 2 * d * kv * Double(extra) + Double(rows) * (2 * d * q + 2 * q * Double(keys))
             return ScoringCost(layer: l, keys: keys, queryRows: rows, extraKeys: extra, flops: flops)
         }

@@ -87,6 +87,10 @@ import Testing
         #expect(r.status == 0, "\(r.err)")
         // PDrop paper: 270 average tokens, 1.78 TFLOPs (image-only MACs).
         #expect(r.out.contains("pdrop") && r.out.contains("270.00") && r.out.contains("1.7774"))
+        // PDrop (official) scores with the last instruction row over the previous stage's
+        // tokens at layers 8, 16 and 24: 35 + 1 text tokens + 576, 288, 144 visual.
+        #expect(r.out.contains("decision at layer 8: scoring over 612 keys, 1 query row(s)"), "\(r.out)")
+        #expect(r.out.contains("decision at layer 24: scoring over 180 keys"), "\(r.out)")
         let all = try run(["budget", "--config", "golden/configs/qwen2.5-vl-7b.json"])
         #expect(all.status == 0 && all.out.contains("reroute-fastv-192") && all.out.contains("H_kv=4"))
         #expect(try run(["budget", "--policy", "nope"]).status == 2)

@@ -160,7 +160,7 @@ import Testing
         try #require(costs.count == requests.count, "\(costs.count) costs, \(requests.count) requests")
         for (cost, request) in zip(costs, requests) {
             #expect(cost.keys == request.keys.count && cost.queryRows == request.queryRows.count, "layer \(cost.layer): \(cost)")
-            let own = request.layer == cost.layer ? decoder.log.active[cost.layer] : 0
+            let own = request.layer == cost.layer && policy.positions == .original ? decoder.log.active[cost.layer] : 0
             #expect(cost.extraKeys == request.keys.count - own, "layer \(cost.layer): \(cost)")
         }
     }
