@@ -89,6 +89,11 @@ void reroute_packed_gemm(int rows, int n_out, int k_in, const float *x, const fl
                          float *workspace) {
     int panels = (n_out + NR - 1) / NR;
     if (p1 > panels) p1 = panels;
+    if (k_in == 0) {  // an empty sum: zeros, as sgemm with beta 0 writes
+        for (int i = 0; i < rows; i++)
+            for (int o = p0 * NR; o < p1 * NR && o < n_out; o++) c[(size_t)i * n_out + o] = 0;
+        return;
+    }
     for (int k0 = 0; k0 < k_in; k0 += KC) {
         int kc = k_in - k0 < KC ? k_in - k0 : KC;
         const float *block = packed + (size_t)k0 * panels * NR;

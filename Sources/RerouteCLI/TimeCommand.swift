@@ -17,9 +17,9 @@ struct TimeCommand: ParsableCommand {
             case of visual embeddings: LLaVA-1.5's 35 prefix tokens, the grid, 1 suffix token), runs
             --warmup prefills, then --repeats prefills per policy, interleaved across policies, and
             prints one line per policy: name, median milliseconds, minimum milliseconds, median
-            heap allocations per run (preparation and prefill; every thread and library, counted by the allocator
-            linked into this executable; "-" where it cannot count). Then the peak resident
-            memory of the process. --weights mapped-bf16 keeps BF16 matrices in the
+            heap allocations per run (preparation and prefill; every thread and library, counted
+            by the allocator linked into this executable; "-" where it cannot count). Then the
+            peak resident memory of the process. --weights mapped-bf16 keeps BF16 matrices in the
             memory-mapped checkpoint (real-size models in little memory; SPEC.md §10.2).
             Build with -c release.
             """)

@@ -27,9 +27,10 @@ public struct FastDecoderOptions: Sendable {
     }
 }
 
-/// The optimized decoder (SPEC.md §10): Float32, OpenBLAS `sgemm`/`sgemv` for every matrix
-/// product, SIMD8 kernels for RMSNorm, RoPE, softmax, SwiGLU and row gather/scatter. It
-/// executes the same plans as the reference decoder; only the arithmetic differs.
+/// The optimized decoder (SPEC.md §10): Float32, OpenBLAS `sgemm`/`sgemv` for the matrix
+/// products (products of few rows: the packed-weight kernel of `CRerouteKernels`), SIMD8
+/// kernels for RMSNorm, RoPE, softmax, SwiGLU and row gather/scatter. It executes the same
+/// plans as the reference decoder; only the arithmetic differs.
 public struct FastDecoder: Sendable {
     public let weights: ModelWeights
     public let options: FastDecoderOptions
@@ -53,7 +54,9 @@ public struct FastDecoder: Sendable {
         frequencyAxes = weights.config.ropeFrequencyAxes
         workers = max(1, options.threads ?? ProcessInfo.processInfo.activeProcessorCount)
         openblas_set_num_threads(1)
-        let packable = options.packedRowLimit > 0 && reroute_packed_gemm_supported() != 0 && !weights.layers.contains { $0.q.isMapped }
+        // Only when every projection is f32 (a checkpoint may map some tensors and not others).
+        let packable = options.packedRowLimit > 0 && reroute_packed_gemm_supported() != 0
+            && !weights.layers.contains { l in [l.q, l.k, l.v, l.o, l.gate, l.up, l.down].contains { $0.isMapped } }
         packed = packable ? weights.layers.map(PackedLayer.init) : nil
     }
 

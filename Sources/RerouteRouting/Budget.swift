@@ -72,7 +72,8 @@ public struct ScoringCost: Sendable, Equatable {
     /// when its own attention scores and positions are kept (it reuses the others' keys);
     /// otherwise all keys (the previous layer's attention, or re-indexed positions).
     public var extraKeys: Int
-    /// `2·d·H_kv·d_h·extraKeys + queryRows·(2·d·H·d_h + 2·H·d_h·keys)`.
+    /// `2·d·H_kv·d_h·extraKeys + 2·d·H·d_h·ρ + 2·H·d_h·Σ_i (κ − i)` over the ρ query rows
+    /// (causal: the i-th row from the end sees κ − i keys).
     public var flops: Double
 }
 
@@ -95,7 +96,7 @@ public enum BudgetCalculator {
     /// Scoring work at decision layers is not part of the budget (`scoringCosts` reports it).
     public static func report(config c: ModelConfig, policy: RoutingPolicy, textTokens: Int, grid: ImageGrid,
                               bytesPerElement: Int = 2) throws -> BudgetReport {
-        let (n, llmN, schedule, visual) = try counts(config: c, policy: policy, grid: grid)
+        let (n, llmN, _, visual) = try counts(config: c, policy: policy, grid: grid)
         let d = Double(c.hiddenSize), m = Double(c.intermediateSize)
         let q = Double(c.queryWidth), kv = Double(c.kvWidth)
         var layers: [LayerBudget] = []
@@ -133,7 +134,9 @@ public enum BudgetCalculator {
             // only where they keep the positions they were rotated with.
             let reused = policy.scorer.attention == .decisionLayerInput && policy.positions == .original
             let extra = reused ? keys - (textTokens + visual[l]) : keys
-            let flops = 2 * d * kv * Double(extra) + Double(rows) * (2 * d * q + 2 * q * Double(keys))
+            // Causal: of the last `rows` query rows, the i-th from the end sees `keys − i` keys.
+            let seen = rows * keys - rows * (rows - 1) / 2
+            let flops = 2 * d * kv * Double(extra) + Double(rows) * 2 * d * q + 2 * q * Double(seen)
             return ScoringCost(layer: l, keys: keys, queryRows: rows, extraKeys: extra, flops: flops)
         }
     }
