@@ -42,10 +42,15 @@ struct BenchCommand: ParsableCommand {
     @Option(help: "Rounds of the policy table (each: dense, then every policy of a tier).") var policyRounds = 7
     @Flag(help: "Fewer policies and repetitions (a smoke run).") var quick = false
     @Flag(inversion: .prefixedNo, help: "Section 4b: Reroute vs base on a 32-layer model (about 3 minutes).") var deepPairs = true
+    @Flag(help: "Run section 4b alone (with --policy-rounds rounds).") var deepPairsOnly = false
     @Option(help: "Model folder of the small model for fast vs reference.") var smallModel = "golden/models/tiny-llama"
     @Option(help: "Products with at most this many rows use the packed-weight kernel (0: OpenBLAS only).") var packedRowLimit = 128
 
     func run() throws {
+        if deepPairsOnly {
+            print("reroute bench --deep-pairs-only: \(ProcessInfo.processInfo.activeProcessorCount) cores")
+            return try deepPairsSection()
+        }
         let reps = quick ? 2 : repeats
         let workers = threads ?? ProcessInfo.processInfo.activeProcessorCount
         print("reroute bench: \(ProcessInfo.processInfo.activeProcessorCount) cores, \(workers) decoder worker(s) over single-threaded OpenBLAS, core \(String(cString: openblas_get_corename()))")
@@ -185,37 +190,7 @@ struct BenchCommand: ParsableCommand {
         // 4b. Reroute against its base at LLaVA's own depth: the scoring of each extra decision
         // weighs 4x less per layer on 32 layers than on 8, and with m/d and d_h as LLaVA's the
         // proportions of its work are LLaVA-1.5-7B's.
-        if !quick && deepPairs {
-            let c32 = ModelConfig(family: .llama, hiddenSize: 1024, layers: 32, heads: 8, kvHeads: 8, intermediateSize: 2816,
-                                  rmsNormEps: 1e-5, ropeTheta: 10000, vocabSize: 32000, tieWordEmbeddings: false)
-            progress("generating the 32-layer model…")
-            let deep = FastDecoder(weights: RandomModel.weights(c32, seed: 9),
-                                   options: .init(recordHiddenStates: false, threads: threads, packedRowLimit: packedRowLimit))
-            let dc = RandomModel.promptCase(c32, grid: ImageGrid(rows: 24, cols: 24), prefix: 35, suffix: 1, decodeSteps: 0, seed: 10)
-            let pairs: [(RoutingPolicy, RoutingPolicy)] = [Tier.t192, .t128, .t64].flatMap { t in
-                [(RoutingPolicy.fastVRelease(tier: t), RoutingPolicy.rerouteFastV(tier: t)), (.pyramidDropRelease(tier: t), .reroutePDrop(tier: t))]
-            }
-            _ = try prefill(deep, dc, .dense)  // warm-up
-            var ratios = Array(repeating: [Double](), count: pairs.count), fastest = Array(repeating: (Double.infinity, Double.infinity), count: pairs.count)
-            for _ in 0..<policyRounds {
-                for (i, (base, reroute)) in pairs.enumerated() {
-                    let a = try prefill(deep, dc, base), b = try prefill(deep, dc, reroute)
-                    ratios[i].append(b / a)
-                    fastest[i] = (min(fastest[i].0, a), min(fastest[i].1, b))
-                }
-            }
-            print("\n4b. Reroute / its base on a 32-layer model (d=1024, H=8, d_h=128, m=2816, S=612; the release schedules, not remapped;")
-            print("    median over \(policyRounds) adjacent pairs; FLOPs + scoring from the budget calculator)")
-            for (i, (base, reroute)) in pairs.enumerated() {
-                func cost(_ p: RoutingPolicy) throws -> Double {
-                    try BudgetCalculator.report(config: c32, policy: p, textTokens: 36, grid: dc.grid, bytesPerElement: 4).totalFlops
-                        + BudgetCalculator.scoringCosts(config: c32, policy: p, textTokens: 36, grid: dc.grid).map(\.flops).reduce(0, +)
-                }
-                print(String(format: "   %@ / %@: time %.3f (pairs range %.3f–%.3f; fastest run / fastest run %.3f), FLOPs + scoring %.3f",
-                             reroute.name, base.name, median(ratios[i]), ratios[i].min()!, ratios[i].max()!, fastest[i].1 / fastest[i].0,
-                             try cost(reroute) / cost(base)))
-            }
-        }
+        if !quick && deepPairs { try deepPairsSection() }
 
         // 5. Decode, interleaved with the streaming-read bandwidth (A B A B).
         let steps = bc.decodeSteps
@@ -245,6 +220,48 @@ struct BenchCommand: ParsableCommand {
             print("   heap allocations per run (every thread and library; preparation and prefill): dense \(dense); policies \(allocationsByPolicy.map(\.1).min()!)–\(allocationsByPolicy.map(\.1).max()!) (column of table 4)")
         } else {
             print("   heap allocations: not counted (the counting allocator is not in effect on this platform)")
+        }
+    }
+
+    /// Section 4b: Reroute / its base on a 32-layer model, adjacent pairs.
+    func deepPairsSection() throws {
+        let c32 = ModelConfig(family: .llama, hiddenSize: 1024, layers: 32, heads: 8, kvHeads: 8, intermediateSize: 2816,
+                              rmsNormEps: 1e-5, ropeTheta: 10000, vocabSize: 32000, tieWordEmbeddings: false)
+        progress("generating the 32-layer model…")
+        let deep = FastDecoder(weights: RandomModel.weights(c32, seed: 9),
+                               options: .init(recordHiddenStates: false, threads: threads, packedRowLimit: packedRowLimit))
+        let dc = RandomModel.promptCase(c32, grid: ImageGrid(rows: 24, cols: 24), prefix: 35, suffix: 1, decodeSteps: 0, seed: 10)
+        let pairs: [(RoutingPolicy, RoutingPolicy)] = [Tier.t192, .t128, .t64].flatMap { t in
+            [(RoutingPolicy.fastVRelease(tier: t), RoutingPolicy.rerouteFastV(tier: t)), (.pyramidDropRelease(tier: t), .reroutePDrop(tier: t))]
+        }
+        _ = try prefill(deep, dc, .dense)  // warm-up
+        var ratios = Array(repeating: [Double](), count: pairs.count), fastest = Array(repeating: (Double.infinity, Double.infinity), count: pairs.count)
+        for round in 0..<policyRounds {
+            progress("4b: round \(round + 1) of \(policyRounds)")
+            for (i, (base, reroute)) in pairs.enumerated() {
+                // A B, then B A in the next round, so an order effect cancels in the median.
+                var a = 0.0, b = 0.0
+                if round % 2 == 0 {
+                    a = try prefill(deep, dc, base)
+                    b = try prefill(deep, dc, reroute)
+                } else {
+                    b = try prefill(deep, dc, reroute)
+                    a = try prefill(deep, dc, base)
+                }
+                ratios[i].append(b / a)
+                fastest[i] = (min(fastest[i].0, a), min(fastest[i].1, b))
+            }
+        }
+        print("\n4b. Reroute / its base on a 32-layer model (d=1024, H=8, d_h=128, m=2816, S=612; the release schedules, not remapped;")
+        print("    median over \(policyRounds) adjacent pairs, alternately A B and B A; FLOPs + scoring from the budget calculator)")
+        for (i, (base, reroute)) in pairs.enumerated() {
+            func cost(_ p: RoutingPolicy) throws -> Double {
+                try BudgetCalculator.report(config: c32, policy: p, textTokens: 36, grid: dc.grid, bytesPerElement: 4).totalFlops
+                    + BudgetCalculator.scoringCosts(config: c32, policy: p, textTokens: 36, grid: dc.grid).map(\.flops).reduce(0, +)
+            }
+            print(String(format: "   %@ / %@: time %.3f (pairs range %.3f–%.3f; fastest run / fastest run %.3f), FLOPs + scoring %.3f",
+                         reroute.name, base.name, median(ratios[i]), ratios[i].min()!, ratios[i].max()!, fastest[i].1 / fastest[i].0,
+                         try cost(reroute) / cost(base)))
         }
     }
 
