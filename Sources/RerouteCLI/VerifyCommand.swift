@@ -94,6 +94,7 @@ struct VerifyCommand: ParsableCommand {
         print("\ngolden traces: \(dir.path) (\(manifest.files.count) files, generator \(manifest.generatorCommit), seed \(manifest.seed))")
         for p in problems { print("FAIL manifest: \(p)") }
         var weightsByModel: [String: ModelWeights] = [:]
+        var fastByModel: [String: FastDecoder] = [:]
         var jobs: [(String, () throws -> TraceCheck)] = []
         // One thread per fast decoder when checks run side by side (no oversubscription).
         let fastOptions = FastDecoderOptions(threads: workerCount > 1 ? 1 : nil)
@@ -108,11 +109,15 @@ struct VerifyCommand: ParsableCommand {
                 weightsByModel[entry.model] = try ModelWeights.load(directory: mdir)
             }
             let weights = weightsByModel[entry.model]!
+            // One fast decoder per model, shared by its jobs (it packs a copy of the weights).
+            if decoderNames.contains("fast"), fastByModel[entry.model] == nil {
+                fastByModel[entry.model] = FastDecoder(weights: weights, options: fastOptions)
+            }
+            let fast = fastByModel[entry.model]
             for name in decoderNames {
                 jobs.append(("\(entry.path) \(name)", {
                     name == "fast"
-                        ? try TraceCheck.run(decoder: FastDecoder(weights: weights, options: fastOptions), golden: golden, file: entry.path,
-                                             options: .fastVsReference(weights.config))
+                        ? try TraceCheck.run(decoder: fast!, golden: golden, file: entry.path, options: .fastVsReference(weights.config))
                         : try TraceCheck.run(decoder: ReferenceDecoder(weights: weights), golden: golden, file: entry.path,
                                              options: .referenceGolden)
                 }))
