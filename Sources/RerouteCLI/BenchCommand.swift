@@ -108,8 +108,8 @@ struct BenchCommand: ParsableCommand {
             let f = FastDecoder(weights: w, options: .init(recordHiddenStates: false, threads: threads, packedRowLimit: packedRowLimit))
             var tr: [Double] = [], tf: [Double] = []
             for _ in 0..<(quick ? 1 : 2) {
-                tr.append(try prefill(ref, sc, .dense))
-                tf.append(try prefill(f, sc, .dense))
+                tr.append(try PrefillTiming.seconds(ref, sc, .dense))
+                tf.append(try PrefillTiming.seconds(f, sc, .dense))
             }
             let flops = try BudgetCalculator.report(config: w.config, policy: .dense, textTokens: sc.sequenceLength - sc.visual.count,
                                                     grid: sc.grid, bytesPerElement: 4).totalFlops
@@ -121,13 +121,13 @@ struct BenchCommand: ParsableCommand {
         // 3. Dense prefill on the LLaVA-shaped model.
         let fast = FastDecoder(weights: weights, options: .init(recordHiddenStates: false, threads: threads, packedRowLimit: packedRowLimit))
         let denseFlops = try BudgetCalculator.report(config: c, policy: .dense, textTokens: 36, grid: bc.grid, bytesPerElement: 4).totalFlops
-        let denseAllocations = try prefillCounting(fast, bc, .dense).allocations  // also the warm-up
+        let denseAllocations = try PrefillTiming.counted(fast, bc, .dense).allocations  // also the warm-up
         var td: [Double] = [], fractions: [Double] = []
         for _ in 0..<reps {
             // A B A B: roofline (the better of the two sgemm schemes), prefill, roofline, …
             let roof = max(sgemmRoofline(c, rows: s, repeats: 1, split: false, workers: workers),
                            sgemmRoofline(c, rows: s, repeats: 1, split: true, workers: workers))
-            let t = try prefill(fast, bc, .dense)
+            let t = try PrefillTiming.seconds(fast, bc, .dense)
             td.append(t)
             fractions.append(denseFlops / t / 1e9 / roof)
         }
@@ -151,10 +151,10 @@ struct BenchCommand: ParsableCommand {
             var toDense = Array(repeating: [Double](), count: policies.count), toPrevious = toDense, seconds = toDense
             var allocations = Array(repeating: [Int](), count: policies.count)
             for _ in 0..<(quick ? 1 : policyRounds) {
-                let a = try prefill(fast, bc, .dense)
+                let a = try PrefillTiming.seconds(fast, bc, .dense)
                 var previous = a
                 for (i, p) in policies.enumerated() {
-                    let (b, count) = try prefillCounting(fast, bc, p)
+                    let (b, count) = try PrefillTiming.counted(fast, bc, p)
                     toDense[i].append(b / a)
                     toPrevious[i].append(b / previous)
                     seconds[i].append(b)
@@ -234,7 +234,7 @@ struct BenchCommand: ParsableCommand {
         let pairs: [(RoutingPolicy, RoutingPolicy)] = [Tier.t192, .t128, .t64].flatMap { t in
             [(RoutingPolicy.fastVRelease(tier: t), RoutingPolicy.rerouteFastV(tier: t)), (.pyramidDropRelease(tier: t), .reroutePDrop(tier: t))]
         }
-        _ = try prefill(deep, dc, .dense)  // warm-up
+        _ = try PrefillTiming.seconds(deep, dc, .dense)  // warm-up
         var ratios = Array(repeating: [Double](), count: pairs.count), fastest = Array(repeating: (Double.infinity, Double.infinity), count: pairs.count)
         for round in 0..<policyRounds {
             progress("4b: round \(round + 1) of \(policyRounds)")
@@ -242,11 +242,11 @@ struct BenchCommand: ParsableCommand {
                 // A B, then B A in the next round, so an order effect cancels in the median.
                 var a = 0.0, b = 0.0
                 if round % 2 == 0 {
-                    a = try prefill(deep, dc, base)
-                    b = try prefill(deep, dc, reroute)
+                    a = try PrefillTiming.seconds(deep, dc, base)
+                    b = try PrefillTiming.seconds(deep, dc, reroute)
                 } else {
-                    b = try prefill(deep, dc, reroute)
-                    a = try prefill(deep, dc, base)
+                    b = try PrefillTiming.seconds(deep, dc, reroute)
+                    a = try PrefillTiming.seconds(deep, dc, base)
                 }
                 ratios[i].append(b / a)
                 fastest[i] = (min(fastest[i].0, a), min(fastest[i].1, b))
@@ -263,23 +263,6 @@ struct BenchCommand: ParsableCommand {
                          reroute.name, base.name, median(ratios[i]), ratios[i].min()!, ratios[i].max()!, fastest[i].1 / fastest[i].0,
                          try cost(reroute) / cost(base)))
         }
-    }
-
-    /// `prefill`'s seconds and the heap allocations of the whole run (preparation included).
-    func prefillCounting<D: TraceableDecoder>(_ d: D, _ c: PromptCase, _ p: RoutingPolicy) throws -> (seconds: Double, allocations: Int?) {
-        var seconds = 0.0
-        let (_, allocations) = try AllocationCounter.counting { seconds = try prefill(d, c, p) }
-        return (seconds, allocations)
-    }
-
-    /// Seconds of the LLM prefill: every layer, the scoring and the last-position logits. The
-    /// vision-side stage and the input embedding happen before the clock starts.
-    func prefill<D: TraceableDecoder>(_ d: D, _ c: PromptCase, _ p: RoutingPolicy) throws -> Double {
-        let prepared = try RoutedPrefill.prepare(decoder: d, case: c, policy: p)
-        let t0 = DispatchTime.now().uptimeNanoseconds
-        let (state, _) = try RoutedPrefill.execute(decoder: d, prepared)
-        _ = d.prefillOutputs(state).lastLogits
-        return Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e9
     }
 
     func time(_ body: () throws -> Void) rethrows -> Double {

@@ -57,18 +57,10 @@ struct TimeCommand: ParsableCommand {
             return p
         }
         let fast = FastDecoder(weights: weights, options: .init(recordHiddenStates: false, threads: threads))
-        /// Milliseconds of one prefill (layers, scoring, logits) and the heap allocations of the
-        /// whole run (also the preparation: vision stage, session, `begin`'s buffers).
+        /// Milliseconds of one prefill and the heap allocations of the whole run (`PrefillTiming`).
         func once(_ p: RoutingPolicy) throws -> (ms: Double, allocations: Int?) {
-            var ms = 0.0
-            let (_, allocations) = try AllocationCounter.counting {
-                let prepared = try RoutedPrefill.prepare(decoder: fast, case: c, policy: p)
-                let t0 = DispatchTime.now().uptimeNanoseconds
-                let (state, _) = try RoutedPrefill.execute(decoder: fast, prepared)
-                _ = fast.prefillOutputs(state).lastLogits
-                ms = Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e6
-            }
-            return (ms, allocations)
+            let (seconds, allocations) = try PrefillTiming.counted(fast, c, p)
+            return (seconds * 1e3, allocations)
         }
         for _ in 0..<warmup { _ = try once(ps[0]) }
         var times = Array(repeating: [Double](), count: ps.count), counts = Array(repeating: [Int](), count: ps.count)

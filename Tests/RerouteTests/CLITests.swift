@@ -18,6 +18,26 @@ import Testing
         return Repo.root.appendingPathComponent(".build/debug/reroute")
     }()
 
+    /// Runs the `reroute` binary from the repository root with the given outputs and kills it
+    /// with SIGKILL if it is still running after `deadline` seconds (polled every `poll`).
+    /// Returns the finished process and whether it was killed.
+    static func launch(_ args: [String], stdout: FileHandle, stderr: FileHandle, deadline: TimeInterval,
+                       poll: TimeInterval = 0.01) throws -> (process: Process, killed: Bool) {
+        let p = Process()
+        p.executableURL = binary
+        p.arguments = args
+        p.currentDirectoryURL = Repo.root
+        p.standardOutput = stdout
+        p.standardError = stderr
+        try p.run()
+        let end = Date().addingTimeInterval(deadline)
+        while p.isRunning, Date() < end { Thread.sleep(forTimeInterval: poll) }
+        let killed = p.isRunning
+        if killed { kill(p.processIdentifier, SIGKILL) }
+        p.waitUntilExit()
+        return (p, killed)
+    }
+
     func run(_ args: [String]) throws -> Result {
         let p = Process()
         p.executableURL = Self.binary

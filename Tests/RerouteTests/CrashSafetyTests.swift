@@ -9,19 +9,7 @@ import Testing
     /// Starts the `reroute` binary, kills it with SIGKILL after `delay` seconds (if still running).
     /// Returns whether it was killed before finishing.
     func runAndKill(_ args: [String], after delay: Double) throws -> Bool {
-        let p = Process()
-        p.executableURL = CLITests.binary
-        p.arguments = args
-        p.currentDirectoryURL = Repo.root
-        p.standardOutput = FileHandle.nullDevice
-        p.standardError = FileHandle.nullDevice
-        try p.run()
-        let deadline = Date().addingTimeInterval(delay)
-        while p.isRunning, Date() < deadline { Thread.sleep(forTimeInterval: 0.002) }
-        let killed = p.isRunning
-        if killed { kill(p.processIdentifier, SIGKILL) }
-        p.waitUntilExit()
-        return killed
+        try CLITests.launch(args, stdout: .nullDevice, stderr: .nullDevice, deadline: delay, poll: 0.002).killed
     }
 
     /// Delays spread over a run's length; the seed is printed so a failure can be replayed.

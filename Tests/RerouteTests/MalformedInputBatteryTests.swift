@@ -431,18 +431,7 @@ enum Battery {
             try? out.close()
             try? err.close()
         }
-        let p = Process()
-        p.executableURL = CLITests.binary
-        p.arguments = args
-        p.currentDirectoryURL = Repo.root
-        p.standardOutput = out
-        p.standardError = err
-        try p.run()
-        let deadline = Date().addingTimeInterval(timeout)
-        while p.isRunning, Date() < deadline { Thread.sleep(forTimeInterval: 0.01) }
-        let timedOut = p.isRunning
-        if timedOut { kill(p.processIdentifier, SIGKILL) }
-        p.waitUntilExit()
+        let (p, timedOut) = try CLITests.launch(args, stdout: out, stderr: err, deadline: timeout)
         return CLIOutcome(status: p.terminationStatus, signaled: p.terminationReason == .uncaughtSignal, timedOut: timedOut,
                           out: String(decoding: (try? Data(contentsOf: outURL)) ?? Data(), as: UTF8.self),
                           err: String(decoding: (try? Data(contentsOf: errURL)) ?? Data(), as: UTF8.self))
