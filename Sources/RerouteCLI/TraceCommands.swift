@@ -55,42 +55,112 @@ struct RunCommand: ParsableCommand {
 struct DiffCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "diff",
-        abstract: "Compare two traces; exit 0 same, 1 differences, 2 error.",
+        abstract: "Judge a trace against another; exit 0 same (or accepted), 1 differences, 2 error.",
         discussion: """
-            Compares every object in computation order (SPEC.md §9.3): inputs bitwise, routes as sets
-            (Jaccard distance, differing indices; a differing kept index is a tie flip when the two
-            candidates' scores differ by less than --tie-epsilon), positions, KV lengths, tokens and
-            budgets exactly, hidden states and logits under the tolerance. Prints failing objects with
-            their offending elements, the first divergence, and the failure list again.
+            Compares every object in computation order (SPEC.md §9.3): inputs bitwise; each decision's
+            route (kept and deferred together) as sets of visual grid cells, where a differing kept
+            index is accepted as a tie flip when the differing candidates' scores lie within ε of
+            the decision's largest score (or, with --route-slack m, when each side's choice is in the
+            other's top-(k+m)); processed sets, positions, KV lengths, tokens and budgets exactly;
+            hidden states, scores and logits under the preset's tolerances; then the trace laws on
+            both traces. After an accepted route difference, what depends on it is skipped (mode
+            "stopped"); --replay --model DIR re-runs the actual trace's decoder with the expected
+            trace's routes forced and compares everything (mode "lockstep").
+
+            Presets: reference (both float64), fp32, bf16, fp16 — tolerances derived from the
+            precision, the model's depth and widths (SPEC.md §9.3). Without --preset the preset
+            follows from the traces' recorded decoder or /@dtype (the less precise side), and the
+            report says which ran and why. --rtol, --row-floor, --nmse, --tie-epsilon and the
+            score options override single values of the preset.
             """)
-    @Argument(help: "Expected trace.") var expected: String
-    @Argument(help: "Actual trace.") var actual: String
+    @Argument(help: "Expected trace (e.g. a golden).") var expected: String
+    @Argument(help: "Actual trace (e.g. your implementation's).") var actual: String
+    @Option(help: "Tolerances: reference, fp32, bf16, fp16 (default: from the traces' recorded precision).")
+    var preset: ComparisonPreset?
+    @Flag(help: "Compare routes, processed sets, positions, KV lengths and budgets only (no hidden states, scores, logits, tokens).")
+    var routesOnly = false
+    @Option(help: "Accept a differing kept index when each side's choice is in the other's top-(k+m) by score.")
+    var routeSlack: Int?
+    @Flag(help: "After an accepted route difference, re-run the actual trace's decoder with the expected routes forced (needs --model).")
+    var replay = false
+    @Option(help: "Model folder, for --replay.") var model: String?
     @Flag(help: "Machine-readable JSON report on standard output.") var json = false
     @Flag(name: .shortAndLong, help: "List passing objects too.") var verbose = false
-    @Option(help: "Relative tolerance for hidden states and logits.") var rtol = DiffOptions.referenceGolden.tensors.relative
-    @Option(help: "Absolute floor, as a fraction of each row's largest expected magnitude.") var rowFloor = DiffOptions.referenceGolden.tensors.rowFloor
-    @Option(help: "NMSE limit per tensor.") var nmse = DiffOptions.referenceGolden.tensors.nmse
-    @Option(help: "Score gap under which a differing kept index is a tie flip.") var tieEpsilon = DiffOptions.referenceGolden.tieEpsilon
-    @Option(help: "Relative tolerance for decision scores.") var scoreRtol = DiffOptions.referenceGolden.scores.relative
-    @Option(help: "Absolute floor for scores, as a fraction of the decision's largest expected score.")
-    var scoreFloor = DiffOptions.referenceGolden.scores.rowFloor
-    @Option(help: "NMSE limit for each decision's scores.") var scoreNmse = DiffOptions.referenceGolden.scores.nmse
+    @Option(help: "Relative tolerance for hidden states and logits (overrides the preset).") var rtol: Double?
+    @Option(help: "Absolute floor, as a fraction of each row's largest expected magnitude (overrides the preset).") var rowFloor: Double?
+    @Option(help: "NMSE limit per tensor (overrides the preset).") var nmse: Double?
+    @Option(help: "Tie-flip ε, relative to the decision's largest score (overrides the preset).") var tieEpsilon: Double?
+    @Option(help: "Relative tolerance for decision scores (overrides the preset).") var scoreRtol: Double?
+    @Option(help: "Floor for scores, as a fraction of the decision's largest score (overrides the preset).") var scoreFloor: Double?
+    @Option(help: "NMSE limit for each decision's scores (overrides the preset).") var scoreNmse: Double?
     @Option(help: "Offending elements shown per dataset.") var maxReported = 8
+
+    func validate() throws {
+        if replay, model == nil { throw ValidationError("--replay needs --model DIR (the model folder to re-run)") }
+        if !replay, model != nil { throw ValidationError("--model is only used with --replay") }
+        if let m = routeSlack, m < 0 { throw ValidationError("--route-slack must be at least 0, got \(m)") }
+        if maxReported < 0 { throw ValidationError("--max-reported must be at least 0, got \(maxReported)") }
+        for (name, v) in [("--rtol", rtol), ("--row-floor", rowFloor), ("--nmse", nmse), ("--tie-epsilon", tieEpsilon),
+                          ("--score-rtol", scoreRtol), ("--score-floor", scoreFloor), ("--score-nmse", scoreNmse)] {
+            if let v, !(v >= 0 && v.isFinite) { throw ValidationError("\(name) must be a finite number ≥ 0, got \(v)") }
+        }
+    }
 
     func run() throws {
         let e = try readingUntrusted(expected) { try Trace.read(from: expected) }
         let a = try readingUntrusted(actual) { try Trace.read(from: actual) }
-        var o = DiffOptions.referenceGolden
-        o.tensors = Tolerance(name: "command line", relative: rtol, rowFloor: rowFloor, nmse: nmse, reason: "--rtol/--row-floor/--nmse")
-        o.scores = Tolerance(name: "command line (scores)", relative: scoreRtol, rowFloor: scoreFloor, nmse: scoreNmse,
-                             reason: "--score-rtol/--score-floor/--score-nmse")
-        o.tieEpsilon = tieEpsilon
-        o.maxReported = maxReported
-        let report = diffTraces(expected: e, actual: a, options: o, expectedName: expected, actualName: actual)
-        print(json ? try report.json() : report.render(verbose: verbose))
-        if !report.passed { throw ExitCode(1) }
+        var rules = preset.map {
+            var r = ComparisonRules.preset($0, config: a.config, maxPosition: max(e.input.positions.maxPosition, a.input.positions.maxPosition))
+            r.reason = "preset \($0.rawValue) (--preset); " + r.reason
+            return r
+        } ?? ComparisonRules.automatic(expected: e, actual: a)
+        var overrides: [String] = []
+        func set(_ v: Double?, _ flag: String, _ apply: (inout ComparisonRules, Double) -> Void) {
+            if let v { apply(&rules, v); overrides.append("\(flag) \(v)") }
+        }
+        set(rtol, "--rtol") { $0.tensors.relative = $1 }
+        set(rowFloor, "--row-floor") { $0.tensors.rowFloor = $1 }
+        set(nmse, "--nmse") { $0.tensors.nmse = $1 }
+        set(tieEpsilon, "--tie-epsilon") { $0.tieEpsilon = $1 }
+        set(scoreRtol, "--score-rtol") { $0.scores.relative = $1 }
+        set(scoreFloor, "--score-floor") { $0.scores.rowFloor = $1 }
+        set(scoreNmse, "--score-nmse") { $0.scores.nmse = $1 }
+        if !overrides.isEmpty {
+            rules.reason += "; overridden on the command line: " + overrides.joined(separator: ", ")
+            rules.tensors.name += "+overrides"
+        }
+        rules.routeSlack = routeSlack
+        rules.routesOnly = routesOnly
+        rules.maxReported = maxReported
+        let verdict: Verdict
+        if replay, let model {
+            let weights = try ModelWeights.load(directory: URL(fileURLWithPath: model))
+            func rerun<D: TraceableDecoder>(_ d: D) -> ([Int: [Int]]) throws -> Trace {
+                { forced in try TraceRecorder.record(decoder: d, model: a.provenance.model, case: a.input, policy: a.policy,
+                                                     seed: a.provenance.seed, forcedKept: forced, file: actual) }
+            }
+            let replayer: ([Int: [Int]]) throws -> Trace
+            switch a.provenance.decoder {
+            case "reference": replayer = rerun(ReferenceDecoder(weights: weights))
+            case "fast": replayer = rerun(FastDecoder(weights: weights))
+            default:
+                throw InputError(.badValue, file: actual, object: "/@decoder",
+                                 "'\(a.provenance.decoder)' cannot be re-run here; --replay re-runs the suite's own decoders "
+                                     + "(record your run again with the expected trace's routes forced instead)")
+            }
+            guard weights.config == a.config else {
+                throw InputError(.badValue, file: model, object: "config.json", "is not the model of \(actual) (/@model_config differs)")
+            }
+            verdict = try judge(expected: e, actual: a, rules: rules, expectedName: expected, actualName: actual, replay: replayer)
+        } else {
+            verdict = compareTraces(expected: e, actual: a, rules: rules, expectedName: expected, actualName: actual)
+        }
+        print(json ? try verdict.json() : verdict.render(verbose: verbose))
+        if !verdict.passed { throw ExitCode(1) }
     }
 }
+
+extension ComparisonPreset: ExpressibleByArgument {}
 
 struct ShowCommand: ParsableCommand {
     static let configuration = CommandConfiguration(commandName: "show", abstract: "Print a trace's summary.")

@@ -1,3 +1,4 @@
+import RerouteVerify
 import RerouteRouting
 
 /// A shipped policy as a conformance subject: its declared tier and its waivers.

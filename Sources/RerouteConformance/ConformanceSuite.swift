@@ -268,23 +268,22 @@ struct ConformanceRun<A: PrunerAdapter> {
         }
     }
 
-    mutating func checkAgreement(ref: Trace, fast: Trace, input: String, replay: ([Int: [Int]]) throws -> Trace) {
-        let options = DiffOptions.fastVsReference(ref.config)
-        var report = diffTraces(expected: ref, actual: fast, options: options, expectedName: "reference", actualName: "fast")
-        // A flip is a tie only if the scores decide kept (top-k adapters), and only if nothing
-        // differed before it.
-        if !report.passed, caps.keepsTopKOfScores, report.lockstepJustified {
-            do {
-                let forced = Dictionary(uniqueKeysWithValues: ref.decisions.map { ($0.layer, $0.kept) })
-                report = diffTraces(expected: ref, actual: try replay(forced), options: options, expectedName: "reference",
-                                    actualName: "fast (lockstep)")
-            } catch { threw(error, law: .decodersAgree, input: input); return }
+    mutating func checkAgreement(ref: Trace, fast: Trace, input: String, replay: @escaping ([Int: [Int]]) throws -> Trace) {
+        let rules = ComparisonRules.fastVsReference(ref.config)
+        // A flip is accepted only if the scores decide kept (top-k adapters); then it is replayed.
+        let verdict: Verdict
+        do {
+            verdict = try judge(expected: ref, actual: fast, rules: rules, expectedName: "reference", actualName: "fast",
+                                replay: caps.keepsTopKOfScores ? replay : nil)
+        } catch { threw(error, law: .decodersAgree, input: input); return }
+        var first = verdict.failures.first
+        if first == nil, !caps.keepsTopKOfScores, let flip = verdict.acceptedRoutes.first {
+            first = flip  // without top-k of its scores, an adapter's route flip is no tie
         }
-        let first = report.failures.first
         record(.decodersAgree, first.map {
             let expected = switch $0.kind {
-            case .float: "within the \(options.tensors.name) tolerance"
-            case .set: "the same set (or a tie flip within ε = \(options.tieEpsilon))"
+            case .float: "within the \(rules.tensors.name) tolerance"
+            case .set: "the same set (or a tie flip within ε = \(rules.tieEpsilon) of the largest score)"
             default: "equal"
             }
             return LawFailure(input: input, location: $0.object, expected: expected, actual: $0.summary)
@@ -410,17 +409,11 @@ func bitwiseDifference(_ a: Trace, _ b: Trace, routesToo: Bool = true) -> TraceD
     return nil
 }
 
-/// Whether the runs' routes differ only by ties within 1e-9 of the largest score.
+/// Whether the runs' routes differ only by ties within 1e-9 of the largest score (`RouteRule`).
 func offsetTie(_ a: Trace, _ b: Trace) -> Bool {
-    var tie = false
-    for (x, y) in zip(a.decisions, b.decisions) where x.kept != y.kept {
-        let differing = Set(x.kept).symmetricDifference(y.kept)
-        let scale = x.scores.map(abs).max() ?? 1
-        let s = x.candidates.indices.filter { differing.contains(x.candidates[$0]) }.map { x.scores[$0] }
-        guard let lo = s.min(), let hi = s.max(), hi - lo <= 1e-9 * scale else { return false }
-        tie = true
-    }
-    return tie
+    var rules = ComparisonRules.reference
+    rules.tieEpsilon = 1e-9
+    return RouteRule.onlyAcceptedFlips(a.decisions, b.decisions, rules: rules)
 }
 
 /// Position-offset invariance (b's positions are a's + `offset`): the same decisions, processed

@@ -115,6 +115,15 @@ public final class HDF5File: @unchecked Sendable {
         return (v.map { Int($0) }, s)
     }
 
+    /// Whether the object at `objectPath` ("/" for the root) has the attribute `name`.
+    public func hasAttribute(_ name: String, of objectPath: String = "/") -> Bool {
+        HDF5Library.lock.lock()
+        defer { HDF5Library.lock.unlock() }
+        HDF5Library.initialize()
+        guard objectPath == "/" || exists(objectPath) else { return false }
+        return H5Aexists_by_name(id, objectPath, name, chdf5_p_default()) > 0
+    }
+
     /// An attribute of the object at `objectPath` ("/" for the root) as a string.
     public func stringAttribute(_ name: String, of objectPath: String = "/") throws -> String {
         HDF5Library.lock.lock()

@@ -19,6 +19,7 @@ extension Trace {
         try w.setAttribute("producer_commit", provenance.producerCommit)
         try w.setAttribute("decoder", provenance.decoder)
         try w.setAttribute("mode", provenance.mode)
+        if let dtype = provenance.dtype { try w.setAttribute("dtype", dtype) }
         try w.setAttribute("model", provenance.model)
         try w.setAttribute("case", input.name)
         try w.setAttribute("seed", provenance.seed)
@@ -126,7 +127,8 @@ extension Trace {
         let producerCommit = try f.stringAttribute("producer_commit"), decoderName = try f.stringAttribute("decoder")
         let mode = try f.stringAttribute("mode"), model = try f.stringAttribute("model"), seed = try f.intAttribute("seed")
         let provenance = TraceProvenance(producer: producer, producerVersion: producerVersion, producerCommit: producerCommit,
-                                         decoder: decoderName, mode: mode, model: model, seed: seed)
+                                         decoder: decoderName, mode: mode, model: model, seed: seed,
+                                         dtype: f.hasAttribute("dtype") ? try f.stringAttribute("dtype") : nil)
         let input = try PromptCaseIO.read(f, name: try f.stringAttribute("case"))
         // The inputs are a case like any other (grid, tokens, positions, NaN/Inf), checked
         // against the trace's own config; the feature width needs the model's projector.

@@ -25,9 +25,12 @@ public struct TraceProvenance: Sendable, Equatable {
     public var mode: String
     public var model: String
     public var seed: Int
+    /// The arithmetic the producer computed in (`float64`, `float32`, `bfloat16`, `float16`;
+    /// `/@dtype`, optional: absent in traces that predate it, then known from `decoder`).
+    public var dtype: String?
 
     public init(producer: String = "reroute", producerVersion: String = Trace.producerVersion, producerCommit: String = "unknown",
-                decoder: String, mode: String = "free", model: String, seed: Int) {
+                decoder: String, mode: String = "free", model: String, seed: Int, dtype: String? = nil) {
         self.producer = producer
         self.producerVersion = producerVersion
         self.producerCommit = producerCommit
@@ -35,6 +38,7 @@ public struct TraceProvenance: Sendable, Equatable {
         self.mode = mode
         self.model = model
         self.seed = seed
+        self.dtype = dtype
     }
 }
 

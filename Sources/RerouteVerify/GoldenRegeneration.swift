@@ -70,7 +70,7 @@ public enum GoldenRegeneration {
                 var first: String?
                 if let a = try? Trace.read(from: tracesRoot.appendingPathComponent(e.path).path),
                    let b = try? Trace.read(from: staging.appendingPathComponent(e.path).path) {
-                    first = diffTraces(expected: a, actual: b, options: .referenceGolden).firstDivergence ?? "bytes only"
+                    first = compareTraces(expected: a, actual: b, rules: .reference).firstDivergence ?? "bytes only"
                 }
                 changes.append(Change(path: e.path, status: "changed", firstDivergence: first))
             }

@@ -20,9 +20,16 @@ public struct TensorComparison: Sendable, Codable {
     public var worstRatio: Double = 0
     /// Number of elements outside their bound.
     public var mismatchCount: Int = 0
-    /// The first `maxReported` of them, in row-major order.
+    /// The worst `maxReported` of them (largest difference over bound first).
     public var mismatches: [Mismatch] = []
     public var nmseLimit: Double
+    /// Elements compared.
+    public var total: Int = 0
+    /// Largest `|a − b|`, and largest `|a − b| / max(|a|, |b|)` where either is non-zero.
+    public var maxAbsDifference: Double = 0
+    public var maxRelDifference: Double = 0
+    /// The smallest row floor that would have passed every element (with the same relative term).
+    public var passingRowFloor: Double = 0
 
     public var passed: Bool { gateFailure == nil && mismatchCount == 0 && nmse <= nmseLimit }
 }
@@ -56,23 +63,34 @@ public func compareRows(_ name: String, expected: [[Double]], actual: [[Double]]
         }
     }
     var sumSquaredError = 0.0, sumSquared = 0.0
+    var worst: [(ratio: Double, m: Mismatch)] = []
     for (r, (e, a)) in zip(expected, actual).enumerated() {
         let scale = e.reduce(0.0) { max($0, $1.isFinite ? abs($1) : 0) }
         for c in 0..<e.count where e[c].isFinite {
             let diff = abs(a[c] - e[c])
+            result.total += 1
             sumSquaredError += diff * diff
             sumSquared += e[c] * e[c]
-            let bound = tolerance.relative * max(abs(a[c]), abs(e[c])) + tolerance.rowFloor * scale
+            let magnitude = max(abs(a[c]), abs(e[c]))
+            result.maxAbsDifference = max(result.maxAbsDifference, diff)
+            if magnitude > 0 { result.maxRelDifference = max(result.maxRelDifference, diff / magnitude) }
+            let bound = tolerance.relative * magnitude + tolerance.rowFloor * scale
+            let excess = diff - tolerance.relative * magnitude
+            if excess > 0 { result.passingRowFloor = max(result.passingRowFloor, scale > 0 ? excess / scale : .infinity) }
             let ratio = diff == 0 ? 0 : (bound > 0 ? diff / bound : .infinity)
             result.worstRatio = max(result.worstRatio, ratio)
             if ratio > 1 {
                 result.mismatchCount += 1
-                if result.mismatches.count < maxReported {
-                    result.mismatches.append(Mismatch(row: r, column: c, expected: e[c], actual: a[c], bound: bound))
+                worst.append((ratio, Mismatch(row: r, column: c, expected: e[c], actual: a[c], bound: bound)))
+                if worst.count > 4 * max(1, maxReported) {
+                    worst.sort { $0.ratio > $1.ratio }
+                    worst.removeLast(worst.count - maxReported)
                 }
             }
         }
     }
+    worst.sort { $0.ratio != $1.ratio ? $0.ratio > $1.ratio : ($0.m.row, $0.m.column) < ($1.m.row, $1.m.column) }
+    result.mismatches = worst.prefix(maxReported).map(\.m)
     result.nmse = sumSquared > 0 ? sumSquaredError / sumSquared : (sumSquaredError > 0 ? .infinity : 0)
     return result
 }

@@ -198,7 +198,7 @@ import Testing
         let json = try JSONSerialization.jsonObject(with: Data(ok.out.utf8)) as? [String: Any]
         #expect(json?["schema"] as? String == "reroute.conformance")
         let results = ((json?["reports"] as? [[String: Any]])?.first?["results"] as? [[String: Any]]) ?? []
-        #expect(results.count == 20)
+        #expect(results.count == ConformanceLaw.allCases.count)
         #expect(results.contains { $0["law"] as? String == "no-readmission" && $0["status"] as? String == "not-applicable" })
 
         let traces = try run(["conform", "--trace", "golden/traces/tiny-llama/pdrop.h5", "golden/traces/tiny-qwen2/reroute-nuwa-64.h5"])
@@ -218,6 +218,71 @@ import Testing
         #expect(try run(["conform"]).status == 2)
         let missing = try run(["conform", "--trace", "/nonexistent.h5"])
         #expect(missing.status == 2 && missing.err.contains("/nonexistent.h5"))
+    }
+
+    /// Each new trace law, broken by a tampered trace, makes `conform --trace` exit 1 naming it.
+    @Test(arguments: ["indices-in-grid", "no-duplicate-indices", "kept-is-processed", "deferred-stale"])
+    func conformTraceNamesEachTamperedLaw(law: String) throws {
+        let dir = try TempDir()
+        defer { dir.cleanup() }
+        var t = try Trace.read(from: Repo.root.appendingPathComponent("golden/traces/tiny-llama/reroute-fastv-192.h5").path)
+        var d = t.decisions[0]
+        switch law {
+        case "indices-in-grid": d.deferred[0] = t.input.grid.count + 5
+        case "no-duplicate-indices": d.deferred[1] = d.deferred[0]
+        case "kept-is-processed":
+            let (k, x) = (d.kept[0], d.deferred[0])
+            d.kept = (d.kept.dropFirst() + [x]).sorted()
+            d.deferred = (d.deferred.dropFirst() + [k]).sorted()
+        default:
+            // A deferred row that changed inside the stage (at its last layer, so the layer before
+            // it still shows the stale state).
+            let row = t.input.prefixTokens.count + d.deferred[0]
+            let end = t.decisions[1].layer
+            t.hiddenStates[end][row][0] += 1
+        }
+        t.decisions[0] = d
+        try t.write(to: dir.path("bad.h5"))
+        let r = try run(["conform", "--trace", dir.path("bad.h5")])
+        #expect(r.status == 1 && r.out.contains("FAIL   \(law)"), "\(r.out)\(r.err)")
+    }
+
+    /// The user's path: run the fast decoder on a golden's own case, then diff with no flags.
+    @Test func fastRunOnAGoldenCaseDiffsCleanWithNoFlags() throws {
+        let dir = try TempDir()
+        defer { dir.cleanup() }
+        for (model, policy) in [("tiny-llama", "reroute-fastv-192"), ("tiny-qwen2-vl", "reroute-pdrop-64")] {
+            let golden = "golden/traces/\(model)/\(policy).h5", out = dir.path("\(model).h5")
+            let ran = try run(["run", "--model", "golden/models/\(model)", "--case", golden, "--policy", policy, "--decoder", "fast", "--out", out])
+            #expect(ran.status == 0, "\(ran.err)")
+            let r = try run(["diff", golden, out])
+            #expect(r.status == 0 && r.out.contains("preset:   fp32") && r.out.contains("decoder 'fast'"), "\(r.out)")
+            // The same pair under the reference preset is (rightly) too strict for float32.
+            let strict = try run(["diff", "--preset", "reference", golden, out])
+            #expect(strict.status == 1 && strict.out.contains("would pass with row floor"), "\(strict.out)")
+        }
+    }
+
+    /// A trace with one tie flip within ε: exit 0, the flip reported once; --replay compares the
+    /// rest in lockstep; a smaller ε makes it a divergence named at the decision.
+    @Test func diffAcceptsOneTieFlipAndReplaysIt() throws {
+        let dir = try TempDir()
+        defer { dir.cleanup() }
+        try TraceDiffTests.base.write(to: dir.path("expected.h5"))
+        try TraceDiffTests.flipped.write(to: dir.path("flipped.h5"))
+        let gap = TraceDiffTests.cut(TraceDiffTests.base).gap
+        let eps = String(gap * 1.1)
+        let r = try run(["diff", "--tie-epsilon", eps, dir.path("expected.h5"), dir.path("flipped.h5")])
+        #expect(r.status == 0, "\(r.out)\(r.err)")
+        #expect(r.out.components(separatedBy: "tie flip").count == 2 && r.out.contains("1 accepted") && r.out.contains("mode:     stopped"), "\(r.out)")
+        let replayed = try run(["diff", "--tie-epsilon", eps, "--replay", "--model", "golden/models/tiny-llama", dir.path("flipped.h5"),
+                                dir.path("expected.h5")])
+        #expect(replayed.status == 0 && replayed.out.contains("mode:     lockstep") && replayed.out.contains("0 skipped"), "\(replayed.out)")
+        let strict = try run(["diff", "--tie-epsilon", String(gap * 0.9), dir.path("expected.h5"), dir.path("flipped.h5")])
+        #expect(strict.status == 1 && strict.out.contains("first divergence: /prefill/decisions/00/{kept,deferred}"), "\(strict.out)")
+        // Usage errors: --replay without --model, a negative slack.
+        #expect(try run(["diff", "--replay", dir.path("expected.h5"), dir.path("flipped.h5")]).status == 2)
+        #expect(try run(["diff", "--route-slack", "-1", dir.path("expected.h5"), dir.path("flipped.h5")]).status == 2)
     }
 
     /// Parallel verify: the same stdout whatever the job count (progress goes to stderr).

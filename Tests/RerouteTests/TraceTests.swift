@@ -70,7 +70,7 @@ enum Goldens {
     func goldenIsReproduced(file: String) throws {
         let golden = try Trace.read(from: Goldens.traces.appendingPathComponent(file).path)
         let decoder = try #require(Goldens.decoders[golden.provenance.model])
-        let check = try TraceCheck.run(decoder: decoder, golden: golden, file: file, options: .referenceGolden)
+        let check = try TraceCheck.run(decoder: decoder, golden: golden, file: file, rules: .reference)
         #expect(check.passed, "\(check.verdict.render())")
         #expect(check.mode == "free")
         // The golden itself obeys the budget it declares.
@@ -92,7 +92,7 @@ enum Goldens {
         #expect(r.decodePositions == t.decodePositions && r.kvLength == t.kvLength && r.kvLengthAfterDecode == t.kvLengthAfterDecode)
         #expect(r.policy == t.policy && r.config == t.config && r.input == t.input && r.llmGridIndices == t.llmGridIndices)
         #expect(r.budget == t.budget && r.provenance == t.provenance && r.decodeTokens == t.decodeTokens)
-        #expect(diffTraces(expected: t, actual: r, options: .referenceGolden).passed)
+        #expect(compareTraces(expected: t, actual: r, rules: .reference).passed)
         // Every dataset says how it is compared.
         let f = try HDF5File(readingFrom: dir.path("t.h5"))
         for p in ["/prefill/hidden_states", "/prefill/processed", "/prefill/decisions/00/kept", "/decode/tokens", "/inputs/positions"] {
@@ -248,27 +248,46 @@ enum Goldens {
     }
 }
 
-/// The comparison library on crafted pairs: each failure kind is detected, and a tie flip is
-/// accepted only within ε.
+/// The comparison library on crafted pairs: each failure kind is detected, a route flip is
+/// accepted only within ε (one finding for kept and deferred), what depends on an accepted
+/// flip is skipped or replayed, and the presets follow the traces' precision.
 @Suite struct TraceDiffTests {
     static let base: Trace = try! Goldens.record(.rerouteFastV(tier: .t192))
 
-    func diff(_ edit: (inout Trace) -> Void, options: DiffOptions = .referenceGolden) -> TraceDiffReport {
+    func diff(_ edit: (inout Trace) -> Void, rules: ComparisonRules = .reference) -> Verdict {
         var t = Self.base
         edit(&t)
-        return diffTraces(expected: Self.base, actual: t, options: options)
+        return compareTraces(expected: Self.base, actual: t, rules: rules)
     }
 
     @Test func identicalTracesPass() {
         let r = diff { _ in }
-        #expect(r.passed && r.firstDivergence == nil && r.tieFlips.isEmpty)
+        #expect(r.passed && r.firstDivergence == nil && r.accepted.isEmpty && r.skipped.isEmpty && r.mode == .free)
+        // The trace laws ran on both sides.
+        let laws = TraceLaws.applicable(to: Self.base.policy, capabilities: AdapterCapabilities(keepsTopKOfScores: false, scoresAreAttention: true),
+                                        mode: "free")
+        #expect(!laws.contains(.topKTieBreak) && laws.contains(.keptIsProcessed))
+        #expect(r.findings.filter { $0.kind == .law }.count == 2 * laws.count)
     }
 
-    @Test func hiddenStatePerturbationIsFoundAtItsLayer() {
-        let r = diff { $0.hiddenStates[4][10][3] *= 1.001 }
+    @Test func hiddenStatePerturbationIsFoundAtItsLayerWithThePassingTolerance() throws {
+        // Token 2 is text: processed by every layer, so only the comparison (no law) can see it.
+        let r = diff { $0.hiddenStates[4][2][3] *= 1.001 }
         #expect(!r.passed && r.firstDivergence == "/prefill/hidden_states[4]")
         let item = r.failures[0]
-        #expect(item.details.first?.hasPrefix("[10, 3]") == true)
+        #expect(item.details.first?.hasPrefix("[sequence index 2, column 3]") == true, "\(item.details)")
+        let m = try #require(item.tensor)
+        #expect(m.mismatched == 1 && m.total == Self.base.sequenceLength * Self.base.config.hiddenSize)
+        // The tolerance that would have passed does pass, and a little less does not.
+        #expect(item.summary.contains("would pass with row floor"))
+        let x = Self.base.hiddenStates[4][2][3]
+        #expect(m.maxAbsDifference == abs(Double(x * 1.001) - Double(x)))
+        var rules = ComparisonRules.reference
+        rules.tensors.rowFloor = m.passingRowFloor * 1.0001
+        rules.tensors.nmse = m.passingNMSE * 1.0001
+        #expect(diff({ $0.hiddenStates[4][2][3] *= 1.001 }, rules: rules).passed)
+        rules.tensors.rowFloor = m.passingRowFloor * 0.99
+        #expect(!diff({ $0.hiddenStates[4][2][3] *= 1.001 }, rules: rules).passed)
         #expect(r.render().contains("first divergence: /prefill/hidden_states[4]"))
     }
 
@@ -293,55 +312,159 @@ enum Goldens {
         #expect(diff { $0.budget.layers[1].visualTokens += 1 }.firstDivergence == "/budget/visual_tokens")
     }
 
-    /// Swaps the weakest kept token with the strongest deferred one at the first decision.
-    func swapAtCut(_ t: inout Trace) -> Double {
-        var d = t.decisions[0]
+    /// The weakest kept and the strongest deferred token at the first decision, and their score gap.
+    static func cut(_ t: Trace) -> (weakest: Int, strongest: Int, gap: Double) {
+        let d = t.decisions[0]
         let score = Dictionary(uniqueKeysWithValues: zip(d.candidates, d.scores))
         let weakest = d.kept.min { score[$0]! < score[$1]! }!
         let strongest = d.deferred.max { score[$0]! < score[$1]! }!
-        d.kept = (d.kept.filter { $0 != weakest } + [strongest]).sorted()
-        d.deferred = (d.deferred.filter { $0 != strongest } + [weakest]).sorted()
-        t.decisions[0] = d
-        return score[weakest]! - score[strongest]!
+        return (weakest, strongest, (score[weakest]! - score[strongest]!) / d.scores.max()!)
     }
 
-    @Test func routeChangesAreSetsWithJaccardAndTieFlipsNeedEpsilon() {
-        var gap = 0.0
-        let strict = diff { gap = swapAtCut(&$0) }
-        let kept = strict.failures.first { $0.object.hasSuffix("/kept") }
-        #expect(kept != nil && kept!.jaccard! > 0 && kept!.summary.contains("only expected"))
-        #expect(strict.firstDivergence == "/prefill/decisions/00/kept")
-        var loose = DiffOptions.referenceGolden
-        loose.tieEpsilon = gap * 1.01
-        let flip = diff({ _ = swapAtCut(&$0) }, options: loose)
-        #expect(flip.tieFlips.count == 1 && flip.tieFlips[0].passed)
-        loose.tieEpsilon = gap * 0.99
-        #expect(diff({ _ = swapAtCut(&$0) }, options: loose).tieFlips.isEmpty)
+    /// A real run whose first decision went the other way at the cut (routes forced), as an
+    /// implementation that broke the near-tie differently would record it.
+    static let flipped: Trace = {
+        let (weakest, strongest, _) = cut(base)
+        let kept = (base.decisions[0].kept.filter { $0 != weakest } + [strongest]).sorted()
+        var forced = base.forcedRoutes
+        forced[base.decisions[0].layer] = kept
+        // Later decisions decide freely again.
+        for d in base.decisions.dropFirst() { forced[d.layer] = nil }
+        return try! Goldens.record(.rerouteFastV(tier: .t192), forced: forced)
+    }()
+
+    @Test func aTieFlipWithinEpsilonIsOneAcceptedFindingAndStopsTheComparison() throws {
+        let gap = Self.cut(Self.base).gap
+        var rules = ComparisonRules.reference
+        rules.tieEpsilon = gap * 1.01
+        let v = compareTraces(expected: Self.base, actual: Self.flipped, rules: rules)
+        #expect(v.passed && v.mode == .stopped, "\(v.render())")
+        // One finding for the decision, covering kept and deferred.
+        #expect(v.acceptedRoutes.count == 1 && v.acceptedRoutes[0].object == "/prefill/decisions/00/{kept,deferred}")
+        let route = try #require(v.acceptedRoutes[0].route)
+        #expect(route.acceptance == "tie-flip" && route.onlyExpected == [Self.cut(Self.base).weakest]
+                && route.onlyActual == [Self.cut(Self.base).strongest] && route.indexSpace == "visual grid cell")
+        #expect(!v.findings.contains { $0.object.hasSuffix("/kept") || $0.object.hasSuffix("/deferred") })
+        // What depends on the flip is skipped, with the reason; counts are still compared.
+        #expect(v.skipped.contains { $0.object.hasPrefix("/prefill/{processed") && $0.summary.contains("decisions/00") })
+        #expect(v.findings.contains { $0.object == "/prefill/kv_length[7]" && $0.status == .passed })
+        #expect(!v.findings.contains { $0.object.hasPrefix("/prefill/hidden_states[") && $0.status != .skipped && $0.object != "/prefill/hidden_states[1]"
+            && $0.object != "/prefill/hidden_states[2]" && $0.object != "/prefill/hidden_states[3]" })
+        // Just below the gap it is a divergence, named at the decision.
+        rules.tieEpsilon = gap * 0.99
+        let strict = compareTraces(expected: Self.base, actual: Self.flipped, rules: rules)
+        #expect(!strict.passed && strict.firstDivergence == "/prefill/decisions/00/{kept,deferred}" && strict.mode == .free)
+        #expect(strict.failures[0].summary.contains("≥ ε"))
     }
 
-    /// A golden whose route went the other way at a near-tie: free mode differs, lockstep
-    /// replay (routes forced from the golden) agrees, and the check says which mode decided.
-    @Test func lockstepReplayAfterATieFlip() throws {
-        var swapped = Self.base
-        let gap = swapAtCut(&swapped)
-        let forced = [swapped.decisions[0].layer: swapped.decisions[0].kept]
-        let golden = try Goldens.record(.rerouteFastV(tier: .t192), forced: forced)
-        #expect(golden.provenance.mode == "lockstep")
-        var options = DiffOptions.referenceGolden
-        options.tieEpsilon = gap * 1.5
-        let check = try TraceCheck.run(decoder: Goldens.decoders["tiny-llama"]!, golden: golden, file: "crafted", options: options)
-        #expect(!check.free.passed)
+    @Test func routeSlackAcceptsChoicesInTheOthersTopKPlusM() throws {
+        var rules = ComparisonRules.reference
+        rules.routeSlack = 1
+        let v = compareTraces(expected: Self.base, actual: Self.flipped, rules: rules)
+        #expect(v.passed && v.acceptedRoutes.first?.route?.acceptance == "route-slack", "\(v.render())")
+        rules.routeSlack = 0
+        #expect(!compareTraces(expected: Self.base, actual: Self.flipped, rules: rules).passed)
+    }
+
+    @Test func aRouteTamperedWithoutItsLayersBreaksTheKeptIsProcessedLaw() {
+        let (weakest, strongest, gap) = Self.cut(Self.base)
+        var rules = ComparisonRules.reference
+        rules.tieEpsilon = gap * 2
+        let v = diff({ t in
+            var d = t.decisions[0]
+            d.kept = (d.kept.filter { $0 != weakest } + [strongest]).sorted()
+            d.deferred = (d.deferred.filter { $0 != strongest } + [weakest]).sorted()
+            t.decisions[0] = d
+        }, rules: rules)
+        #expect(v.acceptedRoutes.count == 1)
+        #expect(!v.passed && v.failures.map(\.object).contains("law:kept-is-processed (actual)"), "\(v.render())")
+    }
+
+    /// The flip replayed: the actual side re-run with the expected routes forced is compared in
+    /// full, and the verdict keeps the accepted flip.
+    @Test func lockstepReplayComparesEverythingAfterTheFlip() throws {
+        let gap = Self.cut(Self.base).gap
+        var rules = ComparisonRules.reference
+        rules.tieEpsilon = gap * 1.5
+        let check = try TraceCheck.run(decoder: Goldens.decoders["tiny-llama"]!, golden: Self.flipped, file: "crafted", rules: rules)
         #expect(check.mode == "lockstep" && check.passed, "\(check.verdict.render())")
-        #expect(check.verdict.tieFlips.count == 1)
-        options.tieEpsilon = gap * 0.5
-        let strict = try TraceCheck.run(decoder: Goldens.decoders["tiny-llama"]!, golden: golden, file: "crafted", options: options)
+        #expect(check.verdict.acceptedRoutes.count == 1 && check.verdict.skipped.isEmpty)
+        #expect(check.verdict.findings.contains { $0.object == "/prefill/hidden_states[8]" && $0.status == .passed })
+        rules.tieEpsilon = gap * 0.5
+        let strict = try TraceCheck.run(decoder: Goldens.decoders["tiny-llama"]!, golden: Self.flipped, file: "crafted", rules: rules)
         #expect(!strict.passed && strict.mode == "free")
     }
 
-    @Test func jsonReportIsVersioned() throws {
-        let json = try diff { $0.kvLength[2] += 1 }.json()
-        let obj = try JSONSerialization.jsonObject(with: Data(json.utf8)) as! [String: Any]
-        #expect(obj["schema"] as? String == "reroute.diff" && obj["passed"] as? Bool == false)
-        #expect(obj["first_divergence"] as? String == "/prefill/kv_length[2]")
+    /// A greedy token may differ only where the expected top two logits are within the tolerance.
+    @Test func greedyTokenFlipOnlyAtANearTie() throws {
+        var near = Self.base
+        let step = 1
+        var logits = near.stepLogits[step]
+        let top = logits.indices.max { logits[$0] < logits[$1] }!
+        let second = logits.indices.filter { $0 != top }.max { logits[$0] < logits[$1] }!
+        logits[second] = logits[top] - 1e-9 * abs(logits[top])  // a near-tie in the expected logits
+        near.stepLogits[step] = logits
+        var actual = near
+        actual.decodeTokens[step] = second
+        var rules = ComparisonRules.fastVsReference(near.config)
+        let v = compareTraces(expected: near, actual: actual, rules: rules)
+        #expect(v.passed && v.accepted.contains { $0.object == "/decode/tokens" }, "\(v.render())")
+        rules.tensors.rowFloor = 0
+        #expect(!compareTraces(expected: near, actual: actual, rules: rules).passed)
+        var far = Self.base
+        far.decodeTokens[step] += 1
+        #expect(compareTraces(expected: Self.base, actual: far, rules: .fastVsReference(near.config)).firstDivergence == "/decode/tokens")
+    }
+
+    @Test func presetsFollowTheRecordedPrecision() {
+        var fast = Self.base
+        fast.provenance.decoder = "fast"
+        #expect(ComparisonRules.automatic(expected: Self.base, actual: Self.base).name == "reference")
+        #expect(ComparisonRules.automatic(expected: Self.base, actual: fast).name == "fp32")
+        var torch = Self.base
+        torch.provenance.decoder = "torch"
+        torch.provenance.dtype = "bfloat16"
+        let bf16 = ComparisonRules.automatic(expected: Self.base, actual: torch)
+        #expect(bf16.name == "bf16" && bf16.reason.contains("/@dtype = bfloat16"))
+        torch.provenance.dtype = nil
+        let unknown = ComparisonRules.automatic(expected: Self.base, actual: torch)
+        #expect(unknown.name == "fp32" && unknown.reason.contains("not recorded"))
+        // The floors grow with the unit roundoff and are derived, not copied.
+        let c = Self.base.config
+        let f32 = ComparisonRules.preset(.fp32, config: c, maxPosition: 100), h = ComparisonRules.preset(.fp16, config: c, maxPosition: 100)
+        let b = ComparisonRules.preset(.bf16, config: c, maxPosition: 100)
+        let k = Double(max(c.hiddenSize, c.intermediateSize)), l = Double(c.layers)
+        #expect(abs(f32.tensors.rowFloor - (8 * l.squareRoot() * (k.squareRoot() + 1) + 100) * 0x1p-24) < 1e-15)
+        #expect(f32.tensors.rowFloor < h.tensors.rowFloor && h.tensors.rowFloor < b.tensors.rowFloor)
+        #expect(b.tieEpsilon == 2 * b.tensors.rowFloor && b.tensors.nmse == b.tensors.rowFloor * b.tensors.rowFloor)
+    }
+
+    @Test func routesOnlyIgnoresTensorsButNotRoutes() {
+        var rules = ComparisonRules.reference
+        rules.routesOnly = true
+        let v = diff({ $0.hiddenStates[4][2][3] *= 2; $0.lastLogits[0] += 1 }, rules: rules)
+        #expect(v.passed && v.skipped.contains { $0.object == "/prefill/hidden_states" }, "\(v.render())")
+        #expect(!diff({ $0.kvLength[2] += 1 }, rules: rules).passed)
+        #expect(!compareTraces(expected: Self.base, actual: Self.flipped, rules: rules).passed)
+    }
+
+    @Test func jsonReportIsVersionedSnakeCaseWithNumbers() throws {
+        func object(_ v: Verdict) throws -> [String: Any] {
+            try JSONSerialization.jsonObject(with: Data(try v.json().utf8)) as! [String: Any]
+        }
+        let failed = try object(diff { $0.hiddenStates[4][2][3] *= 1.001 })
+        #expect(failed["schema"] as? String == "reroute.diff" && failed["schema_version"] as? Int == Verdict.schemaVersion)
+        #expect(failed["passed"] as? Bool == false && failed["first_divergence"] as? String == "/prefill/hidden_states[4]")
+        let findings = failed["findings"] as! [[String: Any]]
+        let bad = findings.first { $0["object"] as? String == "/prefill/hidden_states[4]" }!
+        let good = findings.first { $0["object"] as? String == "/prefill/hidden_states[3]" }!
+        #expect(Set(bad.keys) == Set(good.keys))
+        let metrics = bad["tensor"] as! [String: Any], goodMetrics = good["tensor"] as! [String: Any]
+        #expect(Set(metrics.keys) == Set(goodMetrics.keys))
+        #expect(metrics["mismatched"] as? Int == 1 && metrics["nmse"] is Double && metrics["passing_row_floor"] is Double)
+        #expect(metrics["max_abs_difference"] is Double && metrics["max_rel_difference"] is Double)
+        let passed = try object(diff { _ in })
+        #expect(passed["passed"] as? Bool == true && passed["first_divergence"] is NSNull)
+        #expect(Set(passed.keys) == Set(failed.keys))
     }
 }

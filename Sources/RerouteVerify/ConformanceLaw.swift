@@ -3,6 +3,10 @@
 public enum ConformanceLaw: String, Sendable, CaseIterable, Codable {
     case determinism
     case decisionsWellFormed = "decisions-well-formed"
+    case indicesInGrid = "indices-in-grid"
+    case noDuplicateIndices = "no-duplicate-indices"
+    case keptIsProcessed = "kept-is-processed"
+    case deferredStale = "deferred-stale"
     case topKTieBreak = "top-k-tie-break"
     case textNeverDropped = "text-never-dropped"
     case scheduleExecuted = "schedule-executed"
@@ -28,7 +32,15 @@ public enum ConformanceLaw: String, Sendable, CaseIterable, Codable {
         case .determinism:
             "Two runs on the same inputs give bitwise-identical traces, on each decoder, and so does the first case re-run after all others."
         case .decisionsWellFormed:
-            "Every decision's candidates, kept and deferred are ascending grid cells of the image, kept and deferred partition the candidates, |kept| = min(budget, |candidates|), one finite score per candidate."
+            "Every decision's candidates, kept and deferred are ascending, kept and deferred partition the candidates, |kept| = min(budget, |candidates|), one finite score per candidate."
+        case .indicesInGrid:
+            "Every candidate, kept and deferred index is a grid cell of the image that the LLM received (0 ≤ cell < rows·cols, and among the LLM's visual tokens)."
+        case .noDuplicateIndices:
+            "No decision lists a grid cell twice in its candidates, kept or deferred."
+        case .keptIsProcessed:
+            "The visual tokens every layer of a decision's stage processes (from its layer to the next decision) are exactly the decision's kept set."
+        case .deferredStale:
+            "A token a decision defers keeps, bit for bit, the hidden state it had entering the decision layer, through every layer of the stage."
         case .topKTieBreak:
             "Kept is the top-k of the recorded scores, ties broken by the lower grid index."
         case .textNeverDropped:
@@ -70,7 +82,7 @@ public enum ConformanceLaw: String, Sendable, CaseIterable, Codable {
 
     /// Laws checkable from one trace alone (`reroute conform --trace`).
     public static let traceLaws: [ConformanceLaw] = [
-        .decisionsWellFormed, .topKTieBreak, .textNeverDropped, .scheduleExecuted, .budgetDeclared, .bypassIdentity,
+        .decisionsWellFormed, .indicesInGrid, .noDuplicateIndices, .keptIsProcessed, .deferredStale, .topKTieBreak, .textNeverDropped, .scheduleExecuted, .budgetDeclared, .bypassIdentity,
         .noReadmission, .positionsDeclared, .noRoutingAtDecode, .kvLength,
     ]
 }
@@ -89,57 +101,5 @@ public struct LawFailure: Sendable, Codable, Equatable {
         self.location = location
         self.expected = expected
         self.actual = actual
-    }
-}
-
-/// The verdict of one law for one adapter.
-public struct LawResult: Sendable, Codable, Equatable {
-    public enum Status: String, Sendable, Codable { case passed, failed, waived, notApplicable = "not-applicable" }
-    public var law: ConformanceLaw
-    public var statement: String
-    public var status: Status
-    /// Inputs the law was checked on.
-    public var checks: Int
-    /// The first failures (at most a few per law).
-    public var failures: [LawFailure]
-    /// Why the law was waived, or why it does not apply.
-    public var note: String?
-}
-
-/// The conformance report of one adapter (`reroute conform --json` writes it).
-public struct ConformanceReport: Sendable, Codable {
-    public static let schema = "reroute.conformance"
-    public static let schemaVersion = 1
-    public let adapter: String
-    /// No law failed (stored, so the JSON report carries it).
-    public let passed: Bool
-    public let results: [LawResult]
-    public var failed: [LawResult] { results.filter { $0.status == .failed } }
-
-    public init(adapter: String, results: [LawResult]) {
-        self.adapter = adapter
-        self.results = results
-        passed = results.allSatisfy { $0.status != .failed }
-    }
-
-    /// Human-readable: one line per law, then each failure with its input.
-    public func rendered(verbose: Bool = false) -> String {
-        var out = "conformance of \(adapter): \(passed ? "PASS" : "FAIL")\n"
-        for r in results {
-            let mark = switch r.status {
-            case .passed: "ok    "
-            case .failed: "FAIL  "
-            case .waived: "waived"
-            case .notApplicable: "n/a   "
-            }
-            let checks = r.status == .passed || r.status == .failed ? " (\(r.checks) checks)" : ""
-            out += "  \(mark) \(r.law.rawValue)\(checks)\(r.note.map { ": \($0)" } ?? "")\n"
-            if verbose || r.status == .failed { out += "         \(r.statement)\n" }
-            for f in r.failures {
-                out += "         input:    \(f.input)\n         at:       \(f.location)\n"
-                out += "         expected: \(f.expected)\n         actual:   \(f.actual)\n"
-            }
-        }
-        return out
     }
 }

@@ -34,16 +34,26 @@ public enum TraceLaws {
         let visualOf: (Int) -> Int? = { i in i >= p && i < p + n ? cells[i - p] : nil }
         let processedVisual = t.processed.map { $0.compactMap(visualOf) }
 
-        // decisions-well-formed, top-k-tie-break
+        // decisions-well-formed, indices-in-grid, no-duplicate-indices, top-k-tie-break
+        let gridCount = t.input.grid.count
         for d in t.decisions {
             let at = "decision at layer \(d.layer)"
-            func ascending(_ a: [Int]) -> Bool { !zip(a, a.dropFirst()).contains { $0 >= $1 } }
+            func ascending(_ a: [Int]) -> Bool { !zip(a, a.dropFirst()).contains { $0 > $1 } }
             if !ascending(d.candidates) || !ascending(d.kept) || !ascending(d.deferred) {
-                fail(.decisionsWellFormed, at, expected: "strictly ascending candidates, kept, deferred",
+                fail(.decisionsWellFormed, at, expected: "ascending candidates, kept, deferred",
                      actual: "candidates \(d.candidates), kept \(d.kept), deferred \(d.deferred)")
             }
-            if let bad = d.candidates.first(where: { !cellSet.contains($0) }) {
-                fail(.decisionsWellFormed, at, expected: "candidates among the LLM's visual grid cells", actual: "candidate \(bad)")
+            for (name, list) in [("candidates", d.candidates), ("kept", d.kept), ("deferred", d.deferred)] {
+                if let bad = list.first(where: { $0 < 0 || $0 >= gridCount }) {
+                    fail(.indicesInGrid, "\(at), \(name)", expected: "grid cells 0..<\(gridCount) (visual index)", actual: "cell \(bad)")
+                } else if let bad = list.first(where: { !cellSet.contains($0) }) {
+                    fail(.indicesInGrid, "\(at), \(name)", expected: "cells the LLM received (after the vision-side stage)",
+                         actual: "cell \(bad)")
+                }
+                var seen = Set<Int>()
+                if let dup = list.first(where: { !seen.insert($0).inserted }) {
+                    fail(.noDuplicateIndices, "\(at), \(name)", expected: "each grid cell once", actual: "cell \(dup) repeated")
+                }
             }
             let kept = Set(d.kept), deferred = Set(d.deferred)
             if !kept.isDisjoint(with: deferred) || kept.union(deferred) != Set(d.candidates) {
@@ -60,6 +70,34 @@ public enum TraceLaws {
             if out[.topKTieBreak] != nil, d.scores.count == d.candidates.count, !d.scores.contains(where: \.isNaN),
                let top = try? selectTopK(candidates: d.candidates, scores: d.scores, k: d.budget, layer: d.layer), top.kept != d.kept {
                 fail(.topKTieBreak, at, expected: "kept \(top.kept)", actual: "kept \(d.kept)")
+            }
+        }
+
+        // kept-is-processed, deferred-stale: each decision's stage runs from its layer to the next decision's.
+        let rowOfCell = Dictionary(cells.enumerated().map { ($1, p + $0) }, uniquingKeysWith: { a, _ in a })
+        for (i, d) in t.decisions.enumerated() where d.layer >= 0 && d.layer < layers {
+            let end = min(layers, i + 1 < t.decisions.count ? max(d.layer, t.decisions[i + 1].layer) : layers)
+            let kept = Set(d.kept)
+            for l in d.layer..<end {
+                let got = Set(processedVisual[l])
+                if got != kept {
+                    let missing = kept.subtracting(got).sorted(), extra = got.subtracting(kept).sorted()
+                    fail(.keptIsProcessed, "layer \(l) (stage of the decision at layer \(d.layer))",
+                         expected: "the kept grid cells processed", actual: "kept but not processed \(missing.prefix(8)); processed but not kept \(extra.prefix(8))")
+                    break
+                }
+            }
+            for cell in d.deferred where end > d.layer {
+                guard let row = rowOfCell[cell] else { continue }
+                let entering = t.hiddenStates[d.layer][row]
+                for l in (d.layer + 1)...end {
+                    let now = t.hiddenStates[l][row]
+                    if let k = zip(entering, now).enumerated().first(where: { $0.element.0.bitPattern != $0.element.1.bitPattern })?.offset {
+                        fail(.deferredStale, "/prefill/hidden_states[\(l)] sequence index \(row) (grid cell \(cell))",
+                             expected: "element \(k) = \(entering[k]) (its state entering layer \(d.layer))", actual: "\(now[k])")
+                        break
+                    }
+                }
             }
         }
 

@@ -1,0 +1,266 @@
+import Foundation
+
+/// One compared object of a trace comparison.
+public struct Finding: Sendable, Codable, Equatable {
+    public enum Kind: String, Sendable, Codable {
+        /// Within a tolerance (hidden states, logits, scores).
+        case float
+        /// Equal element by element (integers, positions, tokens, config, policy).
+        case exact
+        /// Equal as sets (routes, processed sets).
+        case set
+        /// Bit-identical (inputs).
+        case bitwise
+        /// A trace law (SPEC.md §11.2) on one of the two traces.
+        case law
+    }
+
+    public enum Status: String, Sendable, Codable {
+        case passed
+        case failed
+        /// Differs, but within an acceptance rule: a tie flip, route slack, a greedy near-tie.
+        case accepted
+        /// Not compared, with the reason (after an accepted flip, or not asked for).
+        case skipped
+    }
+
+    /// Dataset path, with a layer or step in brackets, e.g. `/prefill/hidden_states[3]`;
+    /// `law:NAME (actual)` for trace laws.
+    public var object: String
+    public var kind: Kind
+    public var status: Status
+    /// One line: the metric, what differs, or why it was skipped.
+    public var summary: String
+    /// Offending elements or law failures, at most `maxReported`.
+    public var details: [String] = []
+    /// Tensor metrics (float findings).
+    public var tensor: TensorMetrics?
+    /// Route metrics (set findings on decisions).
+    public var route: RouteMetrics?
+
+    public var failed: Bool { status == .failed }
+
+    public init(object: String, kind: Kind, status: Status, summary: String, details: [String] = [],
+                tensor: TensorMetrics? = nil, route: RouteMetrics? = nil) {
+        self.object = object
+        self.kind = kind
+        self.status = status
+        self.summary = summary
+        self.details = details
+        self.tensor = tensor
+        self.route = route
+    }
+
+    enum CodingKeys: String, CodingKey { case object, kind, status, summary, details, tensor, route }
+
+    /// Every key, present or null, so passing and failing findings have the same shape.
+    public func encode(to encoder: Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(object, forKey: .object)
+        try c.encode(kind, forKey: .kind)
+        try c.encode(status, forKey: .status)
+        try c.encode(summary, forKey: .summary)
+        try c.encode(details, forKey: .details)
+        try c.encode(tensor, forKey: .tensor)
+        try c.encode(route, forKey: .route)
+    }
+}
+
+/// Metrics of one compared tensor (numbers, for `--json`).
+public struct TensorMetrics: Sendable, Codable, Equatable {
+    /// Which tolerance judged it, and its numbers.
+    public var tolerance: String
+    public var relative: Double
+    public var rowFloor: Double
+    public var nmseLimit: Double
+    /// A failed gate (shape, NaN, Inf); the numbers below are then zero.
+    public var gate: String?
+    public var nmse: Double
+    public var maxAbsDifference: Double
+    /// Largest `|a − b| / max(|a|, |b|)` over elements where either is non-zero.
+    public var maxRelDifference: Double
+    /// Largest `|a − b| / bound`; ≤ 1 passes.
+    public var worstRatio: Double
+    public var mismatched: Int
+    public var total: Int
+    /// The smallest row floor (with the same relative term) and NMSE limit that would have passed.
+    public var passingRowFloor: Double
+    public var passingNMSE: Double
+    /// The worst elements (largest difference over bound first), at most `maxReported`.
+    public var worst: [Mismatch]
+
+    enum CodingKeys: String, CodingKey {
+        case tolerance, relative, rowFloor, nmseLimit, gate, nmse, maxAbsDifference, maxRelDifference, worstRatio
+        case mismatched, total, passingRowFloor, passingNMSE = "passing_nmse", worst
+    }
+
+    public func encode(to encoder: Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(tolerance, forKey: .tolerance)
+        try c.encode(relative, forKey: .relative)
+        try c.encode(rowFloor, forKey: .rowFloor)
+        try c.encode(nmseLimit, forKey: .nmseLimit)
+        try c.encode(gate, forKey: .gate)
+        for (k, v) in [(CodingKeys.nmse, nmse), (.maxAbsDifference, maxAbsDifference), (.maxRelDifference, maxRelDifference),
+                       (.worstRatio, worstRatio), (.passingRowFloor, passingRowFloor), (.passingNMSE, passingNMSE)] {
+            // JSON has no infinity: an unbounded metric (a zero-scale row, an all-zero side) is null.
+            if v.isFinite { try c.encode(v, forKey: k) } else { try c.encodeNil(forKey: k) }
+        }
+        try c.encode(mismatched, forKey: .mismatched)
+        try c.encode(total, forKey: .total)
+        try c.encode(worst, forKey: .worst)
+    }
+}
+
+/// Metrics of one compared route (a decision's kept and deferred sets together).
+public struct RouteMetrics: Sendable, Codable, Equatable {
+    /// The index space of the lists below.
+    public var indexSpace = "visual grid cell"
+    public var layer: Int
+    /// `1 − |A∩B| / |A∪B|` of the kept sets.
+    public var jaccard: Double
+    public var onlyExpected: [Int]
+    public var onlyActual: [Int]
+    /// Spread of the differing candidates' scores relative to the decision's largest (nil: not computable).
+    public var scoreGap: Double?
+    public var epsilon: Double
+    /// "tie-flip", "route-slack", or nil.
+    public var acceptance: String?
+
+    enum CodingKeys: String, CodingKey { case indexSpace, layer, jaccard, onlyExpected, onlyActual, scoreGap, epsilon, acceptance }
+
+    public func encode(to encoder: Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(indexSpace, forKey: .indexSpace)
+        try c.encode(layer, forKey: .layer)
+        try c.encode(jaccard, forKey: .jaccard)
+        try c.encode(onlyExpected, forKey: .onlyExpected)
+        try c.encode(onlyActual, forKey: .onlyActual)
+        try c.encode(scoreGap, forKey: .scoreGap)
+        try c.encode(epsilon, forKey: .epsilon)
+        try c.encode(acceptance, forKey: .acceptance)
+    }
+}
+
+/// The judgement of one trace against another (SPEC.md §9.3): every finding in computation
+/// order, the rules that judged them, and how routes were handled.
+public struct Verdict: Sendable, Codable {
+    public static let schema = "reroute.diff"
+    public static let schemaVersion = 2
+
+    public enum Mode: String, Sendable, Codable {
+        /// Each trace as recorded; no route difference was accepted.
+        case free
+        /// Each trace as recorded, compared up to the first accepted route difference; what
+        /// depends on it was skipped (a replay compares it).
+        case stopped
+        /// The actual side re-run with the expected side's routes forced after an accepted
+        /// flip; the accepted flips of the free comparison are part of the verdict.
+        case lockstep
+    }
+
+    public var expected: String
+    public var actual: String
+    public var rules: ComparisonRules
+    public var mode: Mode
+    public var findings: [Finding]
+
+    public init(expected: String, actual: String, rules: ComparisonRules, mode: Mode, findings: [Finding]) {
+        self.expected = expected
+        self.actual = actual
+        self.rules = rules
+        self.mode = mode
+        self.findings = findings
+    }
+
+    public var passed: Bool { !findings.contains(where: \.failed) }
+    public var failures: [Finding] { findings.filter(\.failed) }
+    public var accepted: [Finding] { findings.filter { $0.status == .accepted } }
+    /// Accepted route differences (tie flips, route slack), one per decision.
+    public var acceptedRoutes: [Finding] { accepted.filter { $0.route != nil } }
+    public var skipped: [Finding] { findings.filter { $0.status == .skipped } }
+    /// The first failing object, in computation order.
+    public var firstDivergence: String? { failures.first?.object }
+
+    /// Whether a lockstep replay may decide: a route difference was accepted and nothing
+    /// failed before it (a later failure may be its consequence; an earlier one is a real
+    /// divergence that forcing routes would hide).
+    public var lockstepJustified: Bool {
+        guard let first = findings.firstIndex(where: { $0.status == .accepted && $0.route != nil }) else { return false }
+        return !findings[..<first].contains(where: \.failed)
+    }
+}
+
+extension Verdict {
+    /// h5diff-like text: the rules, failing, accepted and skipped objects with their details,
+    /// then a summary line, the first divergence, and the failures again.
+    public func render(verbose: Bool = false) -> String {
+        var out = ["expected: \(expected)", "actual:   \(actual)", "preset:   \(rules.name) — \(rules.reason)",
+                   "mode:     \(mode.rawValue)\(modeNote)", ""]
+        for f in findings where verbose || f.status != .passed {
+            let mark = switch f.status {
+            case .passed: "  ok"
+            case .failed: "DIFF"
+            case .accepted: "  ~ "
+            case .skipped: "skip"
+            }
+            out.append("\(mark) \(f.object) (\(f.kind.rawValue)): \(f.summary)")
+            for d in f.details { out.append("        \(d)") }
+        }
+        out.append("")
+        out.append("\(findings.count) object(s) compared: \(findings.count - failures.count - accepted.count - skipped.count) same, "
+                   + "\(failures.count) differ, \(accepted.count) accepted, \(skipped.count) skipped")
+        if let first = firstDivergence {
+            out.append("first divergence: \(first)")
+            out.append("differences:")
+            out += failures.map { "  \($0.object): \($0.summary)" }
+        }
+        return out.joined(separator: "\n")
+    }
+
+    var modeNote: String {
+        switch mode {
+        case .free: ""
+        case .stopped: " (compared up to the first accepted route difference; --replay --model DIR compares the rest like for like)"
+        case .lockstep: " (the actual side re-run with the expected side's routes forced)"
+        }
+    }
+
+    /// The versioned JSON report (`reroute.diff` v2, SPEC.md §9.6): snake_case keys, numbers as numbers.
+    public func json() throws -> String {
+        struct Envelope: Encodable {
+            var schema: String, schemaVersion: Int, passed: Bool, mode: Mode, firstDivergence: String?
+            var expected: String, actual: String, rules: ComparisonRules
+            var counts: [String: Int]
+            var findings: [Finding]
+            enum CodingKeys: String, CodingKey { case schema, schemaVersion, passed, mode, firstDivergence, expected, actual, rules, counts, findings }
+            func encode(to encoder: Encoder) throws {
+                var c = encoder.container(keyedBy: CodingKeys.self)
+                try c.encode(schema, forKey: .schema)
+                try c.encode(schemaVersion, forKey: .schemaVersion)
+                try c.encode(passed, forKey: .passed)
+                try c.encode(mode, forKey: .mode)
+                try c.encode(firstDivergence, forKey: .firstDivergence)
+                try c.encode(expected, forKey: .expected)
+                try c.encode(actual, forKey: .actual)
+                try c.encode(rules, forKey: .rules)
+                try c.encode(counts, forKey: .counts)
+                try c.encode(findings, forKey: .findings)
+            }
+        }
+        let counts = ["compared": findings.count, "failed": failures.count, "accepted": accepted.count, "skipped": skipped.count]
+        return try ReportJSON.encode(Envelope(schema: Self.schema, schemaVersion: Self.schemaVersion, passed: passed, mode: mode,
+                                              firstDivergence: firstDivergence, expected: expected, actual: actual, rules: rules,
+                                              counts: counts, findings: findings))
+    }
+}
+
+/// The one JSON style of every `--json` report: snake_case keys, sorted, pretty-printed.
+public enum ReportJSON {
+    public static func encode<T: Encodable>(_ value: T) throws -> String {
+        let enc = JSONEncoder()
+        enc.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
+        enc.keyEncodingStrategy = .convertToSnakeCase
+        return String(decoding: try enc.encode(value), as: UTF8.self)
+    }
+}

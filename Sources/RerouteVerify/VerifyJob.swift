@@ -1,0 +1,215 @@
+import Foundation
+import RerouteFast
+import RerouteModel
+import RerouteReference
+import RerouteTrace
+
+/// The suite's two decoders, as named in traces (`/@decoder`) and on the command line.
+public enum DecoderKind: String, Sendable, Codable, CaseIterable {
+    case reference, fast
+}
+
+/// What `reroute verify` checks (SPEC.md §9.4).
+public struct VerifyOptions: Sendable {
+    /// Folder with one subfolder per model (config.json, safetensors, cases/*.h5).
+    public var modelsRoot: URL
+    /// Golden traces folder with MANIFEST.json; nil: skip the golden traces.
+    public var traces: URL?
+    /// Decoders re-run against every golden trace.
+    public var decoders: [DecoderKind]
+    /// Checks run side by side (≥ 1).
+    public var jobs: Int
+
+    public init(modelsRoot: URL, traces: URL?, decoders: [DecoderKind] = DecoderKind.allCases,
+                jobs: Int = ProcessInfo.processInfo.activeProcessorCount) {
+        self.modelsRoot = modelsRoot
+        self.traces = traces
+        self.decoders = decoders
+        self.jobs = max(1, jobs)
+    }
+}
+
+/// The results of one `reroute verify`: every transformers case and golden trace check, in a
+/// fixed order (independent of the job count).
+public struct VerifyResult: Sendable {
+    public var transformers: [TransformersCheck]
+    public var traceChecks: [TraceCheck]
+    /// The golden manifest, when traces were checked: (folder, files, generator commit, seed).
+    public var manifest: (folder: String, files: Int, generator: String, seed: Int)?
+    public var manifestProblems: [String]
+    public var seconds: Double
+
+    /// Checks made: each case, each trace run, and the manifest.
+    public var checkCount: Int { transformers.count + traceChecks.count + (manifest == nil ? 0 : 1) }
+    public var failureCount: Int {
+        transformers.filter { !$0.passed }.count + traceChecks.filter { !$0.passed }.count + (manifestProblems.isEmpty ? 0 : 1)
+    }
+    public var passed: Bool { failureCount == 0 }
+}
+
+/// The verify job (SPEC.md §9.4): plan (read every input, serially), run (the checks on
+/// `jobs` workers), report. Progress lines go to `progress` as checks finish.
+public enum VerifyJob {
+    public static func run(_ o: VerifyOptions, progress: @escaping @Sendable (String) -> Void = { _ in }) throws -> VerifyResult {
+        let start = Date()
+        let found = try GoldenStore.models(in: o.modelsRoot)
+        if found.isEmpty { throw InputError(.fileNotFound, file: o.modelsRoot.path, "no model folders (with config.json) here") }
+        var caseJobs: [(String, () throws -> TransformersCheck)] = []
+        var weightsByModel: [String: ModelWeights] = [:]
+        for model in found {
+            progress("loading \(model.name) from \(model.directory.path)")
+            let weights = try ModelWeights.load(directory: model.directory)
+            weightsByModel[model.name] = weights
+            let decoder = ReferenceDecoder(weights: weights)
+            for path in model.casePaths {
+                let reference = try HFReferenceCase.load(path: path)
+                caseJobs.append(("\(model.name)/\(URL(fileURLWithPath: path).lastPathComponent)", {
+                    try TransformersCheck.run(decoder: decoder, model: model.name, reference: reference)
+                }))
+            }
+        }
+        progress("checking \(caseJobs.count) transformers case(s) on \(o.jobs) job(s)")
+        let cases = try ParallelJobs.map(caseJobs, workers: o.jobs, progress: progress) { $0.passed ? "ok" : "DIFFERS" }
+        guard let dir = o.traces else {
+            return VerifyResult(transformers: cases, traceChecks: [], manifest: nil, manifestProblems: [], seconds: Date().timeIntervalSince(start))
+        }
+        let manifest = try GoldenManifest.load(from: dir)
+        var fastByModel: [String: FastDecoder] = [:]
+        var jobs: [(String, () throws -> TraceCheck)] = []
+        // One thread per fast decoder when checks run side by side (no oversubscription).
+        let fastOptions = FastDecoderOptions(threads: o.jobs > 1 ? 1 : nil)
+        for entry in manifest.files {
+            let path = dir.appendingPathComponent(entry.path).path
+            let golden = try Trace.read(from: path)
+            if weightsByModel[entry.model] == nil {
+                let mdir = o.modelsRoot.appendingPathComponent(entry.model)
+                guard FileManager.default.fileExists(atPath: mdir.appendingPathComponent("config.json").path) else {
+                    throw VerifyError.missingModel(path, entry.model)
+                }
+                weightsByModel[entry.model] = try ModelWeights.load(directory: mdir)
+            }
+            let weights = weightsByModel[entry.model]!
+            // One fast decoder per model, shared by its jobs (it packs a copy of the weights).
+            if o.decoders.contains(.fast), fastByModel[entry.model] == nil {
+                fastByModel[entry.model] = FastDecoder(weights: weights, options: fastOptions)
+            }
+            let fast = fastByModel[entry.model]
+            let maxPosition = golden.input.positions.maxPosition
+            for kind in o.decoders {
+                jobs.append(("\(entry.path) \(kind.rawValue)", {
+                    switch kind {
+                    case .fast:
+                        try TraceCheck.run(decoder: fast!, golden: golden, file: entry.path,
+                                           rules: .fastVsReference(weights.config, maxPosition: maxPosition))
+                    case .reference:
+                        try TraceCheck.run(decoder: ReferenceDecoder(weights: weights), golden: golden, file: entry.path, rules: .reference)
+                    }
+                }))
+            }
+        }
+        progress("checking \(jobs.count) golden trace run(s) on \(o.jobs) job(s)")
+        let checks = try ParallelJobs.map(jobs, workers: o.jobs, progress: progress) { "\($0.passed ? "ok" : "DIFFERS") (\($0.mode))" }
+        return VerifyResult(transformers: cases, traceChecks: checks,
+                            manifest: (dir.path, manifest.files.count, manifest.generatorCommit, manifest.seed),
+                            manifestProblems: manifest.problems(in: dir), seconds: Date().timeIntervalSince(start))
+    }
+}
+
+/// Runs named jobs on worker threads; results come back in the jobs' order, so output never
+/// depends on timing. The first error (in job order) is rethrown after all jobs ended.
+public enum ParallelJobs {
+    public static func map<T: Sendable>(_ jobs: [(String, () throws -> T)], workers: Int, progress: @escaping @Sendable (String) -> Void,
+                                        status: @escaping (T) -> String) throws -> [T] {
+        let box = LockedResults<T>(jobs.count)
+        // The job closures and the status function are only read by the workers.
+        let sharedJobs = UncheckedShared(jobs), sharedStatus = UncheckedShared(status)
+        DispatchQueue.concurrentPerform(iterations: min(max(1, workers), max(1, jobs.count))) { _ in
+            let work = sharedJobs.value, status = sharedStatus.value
+            while true {
+                guard let i = box.claim() else { return }
+                let t0 = Date()
+                let r = Result { try work[i].1() }
+                let done = box.store(r, at: i)
+                progress(String(format: "  [%d/%d] %@ %@ (%.1f s)", done, work.count, work[i].0,
+                                (try? r.get()).map(status) ?? "ERROR", Date().timeIntervalSince(t0)))
+            }
+        }
+        return try box.results.map { try $0!.get() }
+    }
+}
+
+/// Results filled by workers under one lock.
+final class LockedResults<T>: @unchecked Sendable {
+    private(set) var results: [Result<T, Error>?]
+    private var done = 0, next = 0
+    private let lock = NSLock()
+    init(_ n: Int) { results = Array(repeating: nil, count: n) }
+
+    /// The next job index, or nil when all are taken.
+    func claim() -> Int? {
+        lock.lock()
+        defer { lock.unlock() }
+        guard next < results.count else { return nil }
+        next += 1
+        return next - 1
+    }
+
+    /// Stores a result; returns the number of jobs done.
+    func store(_ r: Result<T, Error>, at i: Int) -> Int {
+        lock.lock()
+        defer { lock.unlock() }
+        results[i] = r
+        done += 1
+        return done
+    }
+}
+
+extension VerifyResult {
+    /// The `reroute.verify` v1 JSON report (SPEC.md §9.6): every check with its verdict, the
+    /// failing findings in full, and the totals.
+    public func json() throws -> String {
+        struct Case: Encodable {
+            var model: String, caseName: String, file: String, passed: Bool
+            var tensors: [TensorComparison], exact: [ExactComparison]
+        }
+        struct Run: Encodable {
+            var file: String, model: String, policy: String, decoder: String, mode: String, preset: String, passed: Bool
+            var firstDivergence: String?, compared: Int, failed: Int, accepted: Int, skipped: Int
+            var failures: [Finding], acceptedFindings: [Finding]
+            enum CodingKeys: String, CodingKey {
+                case file, model, policy, decoder, mode, preset, passed, firstDivergence, compared, failed, accepted, skipped, failures
+                case acceptedFindings
+            }
+            func encode(to encoder: Encoder) throws {
+                var c = encoder.container(keyedBy: CodingKeys.self)
+                try c.encode(file, forKey: .file)
+                try c.encode(model, forKey: .model)
+                try c.encode(policy, forKey: .policy)
+                try c.encode(decoder, forKey: .decoder)
+                try c.encode(mode, forKey: .mode)
+                try c.encode(preset, forKey: .preset)
+                try c.encode(passed, forKey: .passed)
+                try c.encode(firstDivergence, forKey: .firstDivergence)
+                try c.encode(compared, forKey: .compared)
+                try c.encode(failed, forKey: .failed)
+                try c.encode(accepted, forKey: .accepted)
+                try c.encode(skipped, forKey: .skipped)
+                try c.encode(failures, forKey: .failures)
+                try c.encode(acceptedFindings, forKey: .acceptedFindings)
+            }
+        }
+        struct Envelope: Encodable {
+            var schema = "reroute.verify", schemaVersion = 1, passed: Bool, checks: Int, failed: Int, seconds: Double
+            var manifestProblems: [String], transformersCases: [Case], goldenTraces: [Run]
+        }
+        let cases = transformers.map { Case(model: $0.model, caseName: $0.caseName, file: $0.file, passed: $0.passed, tensors: $0.tensors, exact: $0.exact) }
+        let runs = traceChecks.map { c in
+            Run(file: c.file, model: c.model, policy: c.policy, decoder: c.decoder, mode: c.mode, preset: c.verdict.rules.name,
+                passed: c.passed, firstDivergence: c.verdict.firstDivergence, compared: c.verdict.findings.count,
+                failed: c.verdict.failures.count, accepted: c.verdict.accepted.count, skipped: c.verdict.skipped.count,
+                failures: c.verdict.failures, acceptedFindings: c.verdict.accepted)
+        }
+        return try ReportJSON.encode(Envelope(passed: passed, checks: checkCount, failed: failureCount, seconds: seconds,
+                                              manifestProblems: manifestProblems, transformersCases: cases, goldenTraces: runs))
+    }
+}
