@@ -8,12 +8,11 @@ let package = Package(
     platforms: [.macOS(.v14)],
     products: [
         // The suite as a library: model + checkpoints, reference decoder, HDF5, verification.
-        .library(name: "RerouteSuite", targets: ["RerouteModel", "RerouteHDF5", "RerouteReference", "RerouteFast", "RerouteRouting", "RerouteTrace", "RerouteVerify", "RerouteConformance"]),
+        .library(name: "RerouteSuite", targets: ["RerouteModel", "RerouteFixtures", "RerouteHDF5", "RerouteReference", "RerouteFast", "RerouteRouting", "RerouteTrace", "RerouteVerify", "RerouteConformance"]),
         .executable(name: "reroute", targets: ["RerouteCLI"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
-        .package(url: "https://github.com/x-sheep/swift-property-based", from: "2.0.0"),
         .package(url: "https://github.com/apple/swift-crypto", from: "3.0.0"),
     ],
     targets: [
@@ -23,6 +22,9 @@ let package = Package(
 
         // Model configuration, safetensors checkpoints, weights, projector, prompt cases.
         .target(name: "RerouteModel"),
+        // The one seeded generator, random model configs and weights, random cases (goldens,
+        // benchmarks, conformance, tests, the example adapter).
+        .target(name: "RerouteFixtures", dependencies: ["RerouteModel"]),
         // Thin Swift layer over the HDF5 C library.
         .target(name: "RerouteHDF5", dependencies: ["CHDF5"]),
         // The scalar reference decoder: plain loops, Double accumulation (SPEC.md §2).
@@ -40,25 +42,27 @@ let package = Package(
         // Linux system calls Glibc does not export to Swift (renameat2 RENAME_EXCHANGE).
         .target(name: "CRerouteSys"),
         .target(name: "RerouteVerify", dependencies: [
-            "CRerouteSys", "RerouteModel", "RerouteHDF5", "RerouteReference", "RerouteFast", "RerouteRouting", "RerouteTrace",
+            "CRerouteSys", "RerouteModel", "RerouteFixtures", "RerouteHDF5", "RerouteReference", "RerouteFast", "RerouteRouting", "RerouteTrace",
             .product(name: "Crypto", package: "swift-crypto"),  // SHA-256 of the golden manifest
         ]),
         // The conformance suite for pruner adapters (SPEC.md §11).
         .target(name: "RerouteConformance", dependencies: [
-            "RerouteModel", "RerouteReference", "RerouteFast", "RerouteRouting", "RerouteTrace", "RerouteVerify",
+            "RerouteModel", "RerouteFixtures", "RerouteReference", "RerouteFast", "RerouteRouting", "RerouteTrace", "RerouteVerify",
         ]),
         // A worked example of a new adapter, outside the suite's own sources (docs/adding-an-adapter.md).
-        .target(name: "DARTStyleAdapter", dependencies: ["RerouteRouting"], path: "Examples/DARTStyleAdapter/Sources/DARTStyleAdapter"),
+        .target(name: "DARTStyleAdapter", dependencies: ["RerouteRouting", "RerouteFixtures"], path: "Examples/DARTStyleAdapter/Sources/DARTStyleAdapter"),
         .executableTarget(name: "dart-style-conform", dependencies: ["DARTStyleAdapter", "RerouteConformance"],
                           path: "Examples/DARTStyleAdapter/Sources/dart-style-conform"),
         // A counting allocator (forwards to glibc's) linked into `reroute` so bench and time can
         // report heap allocations per run of every thread and library.
         .target(name: "CRerouteAllocationCounter"),
+        // The benchmark harness: one median, prefill timing, allocation counts, machine probes.
+        .target(name: "RerouteBench", dependencies: ["CRerouteAllocationCounter", "CBLAS", "RerouteModel", "RerouteFast", "RerouteRouting"]),
         // The `reroute` command.
         .executableTarget(
             name: "RerouteCLI",
             dependencies: [
-                "CRerouteAllocationCounter", "RerouteVerify", "RerouteConformance", "RerouteModel", "RerouteReference", "RerouteFast", "RerouteRouting", "RerouteTrace",
+                "CRerouteAllocationCounter", "RerouteBench", "RerouteVerify", "RerouteConformance", "RerouteModel", "RerouteFixtures", "RerouteReference", "RerouteFast", "RerouteRouting", "RerouteTrace",
                 "RerouteHDF5", "CBLAS", "CHDF5",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
@@ -66,12 +70,11 @@ let package = Package(
         .testTarget(
             name: "RerouteTests",
             dependencies: [
-                "RerouteModel", "RerouteHDF5", "RerouteReference", "RerouteFast", "RerouteRouting", "RerouteTrace", "RerouteVerify",
-                "RerouteConformance", "DARTStyleAdapter",
+                "RerouteModel", "RerouteFixtures", "RerouteHDF5", "RerouteReference", "RerouteFast", "RerouteRouting", "RerouteTrace",
+                "RerouteVerify", "RerouteConformance", "DARTStyleAdapter",
                 "RerouteCLI",  // built so the end-to-end tests can run the `reroute` binary
                 "CRerouteAllocationCounter",  // per-thread allocation counts of the fast decoder
                 "CRerouteKernels",  // the packed-weight kernel against a Double product
-                .product(name: "PropertyBased", package: "swift-property-based"),
             ],
             exclude: ["Fixtures"]  // inputs read by path (fuzzer finds)
         ),

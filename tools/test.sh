@@ -4,4 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 tools/bootstrap.sh
+# The test process's one process-wide setting, as `reroute` sets it at start: the fast decoder
+# splits its products over its own workers and expects single-threaded OpenBLAS.
+export OPENBLAS_NUM_THREADS=1
 exec swift test "$@"

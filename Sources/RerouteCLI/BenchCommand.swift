@@ -1,7 +1,9 @@
 import ArgumentParser
 import CBLAS
 import Foundation
+import RerouteBench
 import RerouteFast
+import RerouteFixtures
 import RerouteModel
 import RerouteReference
 import RerouteRouting
@@ -59,18 +61,18 @@ struct BenchCommand: ParsableCommand {
                             rmsNormEps: 1e-5, ropeTheta: 10000, vocabSize: 32000, tieWordEmbeddings: false)
         progress("generating the LLaVA-shaped model (\(layers) layers)…")
         let weights = RandomModel.weights(c, visionDim: 64, seed: 7)
-        var bc = RandomModel.promptCase(c, grid: ImageGrid(rows: 24, cols: 24), prefix: 35, suffix: 1, decodeSteps: 17, seed: 8)
+        var bc = RandomCase.make(config: c, name: "bench", grid: ImageGrid(rows: 24, cols: 24), prefix: 35, suffix: 1, visual: .embeddings, decodeSteps: 17, seed: 8)
         // Features through a small projector so Nüwa's vision stage can run.
         var rng = SystemRandomNumberGenerator()
         bc.visual = .features(Matrix(rows: 576, cols: 64, values: (0..<(576 * 64)).map { _ in Float.random(in: -1...1, using: &rng) }))
         let s = bc.sequenceLength
 
         // 1. Machine (the roofline is measured again interleaved with the dense prefill in 3).
-        let bandwidth = memcpyBandwidth(repeats: reps)
-        let readBandwidth = readBandwidth(repeats: reps)
+        let bandwidth = MachineProbes.memcpyBandwidth(repeats: reps)
+        let readBandwidth = MachineProbes.readBandwidth(repeats: reps)
         print("\n1. machine")
-        let (native, split) = (sgemmRoofline(c, rows: s, repeats: reps, split: false, workers: workers),
-                               sgemmRoofline(c, rows: s, repeats: reps, split: true, workers: workers))
+        let (native, split) = (MachineProbes.sgemmRoofline(c, rows: s, repeats: reps, split: false, workers: workers),
+                               MachineProbes.sgemmRoofline(c, rows: s, repeats: reps, split: true, workers: workers))
         print(String(format: "   sgemm at the model's projection shapes (n=%d): OpenBLAS with %d threads %.1f GFLOP/s, columns split over %d single-threaded calls %.1f GFLOP/s",
                      s, workers, native, workers, split))
         print(String(format: "   memcpy 256 MiB: %.1f GB/s (read + write); streaming read of 1 GiB: %.1f GB/s", bandwidth, readBandwidth))
@@ -83,10 +85,10 @@ struct BenchCommand: ParsableCommand {
                 for rows in [47, 100, 128, 164, 228, 612] {
                     var a: [Double] = [], b: [Double] = []
                     for _ in 0..<reps {
-                        a.append(blasOnly.projectionThroughput(rows: rows, repeats: 1))
-                        b.append(packedAll.projectionThroughput(rows: rows, repeats: 1))
+                        a.append(blasOnly.projectionThroughput(rows: rows))
+                        b.append(packedAll.projectionThroughput(rows: rows))
                     }
-                    print(String(format: "     n=%3d: %6.1f / %6.1f  (packed / OpenBLAS %.2f)%@", rows, median(a), median(b), median(b) / median(a),
+                    print(String(format: "     n=%3d: %6.1f / %6.1f  (packed / OpenBLAS %.2f)%@", rows, Statistics.median(a), Statistics.median(b), Statistics.median(b) / Statistics.median(a),
                                  rows <= packedRowLimit ? "  ← packed used" : ""))
                 }
             }
@@ -100,8 +102,8 @@ struct BenchCommand: ParsableCommand {
         let small = RandomModel.weights(c512, seed: 11)
         let smallCases: [(String, ModelWeights, PromptCase)] = [
             ("tiny-llama (d=64, L=8, S=108)", tiny, GoldenTraces.traceCase(for: tiny, model: "tiny-llama")),
-            ("small (d=512, L=2, S=612)", small, RandomModel.promptCase(c512, grid: ImageGrid(rows: 24, cols: 24), prefix: 35, suffix: 1,
-                                                                       decodeSteps: 0, seed: 12)),
+            ("small (d=512, L=2, S=612)", small, RandomCase.make(config: c512, name: "bench", grid: ImageGrid(rows: 24, cols: 24), prefix: 35, suffix: 1,
+                                                                       visual: .embeddings, decodeSteps: 0, seed: 12)),
         ]
         for (label, w, sc) in smallCases {
             let ref = ReferenceDecoder(weights: w)
@@ -115,7 +117,7 @@ struct BenchCommand: ParsableCommand {
                                                     grid: sc.grid, bytesPerElement: 4).totalFlops
             // The ratio is bounded by (fast GFLOP/s) / (reference GFLOP/s), so both are printed.
             print(String(format: "   %@: reference %.1f ms (%.2f GFLOP/s), fast %.2f ms (%.1f GFLOP/s): fast is %.0fx faster", label,
-                         median(tr) * 1e3, flops / median(tr) / 1e9, median(tf) * 1e3, flops / median(tf) / 1e9, median(tr) / median(tf)))
+                         Statistics.median(tr) * 1e3, flops / Statistics.median(tr) / 1e9, Statistics.median(tf) * 1e3, flops / Statistics.median(tf) / 1e9, Statistics.median(tr) / Statistics.median(tf)))
         }
 
         // 3. Dense prefill on the LLaVA-shaped model.
@@ -125,16 +127,16 @@ struct BenchCommand: ParsableCommand {
         var td: [Double] = [], fractions: [Double] = []
         for _ in 0..<reps {
             // A B A B: roofline (the better of the two sgemm schemes), prefill, roofline, …
-            let roof = max(sgemmRoofline(c, rows: s, repeats: 1, split: false, workers: workers),
-                           sgemmRoofline(c, rows: s, repeats: 1, split: true, workers: workers))
+            let roof = max(MachineProbes.sgemmRoofline(c, rows: s, repeats: 1, split: false, workers: workers),
+                           MachineProbes.sgemmRoofline(c, rows: s, repeats: 1, split: true, workers: workers))
             let t = try PrefillTiming.seconds(fast, bc, .dense)
             td.append(t)
             fractions.append(denseFlops / t / 1e9 / roof)
         }
-        let dense = median(td)
+        let dense = Statistics.median(td)
         print("\n3. dense prefill, LLaVA-shaped (d=2048, H=16, m=5632, L=\(layers), S=\(s))")
         print(String(format: "   %.1f ms, %.1f GFLOP (exact count), %.1f GFLOP/s = %.0f%% of the sgemm roofline (median of interleaved ratios)",
-                     dense * 1e3, denseFlops / 1e9, denseFlops / dense / 1e9, 100 * median(fractions)))
+                     dense * 1e3, denseFlops / 1e9, denseFlops / dense / 1e9, 100 * Statistics.median(fractions)))
 
         // 4. Policies, in rounds: each round runs dense, then each policy of the tier with its
         // Reroute variant right after its base, so every ratio is of runs seconds apart.
@@ -166,15 +168,15 @@ struct BenchCommand: ParsableCommand {
             for (i, p) in policies.enumerated() {
                 let budget = try BudgetCalculator.report(config: c, policy: p, textTokens: 36, grid: bc.grid, bytesPerElement: 4)
                 let scoring = try BudgetCalculator.scoringCosts(config: c, policy: p, textTokens: 36, grid: bc.grid).map(\.flops).reduce(0, +)
-                let flopsRatio = budget.totalFlops / denseFlops, ratio = median(toDense[i])
+                let flopsRatio = budget.totalFlops / denseFlops, ratio = Statistics.median(toDense[i])
                 withScoring.append((budget.totalFlops + scoring) / denseFlops)
                 // A Reroute variant follows its base in every round: the adjacent pair's ratio is drift-free.
                 var versus = ""
                 if i % 2 == 1 {
-                    versus = String(format: "%.3f (fastest runs %.3f), %.3f x %@", median(toPrevious[i]), seconds[i].min()! / seconds[i - 1].min()!,
+                    versus = String(format: "%.3f (fastest runs %.3f), %.3f x %@", Statistics.median(toPrevious[i]), seconds[i].min()! / seconds[i - 1].min()!,
                                     withScoring[i] / withScoring[i - 1], policies[i - 1].name)
                 }
-                let count = allocations[i].isEmpty ? "-" : String(allocations[i].sorted()[allocations[i].count / 2])
+                let count = allocations[i].isEmpty ? "-" : String(Int(Statistics.median(allocations[i].map(Double.init))))
                 if let n = Int(count) { allocationsByPolicy.append((p.name, n)) }
                 print("   " + pad(p.name, 22) + pad(String(format: "%.1f", budget.averageVisualTokens), 8)
                       + pad(String(format: "%.3f", ratio), 11) + pad(String(format: "%.3f", flopsRatio), 12)
@@ -198,7 +200,7 @@ struct BenchCommand: ParsableCommand {
                                  + c.vocabSize * c.hiddenSize) * 4
         var tokenRates: [Double] = [], fractionsOfBandwidth: [Double] = []
         for _ in 0..<(quick ? 1 : 3) {
-            let bandwidthNow = self.readBandwidth(repeats: 1)
+            let bandwidthNow = MachineProbes.readBandwidth(repeats: 1)
             var state = try RoutedPrefill.run(decoder: fast, case: bc, policy: .dense).state
             let t0 = DispatchTime.now().uptimeNanoseconds
             _ = fast.greedyDecode(&state, steps: steps)
@@ -206,10 +208,10 @@ struct BenchCommand: ParsableCommand {
             tokenRates.append(rate)
             fractionsOfBandwidth.append(weightBytes * rate / 1e9 / bandwidthNow)
         }
-        let tokensPerSecond = median(tokenRates)
+        let tokensPerSecond = Statistics.median(tokenRates)
         print("\n5. greedy decode (dense cache, \(steps - 1) tokens; medians of \(tokenRates.count), each next to a streaming-read measurement)")
         print(String(format: "   %.1f tokens/s; %.0f MB of weights per token: %.1f GB/s = %.0f%% of the streaming-read bandwidth",
-                     tokensPerSecond, weightBytes / 1e6, weightBytes * tokensPerSecond / 1e9, 100 * median(fractionsOfBandwidth)))
+                     tokensPerSecond, weightBytes / 1e6, weightBytes * tokensPerSecond / 1e9, 100 * Statistics.median(fractionsOfBandwidth)))
 
         // 6. Memory.
         getrusage(__rusage_who_t(RUSAGE_SELF.rawValue), &usage)
@@ -230,7 +232,7 @@ struct BenchCommand: ParsableCommand {
         progress("generating the 32-layer model…")
         let deep = FastDecoder(weights: RandomModel.weights(c32, seed: 9),
                                options: .init(recordHiddenStates: false, threads: threads, packedRowLimit: packedRowLimit))
-        let dc = RandomModel.promptCase(c32, grid: ImageGrid(rows: 24, cols: 24), prefix: 35, suffix: 1, decodeSteps: 0, seed: 10)
+        let dc = RandomCase.make(config: c32, name: "bench", grid: ImageGrid(rows: 24, cols: 24), prefix: 35, suffix: 1, visual: .embeddings, decodeSteps: 0, seed: 10)
         let pairs: [(RoutingPolicy, RoutingPolicy)] = [Tier.t192, .t128, .t64].flatMap { t in
             [(RoutingPolicy.fastVRelease(tier: t), RoutingPolicy.rerouteFastV(tier: t)), (.pyramidDropRelease(tier: t), .reroutePDrop(tier: t))]
         }
@@ -260,103 +262,8 @@ struct BenchCommand: ParsableCommand {
                     + BudgetCalculator.scoringCosts(config: c32, policy: p, textTokens: 36, grid: dc.grid).map(\.flops).reduce(0, +)
             }
             print(String(format: "   %@ / %@: time %.3f (pairs range %.3f–%.3f; fastest run / fastest run %.3f), FLOPs + scoring %.3f",
-                         reroute.name, base.name, median(ratios[i]), ratios[i].min()!, ratios[i].max()!, fastest[i].1 / fastest[i].0,
+                         reroute.name, base.name, Statistics.median(ratios[i]), ratios[i].min()!, ratios[i].max()!, fastest[i].1 / fastest[i].0,
                          try cost(reroute) / cost(base)))
         }
-    }
-
-    func time(_ body: () throws -> Void) rethrows -> Double {
-        let t0 = DispatchTime.now().uptimeNanoseconds
-        try body()
-        return Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e9
-    }
-
-    func median(_ x: [Double]) -> Double {
-        let s = x.sorted()
-        return s.count % 2 == 1 ? s[s.count / 2] : (s[s.count / 2 - 1] + s[s.count / 2]) / 2
-    }
-
-    /// GFLOP/s of the seven projection sgemms of one layer at n rows: OpenBLAS's own threading
-    /// (`split` false) or output columns split over `workers` single-threaded calls (as the
-    /// decoder does). OpenBLAS is left at 1 thread afterwards.
-    func sgemmRoofline(_ c: ModelConfig, rows n: Int, repeats: Int, split: Bool, workers: Int) -> Double {
-        openblas_set_num_threads(Int32(split ? 1 : workers))
-        defer { openblas_set_num_threads(1) }
-        let shapes = [(c.queryWidth, c.hiddenSize), (c.kvWidth, c.hiddenSize), (c.kvWidth, c.hiddenSize), (c.hiddenSize, c.queryWidth),
-                      (c.intermediateSize, c.hiddenSize), (c.intermediateSize, c.hiddenSize), (c.hiddenSize, c.intermediateSize)]
-        let maxIn = shapes.map(\.1).max()!, maxOut = shapes.map(\.0).max()!
-        let x = [Float](repeating: 0.01, count: n * maxIn)
-        let w = [Float](repeating: 0.02, count: maxOut * maxIn)
-        var y = [Float](repeating: 0, count: n * maxOut)
-        let flops = shapes.map { 2.0 * Double(n * $0.0 * $0.1) }.reduce(0, +)
-        var t: [Double] = []
-        for _ in 0..<(repeats + 1) {
-            t.append(time {
-                for (out, inner) in shapes {
-                    if !split {
-                        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(n), Int32(out), Int32(inner), 1, x, Int32(inner),
-                                    w, Int32(inner), 0, &y, Int32(out))
-                        continue
-                    }
-                    let chunk = ((out + workers - 1) / workers + 15) / 16 * 16
-                    x.withUnsafeBufferPointer { xp in w.withUnsafeBufferPointer { wp in y.withUnsafeMutableBufferPointer { yp in
-                        let (xa, wa, ya) = (UInt(bitPattern: xp.baseAddress!), UInt(bitPattern: wp.baseAddress!), UInt(bitPattern: yp.baseAddress!))
-                        DispatchQueue.concurrentPerform(iterations: workers) { part in
-                            let c0 = part * chunk, c1 = min(out, c0 + chunk)
-                            guard c0 < c1 else { return }
-                            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(n), Int32(c1 - c0), Int32(inner), 1,
-                                        UnsafePointer<Float>(bitPattern: xa), Int32(inner), UnsafePointer<Float>(bitPattern: wa)! + c0 * inner,
-                                        Int32(inner), 0, UnsafeMutablePointer<Float>(bitPattern: ya)! + c0, Int32(out))
-                        }
-                    } } }
-                }
-            })
-        }
-        return flops / median(Array(t.dropFirst())) / 1e9
-    }
-
-    /// Sum of 1 GiB of floats (SIMD8, four independent sums, one pass, split over all cores
-    /// as sgemv is): bytes read per second, the bound of weight streaming at decode.
-    func readBandwidth(repeats: Int) -> Double {
-        let n = 1 << 28
-        let workers = ProcessInfo.processInfo.activeProcessorCount
-        let buf = UnsafeMutablePointer<Float>.allocate(capacity: n)
-        defer { buf.deallocate() }
-        buf.initialize(repeating: 1, count: n)
-        let address = UInt(bitPattern: buf)
-        var t: [Double] = []
-        for _ in 0..<(repeats + 1) {
-            t.append(time {
-                DispatchQueue.concurrentPerform(iterations: workers) { w in
-                    let p = UnsafePointer<Float>(bitPattern: address)!
-                    let chunk = n / workers
-                    // Four independent sums, so the loop waits on memory, not on add latency.
-                    var (a0, a1, a2, a3) = (SIMD8<Float>.zero, SIMD8<Float>.zero, SIMD8<Float>.zero, SIMD8<Float>.zero)
-                    var i = w * chunk
-                    while i < (w + 1) * chunk {
-                        let r = UnsafeRawPointer(p + i)
-                        a0 += r.loadUnaligned(as: SIMD8<Float>.self)
-                        a1 += r.loadUnaligned(fromByteOffset: 32, as: SIMD8<Float>.self)
-                        a2 += r.loadUnaligned(fromByteOffset: 64, as: SIMD8<Float>.self)
-                        a3 += r.loadUnaligned(fromByteOffset: 96, as: SIMD8<Float>.self)
-                        i += 32
-                    }
-                    if (a0 + a1 + a2 + a3).sum() == -1 { print("") }
-                }
-            })
-        }
-        return Double(n * 4) / median(Array(t.dropFirst())) / 1e9
-    }
-
-    /// memcpy of 256 MiB; bytes read + written per second.
-    func memcpyBandwidth(repeats: Int) -> Double {
-        let n = 256 << 20
-        let src = UnsafeMutableRawPointer.allocate(byteCount: n, alignment: 64), dst = UnsafeMutableRawPointer.allocate(byteCount: n, alignment: 64)
-        defer { src.deallocate(); dst.deallocate() }
-        memset(src, 1, n)
-        memset(dst, 0, n)
-        var t: [Double] = []
-        for _ in 0..<(repeats + 1) { t.append(time { memcpy(dst, src, n) }) }
-        return 2 * Double(n) / median(Array(t.dropFirst())) / 1e9
     }
 }

@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import RerouteModel
 import RerouteRouting
+import RerouteVerify
 
 struct BudgetCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -29,10 +30,13 @@ struct BudgetCommand: ParsableCommand {
     var textTokens = 36
 
     @Option(help: "Image grid ROWSxCOLS (LLaVA-1.5 at 336 px: 24x24).")
-    var grid = "24x24"
+    var grid = ImageGrid(rows: 24, cols: 24)
 
     @Option(help: "Bytes per KV element (2 for fp16/bf16, 4 for f32).")
     var kvBytes = 2
+
+    @Flag(help: "Machine-readable JSON on standard output (reroute.budget v1): every policy's per-layer budget and scoring costs.")
+    var json = false
 
     func run() throws {
         var url = URL(fileURLWithPath: config)
@@ -41,10 +45,8 @@ struct BudgetCommand: ParsableCommand {
             url.appendPathComponent("config.json")
         }
         let c = try ModelConfig.load(from: url)
-        let parts = grid.lowercased().split(separator: "x").compactMap { Int($0) }
-        guard parts.count == 2, parts[0] > 0, parts[1] > 0 else { throw ValidationError("--grid must be ROWSxCOLS, got '\(grid)'") }
         guard textTokens >= 1 else { throw ValidationError("--text-tokens must be at least 1") }
-        let g = ImageGrid(rows: parts[0], cols: parts[1])
+        let g = grid
         let policies: [RoutingPolicy]
         if policy == "all" {
             policies = PolicyCatalog.all
@@ -54,6 +56,7 @@ struct BudgetCommand: ParsableCommand {
             }
             policies = [p]
         }
+        if json { return try printJSON(c, policies, g, url) }
         print("model: \(url.path) (\(c.family.rawValue), \(c.layers) layers, d=\(c.hiddenSize), H=\(c.heads), H_kv=\(c.kvHeads), m=\(c.intermediateSize))")
         print("input: \(textTokens) text tokens, \(g.rows)x\(g.cols) = \(g.count) visual tokens, KV at \(kvBytes) bytes/element\n")
         if policies.count == 1 {
@@ -91,5 +94,22 @@ struct BudgetCommand: ParsableCommand {
             let w = i == 0 ? max(width, 26) : width
             return s.count >= w ? s + " " : s + String(repeating: " ", count: w - s.count)
         }.joined()
+    }
+
+    func printJSON(_ c: ModelConfig, _ policies: [RoutingPolicy], _ g: ImageGrid, _ url: URL) throws {
+        struct Cost: Encodable { var layer: Int, keys: Int, queryRows: Int, extraKeys: Int, flops: Double }
+        struct Entry: Encodable { var report: BudgetReport, scoring: [Cost], scoringFlops: Double }
+        struct Report: Encodable {
+            var schema = "reroute.budget", schemaVersion = 1, config: String, textTokens: Int, grid: [String: Int], kvBytesPerElement: Int
+            var policies: [Entry]
+        }
+        let entries = try policies.map { p in
+            let costs = try BudgetCalculator.scoringCosts(config: c, policy: p, textTokens: textTokens, grid: g)
+            return Entry(report: try BudgetCalculator.report(config: c, policy: p, textTokens: textTokens, grid: g, bytesPerElement: kvBytes),
+                         scoring: costs.map { Cost(layer: $0.layer, keys: $0.keys, queryRows: $0.queryRows, extraKeys: $0.extraKeys, flops: $0.flops) },
+                         scoringFlops: costs.map(\.flops).reduce(0, +))
+        }
+        print(try ReportJSON.encode(Report(config: url.path, textTokens: textTokens, grid: ["rows": g.rows, "cols": g.cols],
+                                           kvBytesPerElement: kvBytes, policies: entries)))
     }
 }

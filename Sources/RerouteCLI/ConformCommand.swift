@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import RerouteConformance
 import RerouteRouting
+import RerouteVerify
 import RerouteTrace
 
 struct ConformCommand: ParsableCommand {
@@ -70,8 +71,6 @@ struct ConformCommand: ParsableCommand {
             }
         }
         if json {
-            let enc = JSONEncoder()
-            enc.outputFormatting = [.prettyPrinted, .sortedKeys]
             struct Envelope: Encodable {
                 let schema = ConformanceReport.schema
                 let schemaVersion = ConformanceReport.schemaVersion
@@ -79,10 +78,19 @@ struct ConformCommand: ParsableCommand {
                 let seeds: [UInt64]?
                 let models: [String]?
                 let reports: [ConformanceReport]
+                enum CodingKeys: String, CodingKey { case schema, schemaVersion, passed, seeds, models, reports }
+                func encode(to encoder: Encoder) throws {
+                    var c = encoder.container(keyedBy: CodingKeys.self)
+                    try c.encode(schema, forKey: .schema)
+                    try c.encode(schemaVersion, forKey: .schemaVersion)
+                    try c.encode(passed, forKey: .passed)
+                    try c.encode(seeds, forKey: .seeds)
+                    try c.encode(models, forKey: .models)
+                    try c.encode(reports, forKey: .reports)
+                }
             }
-            let data = try enc.encode(Envelope(passed: reports.allSatisfy(\.passed), seeds: trace ? nil : parsedSeeds,
-                                               models: trace ? nil : ConformanceModel.standard.map(\.name), reports: reports))
-            print(String(decoding: data, as: UTF8.self))
+            print(try ReportJSON.encode(Envelope(passed: reports.allSatisfy(\.passed), seeds: trace ? nil : parsedSeeds ?? [1, 2],
+                                                 models: trace ? nil : ConformanceModel.standard.map(\.name), reports: reports)))
         } else {
             for r in reports { print(r.rendered(verbose: verbose)) }
             let failed = reports.filter { !$0.passed }.map(\.adapter)

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import RerouteModel
+import RerouteVerify
 
 struct InspectCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -18,11 +19,37 @@ struct InspectCommand: ParsableCommand {
     @Flag(help: "List every tensor with dtype and shape.")
     var tensors = false
 
+    @Flag(help: "Machine-readable JSON on standard output (reroute.inspect v1), with every tensor.")
+    var json = false
+
     func run() throws {
         let dir = URL(fileURLWithPath: directory)
         let config = try ModelConfig.load(from: dir.appendingPathComponent("config.json"))
         let ckpt = try Checkpoint(directory: dir)
         let weights = try ModelWeights.load(config: config, checkpoint: ckpt)
+        if json {
+            struct Tensor: Encodable { var name: String, dtype: String, shape: [Int] }
+            struct Report: Encodable {
+                var schema = "reroute.inspect", schemaVersion = 1, directory: String, config: ModelConfig, headDim: Int
+                var projector: [String: Int]?, files: [String], tensors: [Tensor]
+                enum CodingKeys: String, CodingKey { case schema, schemaVersion, directory, config, headDim, projector, files, tensors }
+                func encode(to encoder: Encoder) throws {
+                    var c = encoder.container(keyedBy: CodingKeys.self)
+                    try c.encode(schema, forKey: .schema)
+                    try c.encode(schemaVersion, forKey: .schemaVersion)
+                    try c.encode(directory, forKey: .directory)
+                    try c.encode(config, forKey: .config)
+                    try c.encode(headDim, forKey: .headDim)
+                    try c.encode(projector, forKey: .projector)
+                    try c.encode(files, forKey: .files)
+                    try c.encode(tensors, forKey: .tensors)
+                }
+            }
+            let list = try ckpt.tensorNames.map { n in let t = try ckpt.info(n); return Tensor(name: n, dtype: t.dtype.rawValue, shape: t.shape) }
+            return print(try ReportJSON.encode(Report(directory: directory, config: config, headDim: config.headDim,
+                                                      projector: weights.projector.map { ["vision_dim": $0.visionDim, "hidden": config.hiddenSize] },
+                                                      files: ckpt.files.map { URL(fileURLWithPath: $0.path).lastPathComponent }, tensors: list)))
+        }
         print("""
             family            \(config.family.rawValue)
             layers            \(config.layers)

@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import RerouteFast
 import RerouteHDF5
 import RerouteModel
 import RerouteRouting
@@ -21,6 +22,9 @@ struct RerouteCommand: ParsableCommand {
                       ConformCommand.self, BenchCommand.self, TimeCommand.self, GoldenCommand.self, InspectCommand.self, EnvCommand.self])
 
     static func main() {
+        // Process-wide settings are chosen here, once: the fast decoder splits its work over its
+        // own workers and expects single-threaded OpenBLAS (BLASThreads).
+        BLASThreads.set(1)
         do {
             var command = try parseAsRoot()
             try command.run()

@@ -3,6 +3,7 @@ import Foundation
 import RerouteModel
 import RerouteRouting
 import RerouteTrace
+import RerouteVerify
 
 struct RoutesCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -16,46 +17,60 @@ struct RoutesCommand: ParsableCommand {
             """)
     @Argument(help: "Trace file.") var file: String
     @Option(help: "Write an SVG to this path (atomically).") var svg: String?
+    @Flag(help: "Machine-readable JSON on standard output (reroute.routes v1).") var json = false
 
-    enum State: Character { case processed = "P", reentered = "R", deferred = "d", removed = "." }
+    static let letter: [CellRoute: Character] = [.processed: "P", .reentered: "R", .deferred: "d", .removed: "."]
 
     func run() throws {
         let t = try readingUntrusted(file) { try Trace.read(from: file) }
         let grid = t.input.grid
-        let llmCells = Set(t.llmGridIndices ?? Array(0..<grid.count))
-        var panels: [(title: String, cells: [State])] = []
-        let firstLayerEnd = (t.decisions.first?.layer ?? t.config.layers) - 1
-        var processed = Set(llmCells)
-        panels.append(("layers 0–\(firstLayerEnd)", (0..<grid.count).map { llmCells.contains($0) ? .processed : .removed }))
-        var removed = Set(0..<grid.count).subtracting(llmCells)
-        for (i, d) in t.decisions.enumerated() {
-            let end = i + 1 < t.decisions.count ? t.decisions[i + 1].layer - 1 : t.config.layers - 1
-            let kept = Set(d.kept)
-            if t.policy.action == .delete { removed.formUnion(d.deferred) }
-            let cells: [State] = (0..<grid.count).map { cell in
-                if kept.contains(cell) { return processed.contains(cell) ? .processed : .reentered }
-                return removed.contains(cell) ? .removed : .deferred
-            }
-            processed = kept
-            panels.append(("layers \(d.layer)–\(end) (k=\(d.budget))", cells))
-        }
+        let stages = t.routeStages
+        func title(_ s: RouteStage) -> String { "layers \(s.firstLayer)–\(s.lastLayer)" + (s.budget.map { " (k=\($0))" } ?? "") }
         if let svg {
-            try writeSVG(panels, grid: grid, title: "\(t.policy.name) · \(t.provenance.model) · \(t.input.name)", to: svg)
-            print("wrote \(svg): \(panels.count) stage(s)")
-        } else {
-            for (title, cells) in panels {
-                print(title)
-                for r in 0..<grid.rows { print("  " + String((0..<grid.cols).map { cells[r * grid.cols + $0].rawValue })) }
+            try writeSVG(stages.map { (title($0), $0.cells) }, grid: grid, title: "\(t.policy.name) · \(t.provenance.model) · \(t.input.name)",
+                         to: svg)
+            if !json { print("wrote \(svg): \(stages.count) stage(s)") }
+        }
+        if json {
+            struct Stage: Encodable {
+                var firstLayer: Int, lastLayer: Int, budget: Int?, counts: [String: Int], rows: [String]
+                enum CodingKeys: String, CodingKey { case firstLayer, lastLayer, budget, counts, rows }
+                func encode(to encoder: Encoder) throws {
+                    var c = encoder.container(keyedBy: CodingKeys.self)
+                    try c.encode(firstLayer, forKey: .firstLayer)
+                    try c.encode(lastLayer, forKey: .lastLayer)
+                    try c.encode(budget, forKey: .budget)
+                    try c.encode(counts, forKey: .counts)
+                    try c.encode(rows, forKey: .rows)
+                }
             }
-            print("P processed, R re-entered, d deferred, . removed")
+            struct Report: Encodable {
+                var schema = "reroute.routes", schemaVersion = 1, file: String, policy: String, grid: [String: Int]
+                var indexSpace = "visual grid cell: rows[r] character c is cell (r, c) = r·cols + c"
+                var legend = [["symbol": "P", "route": "processed"], ["symbol": "R", "route": "re-entered"],
+                              ["symbol": "d", "route": "deferred"], ["symbol": ".", "route": "removed"]]
+                var stages: [Stage]
+            }
+            let out = stages.map { s in
+                Stage(firstLayer: s.firstLayer, lastLayer: s.lastLayer, budget: s.budget,
+                      counts: Dictionary(uniqueKeysWithValues: CellRoute.allCases.map { ($0.rawValue, s.count($0)) }),
+                      rows: (0..<grid.rows).map { r in String((0..<grid.cols).map { Self.letter[s.cells[r * grid.cols + $0]]! }) })
+            }
+            print(try ReportJSON.encode(Report(file: file, policy: t.policy.name, grid: ["rows": grid.rows, "cols": grid.cols], stages: out)))
+        } else if svg == nil {
+            for s in stages {
+                print(title(s))
+                for r in 0..<grid.rows { print("  " + String((0..<grid.cols).map { Self.letter[s.cells[r * grid.cols + $0]]! })) }
+            }
+            print("P processed, R re-entered, d deferred, . removed (rows and columns of the image grid)")
         }
     }
 
-    func writeSVG(_ panels: [(title: String, cells: [State])], grid: ImageGrid, title: String, to path: String) throws {
+    func writeSVG(_ panels: [(title: String, cells: [CellRoute])], grid: ImageGrid, title: String, to path: String) throws {
         let cell = 12, gap = 24, top = 44
         let panelW = grid.cols * cell, panelH = grid.rows * cell
         let width = panels.count * (panelW + gap) + gap, height = top + panelH + 60
-        let colors: [State: String] = [.processed: "#2e7d32", .reentered: "#1565c0", .deferred: "#f9a825", .removed: "#d0d0d0"]
+        let colors: [CellRoute: String] = [.processed: "#2e7d32", .reentered: "#1565c0", .deferred: "#f9a825", .removed: "#d0d0d0"]
         var s = """
             <svg xmlns="http://www.w3.org/2000/svg" width="\(width)" height="\(height)" font-family="sans-serif" font-size="11">
             <rect width="100%" height="100%" fill="white"/>
@@ -69,7 +84,7 @@ struct RoutesCommand: ParsableCommand {
                 s += "<rect x=\"\(x0 + (i % grid.cols) * cell)\" y=\"\(top + (i / grid.cols) * cell)\" width=\"\(cell - 1)\" height=\"\(cell - 1)\" fill=\"\(colors[st]!)\"/>\n"
             }
         }
-        let legend: [(State, String)] = [(.processed, "processed"), (.reentered, "re-entered"), (.deferred, "deferred (bypass)"), (.removed, "removed")]
+        let legend: [(CellRoute, String)] = [(.processed, "processed"), (.reentered, "re-entered"), (.deferred, "deferred (bypass)"), (.removed, "removed")]
         for (i, (st, label)) in legend.enumerated() {
             let x = gap + i * 130, y = top + panelH + 24
             s += "<rect x=\"\(x)\" y=\"\(y)\" width=\"11\" height=\"11\" fill=\"\(colors[st]!)\"/><text x=\"\(x + 16)\" y=\"\(y + 10)\">\(label)</text>\n"

@@ -1,4 +1,16 @@
+import ArgumentParser
 import Foundation
+import RerouteModel
+import RerouteVerify
+
+/// `ROWSxCOLS` on the command line (`ImageGrid(parsing:)`, the one grid syntax).
+extension ImageGrid: ExpressibleByArgument {
+    public init?(argument: String) { self.init(parsing: argument) }
+    public var defaultValueDescription: String { "\(rows)x\(cols)" }
+}
+
+extension DecoderKind: ExpressibleByArgument {}
+extension ComparisonPreset: ExpressibleByArgument {}
 
 /// The git commit of the working directory's repository, "+dirty" when it has changes;
 /// "unknown" outside a repository or without git.

@@ -1,7 +1,9 @@
 import ArgumentParser
 import CBLAS
 import Foundation
+import RerouteBench
 import RerouteFast
+import RerouteFixtures
 import RerouteHDF5
 import RerouteModel
 import RerouteRouting
@@ -25,7 +27,7 @@ struct TimeCommand: ParsableCommand {
             """)
     @Option(help: "Model folder.") var model: String
     @Option(name: .customLong("case"), help: "HDF5 file with an /inputs group.") var caseFile: String?
-    @Option(help: "Instead of --case: a random case with a ROWSxCOLS image of embeddings.") var grid: String?
+    @Option(help: "Instead of --case: a random case with a ROWSxCOLS image of embeddings.") var grid: ImageGrid?
     @Option(help: "Weight storage: f32 or mapped-bf16.") var weights = "f32"
     @Option(help: "Untimed prefills before timing.") var warmup = 1
     @Option(name: .customLong("policy"), help: "Policy name (repeatable).") var policies: [String] = ["dense"]
@@ -46,10 +48,8 @@ struct TimeCommand: ParsableCommand {
         if let caseFile {
             c = try readingUntrusted(caseFile, kind: "case") { try PromptCaseIO.read(try HDF5File(readingFrom: caseFile), name: "case") }
         } else {
-            let parts = grid!.split(separator: "x").compactMap { Int($0) }
-            guard parts.count == 2, parts.allSatisfy({ $0 > 0 }) else { throw ValidationError("--grid: expected ROWSxCOLS, got '\(grid!)'") }
-            c = RandomModel.promptCase(weights.config, grid: ImageGrid(rows: parts[0], cols: parts[1]), prefix: 35, suffix: 1,
-                                       decodeSteps: 0, seed: 7)
+            c = RandomCase.make(config: weights.config, name: "bench", grid: grid!, prefix: 35, suffix: 1,
+                                       visual: .embeddings, decodeSteps: 0, seed: 7)
         }
         try c.validate(for: weights.config, projector: weights.projector, file: caseFile ?? "<random case>")
         let ps = try policies.map { name -> RoutingPolicy in
@@ -72,8 +72,8 @@ struct TimeCommand: ParsableCommand {
             }
         }
         for (i, p) in ps.enumerated() {
-            let s = times[i].sorted(), a = counts[i].sorted()
-            print(String(format: "%@ %.1f %.1f %@", p.name, s[s.count / 2], s[0], a.isEmpty ? "-" : String(a[a.count / 2])))
+            print(String(format: "%@ %.1f %.1f %@", p.name, Statistics.median(times[i]), times[i].min()!,
+                         counts[i].isEmpty ? "-" : String(Int(Statistics.median(counts[i].map(Double.init))))))
         }
         var usage = rusage()
         getrusage(RUSAGE_SELF.rawValue, &usage)

@@ -21,7 +21,7 @@ struct RunCommand: ParsableCommand {
     @Option(help: "Model folder (config.json + safetensors).") var model: String
     @Option(name: .customLong("case"), help: "HDF5 file with an /inputs group.") var caseFile: String
     @Option(help: "Policy name.") var policy: String
-    @Option(help: "Decoder: reference or fast.") var decoder = "reference"
+    @Option(help: "Decoder: reference or fast.") var decoder: DecoderKind = .reference
     @Option(help: "Output trace file.") var out: String
     @Option(help: "Seed recorded in the trace.") var seed = 0
     @Flag(help: "Replace an existing output file.") var overwrite = false
@@ -30,7 +30,6 @@ struct RunCommand: ParsableCommand {
         guard let p = PolicyCatalog.named(policy) else {
             throw ValidationError("unknown policy '\(policy)'; known: \(PolicyCatalog.names.joined(separator: ", "))")
         }
-        guard ["reference", "fast"].contains(decoder) else { throw ValidationError("unknown decoder '\(decoder)'; available: reference, fast") }
         if !overwrite, FileManager.default.fileExists(atPath: out) {
             throw ValidationError("\(out) exists; pass --overwrite to replace it")
         }
@@ -42,7 +41,7 @@ struct RunCommand: ParsableCommand {
             return (name, try PromptCaseIO.read(f, name: name))
         }
         progress("running \(p.name) on \(name) (\(c.sequenceLength) tokens, \(weights.config.layers) layers)")
-        let trace = decoder == "fast"
+        let trace = decoder == .fast
             ? try TraceRecorder.record(decoder: FastDecoder(weights: weights), model: dir.lastPathComponent, case: c, policy: p,
                                        seed: seed, commit: gitCommit(), file: caseFile)
             : try TraceRecorder.record(decoder: ReferenceDecoder(weights: weights), model: dir.lastPathComponent, case: c, policy: p,
@@ -160,14 +159,15 @@ struct DiffCommand: ParsableCommand {
     }
 }
 
-extension ComparisonPreset: ExpressibleByArgument {}
 
 struct ShowCommand: ParsableCommand {
     static let configuration = CommandConfiguration(commandName: "show", abstract: "Print a trace's summary.")
     @Argument(help: "Trace file.") var file: String
+    @Flag(help: "Machine-readable JSON on standard output (reroute.show v1).") var json = false
 
     func run() throws {
         let t = try readingUntrusted(file) { try Trace.read(from: file) }
+        if json { return print(try ReportJSON.encode(TraceSummary(t, file: file))) }
         let c = t.config
         print("""
             trace     \(file)  (\(Trace.schema) v\(Trace.schemaVersion))
@@ -192,5 +192,67 @@ struct ShowCommand: ParsableCommand {
         print("\ndecode    tokens \(t.decodeTokens); KV after decode \(t.kvLengthAfterDecode)")
         print(String(format: "budget    avg_T %.2f visual tokens/layer, %.4g FLOPs, %d KV entries", t.budget.averageVisualTokens,
                      t.budget.totalFlops, t.budget.totalKVEntries))
+    }
+}
+
+/// `reroute show --json`: a trace's provenance, per-layer table (sequence indices), decisions
+/// (visual grid cells) and budget, every key present.
+struct TraceSummary: Encodable {
+    struct Layer: Encodable {
+        var layer: Int, processed: Int, visual: Int, firstPosition: Int, lastPosition: Int, decodePosition: Int, kvLength: Int
+    }
+    struct Decision: Encodable {
+        var layer: Int, budget: Int, candidates: Int, kept: [Int], topScore: Double?, topCell: Int?
+        enum CodingKeys: String, CodingKey { case layer, budget, candidates, kept, topScore, topCell }
+        func encode(to encoder: Encoder) throws {
+            var c = encoder.container(keyedBy: CodingKeys.self)
+            try c.encode(layer, forKey: .layer)
+            try c.encode(budget, forKey: .budget)
+            try c.encode(candidates, forKey: .candidates)
+            try c.encode(kept, forKey: .kept)
+            try c.encode(topScore, forKey: .topScore)
+            try c.encode(topCell, forKey: .topCell)
+        }
+    }
+    var schema = "reroute.show", schemaVersion = 1
+    var file: String, producer: String, producerVersion: String, producerCommit: String, decoder: String, dtype: String, mode: String
+    var model: String, seed: Int, policy: String, caseName: String
+    var prefixTokens: Int, grid: [String: Int], suffixTokens: Int, sequenceLength: Int
+    var indexSpaces = ["layers": "sequence index", "decisions": "visual grid cell (row·cols + col)"]
+    var layers: [Layer], decisions: [Decision]
+    var decodeTokens: [Int], kvLengthAfterDecode: [Int]
+    var averageVisualTokens: Double, totalFlops: Double, totalKVEntries: Int
+
+    init(_ t: Trace, file: String) {
+        self.file = file
+        producer = t.provenance.producer
+        producerVersion = t.provenance.producerVersion
+        producerCommit = t.provenance.producerCommit
+        decoder = t.provenance.decoder
+        dtype = t.provenance.dtype ?? ComparisonRules.precision(of: t).map { $0.0.rawValue } ?? "unknown"
+        mode = t.provenance.mode.rawValue
+        model = t.provenance.model
+        seed = t.provenance.seed
+        policy = t.policy.name
+        caseName = t.input.name
+        prefixTokens = t.input.prefixTokens.count
+        grid = ["rows": t.input.grid.rows, "cols": t.input.grid.cols]
+        suffixTokens = t.input.suffixTokens.count
+        sequenceLength = t.sequenceLength
+        let p = t.input.prefixTokens.count, n = t.llmGridIndices?.count ?? t.input.visual.count
+        layers = (0..<t.config.layers).map { l in
+            let pos = t.layerPositions[l].axes.joined()
+            return Layer(layer: l, processed: t.processed[l].count, visual: t.processed[l].filter { $0 >= p && $0 < p + n }.count,
+                         firstPosition: pos.min() ?? 0, lastPosition: pos.max() ?? 0, decodePosition: t.decodePositions[l], kvLength: t.kvLength[l])
+        }
+        decisions = t.decisions.map { d in
+            let top = zip(d.candidates, d.scores).max { $0.1 < $1.1 }
+            return Decision(layer: d.layer, budget: d.budget, candidates: d.candidates.count, kept: d.kept, topScore: top?.1, topCell: top?.0)
+        }
+        decodeTokens = t.decodeTokens
+        kvLengthAfterDecode = t.kvLengthAfterDecode
+        averageVisualTokens = t.budget.averageVisualTokens
+        totalFlops = t.budget.totalFlops
+        totalKVEntries = t.budget.totalKVEntries
     }
 }

@@ -63,7 +63,6 @@ struct VerifyCommand: ParsableCommand {
     }
 }
 
-extension DecoderKind: ExpressibleByArgument {}
 
 /// Text rendering of verification results: a table, then every failure in detail.
 enum VerifyReport {

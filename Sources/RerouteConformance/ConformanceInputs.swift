@@ -1,4 +1,5 @@
 import Foundation
+import RerouteFixtures
 import RerouteModel
 import RerouteVerify
 
@@ -48,17 +49,9 @@ public enum ConformanceCases {
         var rng = SplitMix64(seed: seed &* 0x9E37_79B9 &+ m.seed)
         let grid = forced ?? ImageGrid(rows: 3 + rng.integer(below: 4), cols: 4 + rng.integer(below: 4))
         let prefix = 2 + rng.integer(below: 4), suffix = 2 + rng.integer(below: 3)
-        let n = grid.count, dv = m.visionDim
-        let features = Matrix(rows: n, cols: dv, values: (0..<(n * dv)).map { _ in Float(rng.normal()) })
-        let logits = (0..<n).map { _ in rng.normal() }
-        let total = logits.map { exp($0) }.reduce(0, +)
-        let sim = Matrix(rows: n, cols: 8, values: (0..<(n * 8)).map { _ in Float(rng.normal()) })
-        let vocab = m.config.vocabSize
-        return PromptCase(name: "conform-s\(seed)-\(grid.rows)x\(grid.cols)", prefixTokens: (0..<prefix).map { _ in rng.integer(below: vocab) },
-                          suffixTokens: (0..<suffix).map { _ in rng.integer(below: vocab) }, visual: .features(features), grid: grid,
-                          positions: m.config.mropeSection == nil ? nil : .multimodal(prefix: prefix, grid: grid, suffix: suffix),
-                          decodeSteps: 3,
-                          visionSide: VisionSideInputs(clsAttention: logits.map { Float(exp($0) / total) }, similarityFeatures: sim))
+        return RandomCase.make(config: m.config, name: "conform-s\(seed)-\(grid.rows)x\(grid.cols)", grid: grid, prefix: prefix, suffix: suffix,
+                               visual: .features(width: m.visionDim), positions: m.config.mropeSection == nil ? .contiguous : .multimodal,
+                               decodeSteps: 3, similarityWidth: 8, rng: &rng)
     }
 
     /// The case with every position id raised by `offset`.

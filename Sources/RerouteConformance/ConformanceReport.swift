@@ -12,6 +12,19 @@ public struct LawResult: Sendable, Codable, Equatable {
     public var failures: [LawFailure]
     /// Why the law was waived, or why it does not apply.
     public var note: String?
+
+    enum CodingKeys: String, CodingKey { case law, statement, status, checks, failures, note }
+
+    /// Every key, `note` null when absent, so every result has the same shape.
+    public func encode(to encoder: Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(law, forKey: .law)
+        try c.encode(statement, forKey: .statement)
+        try c.encode(status, forKey: .status)
+        try c.encode(checks, forKey: .checks)
+        try c.encode(failures, forKey: .failures)
+        try c.encode(note, forKey: .note)
+    }
 }
 
 /// The conformance report of one adapter (`reroute conform --json` writes it).

@@ -119,24 +119,34 @@ extension FastDecoder: TraceableDecoder {
     /// `y = W x` (one vector) for any weight storage; mapped bf16 rows are widened in tiles
     /// of about 1 MB. OpenBLAS's own threads run each sgemv (decode, SPEC.md §10.2).
     func gemv(_ w: Matrix, _ x: UnsafePointer<Float>, into y: UnsafeMutablePointer<Float>) {
+        gemv(w, rows: 0..<w.rows, x, into: y)
+    }
+
+    /// `y[r] = W[r] · x` for the rows `rows` of W (`y` indexed by W's rows); mapped bf16 rows
+    /// are widened tile by tile.
+    func gemv(_ w: Matrix, rows: Range<Int>, _ x: UnsafePointer<Float>, into y: UnsafeMutablePointer<Float>) {
+        guard !rows.isEmpty else { return }
         guard w.isMapped else {
             return w.values.withUnsafeBufferPointer { wp in
-                cblas_sgemv(CblasRowMajor, CblasNoTrans, Int32(w.rows), Int32(w.cols), 1, wp.baseAddress!, Int32(w.cols), x, 1, 0, y, 1)
+                cblas_sgemv(CblasRowMajor, CblasNoTrans, Int32(rows.count), Int32(w.cols), 1, wp.baseAddress! + rows.lowerBound * w.cols,
+                            Int32(w.cols), x, 1, 0, y + rows.lowerBound, 1)
             }
         }
         let tileRows = max(1, (1 << 18) / max(w.cols, 1))
-        let tile = UnsafeMutablePointer<Float>.allocate(capacity: min(tileRows, w.rows) * w.cols)
+        let tile = UnsafeMutablePointer<Float>.allocate(capacity: min(tileRows, rows.count) * w.cols)
         defer { tile.deallocate() }
-        var r = 0
-        while r < w.rows {
-            let r1 = min(w.rows, r + tileRows)
+        var r = rows.lowerBound
+        while r < rows.upperBound {
+            let r1 = min(rows.upperBound, r + tileRows)
             w.widenRows(r, r1, into: tile)
             cblas_sgemv(CblasRowMajor, CblasNoTrans, Int32(r1 - r), Int32(w.cols), 1, tile, Int32(w.cols), x, 1, 0, y + r, 1)
             r = r1
         }
     }
 
-    public func run(layer l: Int, plan: LayerPlan, state st: inout FastState) {
+    /// - Parameter reusing: the keys of a score request for this layer on the same state;
+    ///   used when it scored every active token at the position it runs at.
+    public func run(layer l: Int, plan: LayerPlan, state st: inout FastState, reusing scored: ScoredKeys?) {
         precondition(st.plans.count == l, "layer \(l) run out of order")
         precondition(plan.active.count <= st.kvCapacity[l], "layer \(l): \(plan.active.count) tokens, cache capacity \(st.kvCapacity[l])")
         let c = config, w = weights.layers[l]
@@ -175,7 +185,8 @@ extension FastDecoder: TraceableDecoder {
             }
             // Keys the decision's scoring already computed from the same input, weights and
             // positions are reused; otherwise k is projected here.
-            let reuse = state.scoredLayer == l && (0..<n).allSatisfy { state.scoredRows[active[$0]]?.position == positions.column($0) }
+            let reused = scored.flatMap { s in s.layer == l && (0..<n).allSatisfy { s.row(of: active[$0], at: positions.column($0)) != nil } ? s : nil }
+            let reuse = reused != nil
             projections(xn, rows: n, layer: w, packed: pw, workspace: ws, q: q, k: reuse ? nil : k, v: v)
             let ct = CT.baseAddress!, stb = ST.baseAddress!, half = dh / 2
             fillRotations(positions, cos: ct, sin: stb)
@@ -183,9 +194,9 @@ extension FastDecoder: TraceableDecoder {
                 Kernels.rope(q + i * qW, heads: c.heads, headDim: dh, cos: ct + i * half, sin: stb + i * half)
                 if !reuse { Kernels.rope(k + i * kvW, heads: c.kvHeads, headDim: dh, cos: ct + i * half, sin: stb + i * half) }
             }
-            if reuse {
-                state.scoredKeys.withUnsafeBufferPointer { sk in
-                    for i in 0..<n { Kernels.copy(k + i * kvW, sk.baseAddress! + state.scoredRows[active[i]]!.row * kvW, count: kvW) }
+            if let reused {
+                reused.keys.withUnsafeBufferPointer { sk in
+                    for i in 0..<n { Kernels.copy(k + i * kvW, sk.baseAddress! + reused.rowOfToken[active[i]] * kvW, count: kvW) }
                 }
             }
             Kernels.copy(KC.baseAddress!, k, count: n * kvW)
@@ -237,7 +248,6 @@ extension FastDecoder: TraceableDecoder {
         } } } } } } } } } } } } } } } }
         st.kvCount[l] = n
         st.plans.append(plan)
-        st.scoredLayer = -1
         st.layersRun = l + 1
         if options.recordHiddenStates { st.layerInputs.append(st.hidden) }
     }

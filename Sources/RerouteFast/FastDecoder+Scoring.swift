@@ -13,11 +13,12 @@ extension FastDecoder {
     /// Scoring attention (SPEC.md §8.1) computing only what the scorer reads: K for the keys
     /// (one sgemm), Q for the query rows only, then one sgemv per head and query row; never
     /// the S×S matrix.
-    public func attentionProbabilities(_ r: ScoreRequest, state: FastState) -> [[[Double]]] {
+    public func attentionProbabilities(_ r: ScoreRequest, state: FastState) -> ScoreAnswer<ScoredKeys> {
         guard let input = state.input(of: r.layer) else { preconditionFailure("scores for layer \(r.layer): its input is not kept") }
         let c = config, w = weights.layers[r.layer], d = c.hiddenSize, kvW = c.kvWidth, qW = c.queryWidth, dh = c.headDim
         let n = r.keys.count, eps = Float(c.rmsNormEps)
-        // The state's scoring buffers (allocated in `begin`), so the layer can reuse the keys.
+        // The keys go to the answer (the layer's run may reuse them); the normalised rows are workspace.
+        var keys = [Float](repeating: 0, count: n * kvW)
         input.withUnsafeBufferPointer { h in
             w.inputNorm.withUnsafeBufferPointer { wn in
                 state.scoreRows.withUnsafeMutableBufferPointer { xp in
@@ -26,7 +27,7 @@ extension FastDecoder {
             }
         }
         state.scoreRows.withUnsafeBufferPointer { xp in
-            state.scoredKeys.withUnsafeMutableBufferPointer { kp in
+            keys.withUnsafeMutableBufferPointer { kp in
                 state.packWorkspace.withUnsafeMutableBufferPointer { ws in
                     gemm(xp.baseAddress!, rows: n, inner: d, matrix: w.k, bias: w.kBias, into: kp.baseAddress!, packed: packed?[r.layer].k,
                          workspace: ws.baseAddress!)
@@ -42,11 +43,15 @@ extension FastDecoder {
                 }
             }
         }
-        state.scoredLayer = r.layer
-        state.scoredRows = Dictionary(uniqueKeysWithValues: r.keys.enumerated().map { ($1, ($0, r.keyPositions.column($0))) })
-        let keys = state.scoredKeys, xn = state.scoreRows
+        var rowOfToken = [Int](repeating: -1, count: state.sequenceLength)
+        var positions = [SIMD3<Int>](repeating: .zero, count: n)
+        for i in 0..<n {
+            rowOfToken[r.keys[i]] = i
+            positions[i] = r.keyPositions.column(i)
+        }
+        let xn = state.scoreRows
         let scale = 1 / Float(dh).squareRoot()
-        return r.queryRows.map { row in
+        let probabilities = r.queryRows.map { row in
             var q = [Float](repeating: 0, count: qW)
             xn.withUnsafeBufferPointer { xp in
                 q.withUnsafeMutableBufferPointer { gemv(w.q, xp.baseAddress! + row * d, into: $0.baseAddress!) }
@@ -72,6 +77,8 @@ extension FastDecoder {
                 return s.map(Double.init) + [Double](repeating: 0, count: n - visible)
             }
         }
+        return ScoreAnswer(probabilities: probabilities,
+                           reuse: ScoredKeys(layer: r.layer, rowOfToken: rowOfToken, positions: positions, keys: keys))
     }
 
     public func prefillOutputs(_ state: FastState) -> PrefillOutputs {
@@ -102,34 +109,27 @@ extension FastDecoder {
 
     /// `out = W x` with W's rows split over the workers (decode streams the weights once).
     func gemvRows(_ w: Matrix, _ x: [Float], _ out: inout [Float]) {
-        if w.isMapped {
-            return x.withUnsafeBufferPointer { xp in out.withUnsafeMutableBufferPointer { gemv(w, xp.baseAddress!, into: $0.baseAddress!) } }
-        }
+        x.withUnsafeBufferPointer { xp in out.withUnsafeMutableBufferPointer { gemvSplit(w, xp.baseAddress!, into: $0.baseAddress!) } }
+    }
+
+    /// `y = W x` with W's rows split over the workers when W is large enough for the split to
+    /// pay (each part one single-threaded sgemv; a row's sum is computed the same way whatever
+    /// the split, so the result does not depend on it).
+    func gemvSplit(_ w: Matrix, _ x: UnsafePointer<Float>, into y: UnsafeMutablePointer<Float>) {
         let parts = w.rows >= 256 * workers ? workers : 1
+        guard parts > 1 else { return gemv(w, rows: 0..<w.rows, x, into: y) }
         let chunk = (w.rows + parts - 1) / parts
-        w.values.withUnsafeBufferPointer { wp in
-            x.withUnsafeBufferPointer { xp in
-                out.withUnsafeMutableBufferPointer { op in
-                    let (wa, xa, oa) = (UInt(bitPattern: wp.baseAddress!), UInt(bitPattern: xp.baseAddress!), UInt(bitPattern: op.baseAddress!))
-                    DispatchQueue.concurrentPerform(iterations: parts) { part in
-                        let r0 = part * chunk, r1 = min(w.rows, r0 + chunk)
-                        guard r0 < r1 else { return }
-                        cblas_sgemv(CblasRowMajor, CblasNoTrans, Int32(r1 - r0), Int32(w.cols), 1,
-                                    UnsafePointer<Float>(bitPattern: wa)! + r0 * w.cols, Int32(w.cols),
-                                    UnsafePointer<Float>(bitPattern: xa), 1, 0, UnsafeMutablePointer<Float>(bitPattern: oa)! + r0, 1)
-                    }
-                }
-            }
+        let (xa, ya) = (UInt(bitPattern: x), UInt(bitPattern: y))
+        DispatchQueue.concurrentPerform(iterations: parts) { part in
+            let r0 = part * chunk, r1 = min(w.rows, r0 + chunk)
+            guard r0 < r1 else { return }
+            gemv(w, rows: r0..<r1, UnsafePointer<Float>(bitPattern: xa)!, into: UnsafeMutablePointer<Float>(bitPattern: ya)!)
         }
     }
 
     /// Greedy decode (SPEC.md §4): one token through every layer with sgemv, attending to
     /// that layer's cache; no routing.
     public func greedyDecode(_ state: inout FastState, steps: Int) -> DecodeOutputs {
-        // Decode is one sgemv after another: OpenBLAS's own threading streams the weights
-        // faster than splitting each call over the workers (measured: 31.9 vs 18.6 GB/s).
-        openblas_set_num_threads(Int32(workers))
-        defer { openblas_set_num_threads(1) }
         let c = config, d = c.hiddenSize, qW = c.queryWidth, kvW = c.kvWidth, m = c.intermediateSize, dh = c.headDim
         let eps = Float(c.rmsNormEps)
         var stepLogits = [logits(ofRow: state.sequenceLength - 1, in: state.hidden)]
@@ -139,7 +139,7 @@ extension FastDecoder {
         var k = [Float](repeating: 0, count: kvW), v = k
         var g = [Float](repeating: 0, count: m), u = g
         func gemv(_ w: Matrix, _ input: [Float], _ bias: [Float]?, _ out: inout [Float]) {
-            input.withUnsafeBufferPointer { ip in out.withUnsafeMutableBufferPointer { self.gemv(w, ip.baseAddress!, into: $0.baseAddress!) } }
+            input.withUnsafeBufferPointer { ip in out.withUnsafeMutableBufferPointer { self.gemvSplit(w, ip.baseAddress!, into: $0.baseAddress!) } }
             if let bias { for i in 0..<w.rows { out[i] += bias[i] } }
         }
         for t in 0..<steps {

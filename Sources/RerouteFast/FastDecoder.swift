@@ -8,9 +8,10 @@ public struct FastDecoderOptions: Sendable {
     /// Keep the hidden state entering every layer (traces need it; benchmarks do not). When
     /// false only the current and the previous layer's inputs are kept (scoring needs them).
     public var recordHiddenStates: Bool
-    /// Worker threads (nil: one per core). Each matrix product's output columns (and the
-    /// attention heads) are split over the workers, each calling single-threaded OpenBLAS,
-    /// which is set to 1 thread so nothing oversubscribes (SPEC.md §10.2).
+    /// Worker threads (nil: one per core). Each matrix product's output columns (decode:
+    /// rows; and the attention heads) are split over the workers, each calling OpenBLAS,
+    /// which the program sets to 1 thread once (`BLASThreads`) so nothing oversubscribes
+    /// (SPEC.md §10.2).
     public var threads: Int?
     /// Layer products with at most this many rows use the packed-weight kernel of
     /// `CRerouteKernels` instead of OpenBLAS (f32 weights on a CPU with AVX2 and FMA; the
@@ -53,7 +54,6 @@ public struct FastDecoder: Sendable {
         }
         frequencyAxes = weights.config.ropeFrequencyAxes
         workers = max(1, options.threads ?? ProcessInfo.processInfo.activeProcessorCount)
-        openblas_set_num_threads(1)
         // Only when every projection is f32 (a checkpoint may map some tensors and not others).
         let packable = options.packedRowLimit > 0 && reroute_packed_gemm_supported() != 0
             && !weights.layers.contains { l in [l.q, l.k, l.v, l.o, l.gate, l.up, l.down].contains { $0.isMapped } }
@@ -86,9 +86,27 @@ public struct FastDecoder: Sendable {
     }
 }
 
+/// The keys a score request computed (after bias and RoPE), which the run of the same layer
+/// reuses for the tokens it processes at the same positions instead of projecting them again.
+public struct ScoredKeys: Sendable {
+    public let layer: Int
+    /// Row in `keys` of each sequence index (−1: not scored).
+    let rowOfToken: [Int]
+    /// The position each scored row was rotated at (one per row).
+    let positions: [SIMD3<Int>]
+    /// `[rows, H_kv·d_h]`.
+    let keys: [Float]
+
+    /// The row of sequence index `token`, if it was scored at `position`.
+    func row(of token: Int, at position: SIMD3<Int>) -> Int? {
+        guard token >= 0, token < rowOfToken.count, rowOfToken[token] >= 0, positions[rowOfToken[token]] == position else { return nil }
+        return rowOfToken[token]
+    }
+}
+
 /// Buffers of one run, allocated once in `begin` (activations sized for the whole sequence,
 /// each layer's KV cache at its final capacity).
-public final class FastState: @unchecked Sendable {
+public final class FastState {
     let sequenceLength: Int
     /// Residual stream `[S, d]` entering the next layer.
     var hidden: [Float]
@@ -107,12 +125,7 @@ public final class FastState: @unchecked Sendable {
     // Workspace, [S, ·] each.
     var x: [Float], xn: [Float], q: [Float], k: [Float], v: [Float], att: [Float], o: [Float], g: [Float], u: [Float]
     var scores: [Float]
-    /// Keys the last score request computed (after bias and RoPE), so its layer can reuse
-    /// them instead of projecting the same rows again: layer, token → (row, position).
-    var scoredLayer = -1
-    var scoredRows: [Int: (row: Int, position: SIMD3<Int>)] = [:]
-    var scoredKeys: [Float]
-    /// Normalised scoring rows `[S, d]`.
+    /// Normalised scoring rows `[S, d]` (workspace of one score request).
     var scoreRows: [Float]
     /// cos/sin of the current layer's positions, `[S, d_h/2]` each.
     var cosTable: [Float], sinTable: [Float]
@@ -131,7 +144,6 @@ public final class FastState: @unchecked Sendable {
         att = q
         k = [Float](repeating: 0, count: s * c.kvWidth)
         v = k
-        scoredKeys = k
         g = [Float](repeating: 0, count: s * c.intermediateSize)
         u = g
         scores = [Float](repeating: 0, count: workers * s * s)

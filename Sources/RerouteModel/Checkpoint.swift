@@ -4,7 +4,7 @@ import Foundation
 /// `model.safetensors.index.json`, plus an optional `mm_projector.safetensors`.
 ///
 /// Each tensor name resolves to exactly one file; a name in two files is an error.
-public final class Checkpoint: @unchecked Sendable {
+public final class Checkpoint: Sendable {
     public let directory: URL
     public let files: [SafeTensorsFile]
     private let location: [String: SafeTensorsFile]

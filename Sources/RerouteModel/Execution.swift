@@ -21,22 +21,45 @@ public struct ScoreRequest: Sendable, Equatable {
     }
 }
 
+/// The answer to a score request: the probabilities, and what computing them produced that
+/// the run of the request's layer may reuse instead of computing it again (the fast decoder's
+/// scored keys). The routing session hands `reuse` to that layer's run, explicitly.
+public struct ScoreAnswer<Reuse> {
+    /// `P[row][head][key]` as `ScoreRequest` describes.
+    public var probabilities: [[[Double]]]
+    public var reuse: Reuse?
+
+    public init(probabilities: [[[Double]]], reuse: Reuse? = nil) {
+        self.probabilities = probabilities
+        self.reuse = reuse
+    }
+}
+
 /// A decoder that can be driven layer by layer, so a routing session can plan each layer
 /// from the state so far. Decoders execute plans and answer score requests; they never decide.
 public protocol LayerwiseDecoder {
     associatedtype State
+    /// What a score request's answer can hand to the run of its layer (`Never`: nothing).
+    associatedtype ScoreReuse = Never
     var config: ModelConfig { get }
     /// Embeds the case (§2.1) and returns the state before layer 0. `kvCapacity[l]`, when
     /// given, is the number of cache entries layer l will hold (prefill + fed decode tokens),
     /// so a decoder can allocate its caches once, at their final size.
     func begin(_ c: PromptCase, kvCapacity: [Int]?) throws -> State
-    /// Runs layer `layer` on `plan.active` (§5) and records its KV cache.
-    func run(layer: Int, plan: LayerPlan, state: inout State)
+    /// Runs layer `layer` on `plan.active` (§5) and records its KV cache. `reusing` is the
+    /// answer's reuse of a score request for this layer on the same state, or nil; a decoder
+    /// uses it only where it holds exactly what the layer would compute.
+    func run(layer: Int, plan: LayerPlan, state: inout State, reusing: ScoreReuse?)
     /// Attention probabilities for a score request on the current state.
-    func attentionProbabilities(_ request: ScoreRequest, state: State) -> [[[Double]]]
+    func attentionProbabilities(_ request: ScoreRequest, state: State) -> ScoreAnswer<ScoreReuse>
     /// The hidden states entering `layer` of the given sequence rows, `[rows][d]` (read-only;
     /// adapters that select by content read them at decision layers).
     func hiddenStates(entering layer: Int, rows: [Int], state: State) -> [[Double]]
+}
+
+extension LayerwiseDecoder {
+    /// Runs a layer with nothing to reuse.
+    public func run(layer: Int, plan: LayerPlan, state: inout State) { run(layer: layer, plan: plan, state: &state, reusing: nil) }
 }
 
 /// What a prefill produced, in the form traces store (float32).

@@ -8,10 +8,13 @@ import Darwin
 ///
 /// Checkpoints are mapped, not read, so a real-size model costs address space rather
 /// than a copy; pages are read on first touch.
-final class MappedFile: @unchecked Sendable {
+final class MappedFile: Sendable {
     let path: String
     let size: Int
-    private let base: UnsafeMutableRawPointer?
+    /// The mapping is read-only (PROT_READ) and lives as long as this object: sharing the
+    /// pointer across threads is safe.
+    private let mapping: UncheckedShared<UnsafeMutableRawPointer?>
+    private var base: UnsafeMutableRawPointer? { mapping.value }
 
     init(path: String) throws {
         self.path = path
@@ -26,12 +29,12 @@ final class MappedFile: @unchecked Sendable {
         guard (st.st_mode & S_IFMT) == S_IFREG else { throw InputError(.unreadable, file: path, "not a regular file") }
         size = Int(st.st_size)
         if size == 0 {
-            base = nil
+            mapping = UncheckedShared(nil)
             return
         }
         let p = mmap(nil, size, PROT_READ, MAP_PRIVATE, fd, 0)
         guard let p, p != MAP_FAILED else { throw InputError(.unreadable, file: path, "mmap failed: \(String(cString: strerror(errno)))") }
-        base = p
+        mapping = UncheckedShared(p)
     }
 
     deinit {

@@ -57,14 +57,16 @@ public struct Matrix: Sendable, Equatable {
 }
 
 /// bf16 elements inside a memory-mapped file, kept alive by the mapping they point into.
-public final class MappedBF16: @unchecked Sendable {
-    let owner: AnyObject
-    let base: UnsafePointer<UInt16>
+public final class MappedBF16: Sendable {
+    let owner: any AnyObject & Sendable
+    /// Read-only mapped memory kept alive by `owner`: sharing the pointer across threads is safe.
+    let mapping: UncheckedShared<UnsafePointer<UInt16>>
+    var base: UnsafePointer<UInt16> { mapping.value }
     public let count: Int
 
-    init(owner: AnyObject, base: UnsafeRawPointer, count: Int) {
+    init(owner: any AnyObject & Sendable, base: UnsafeRawPointer, count: Int) {
         self.owner = owner
-        self.base = base.assumingMemoryBound(to: UInt16.self)
+        mapping = UncheckedShared(base.assumingMemoryBound(to: UInt16.self))
         self.count = count
     }
 

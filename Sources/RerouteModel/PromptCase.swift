@@ -5,6 +5,19 @@ public struct ImageGrid: Sendable, Equatable, Codable {
     public init(rows: Int, cols: Int) { self.rows = rows; self.cols = cols }
     /// Number of visual tokens, rows · cols.
     public var count: Int { rows * cols }
+
+    /// Largest `rows · cols` accepted from text (4096², far beyond any VLM's grid).
+    public static let maxCountFromText = 1 << 24
+
+    /// Parses `ROWSxCOLS` (e.g. `24x24`; `X` also accepted): two positive integers whose
+    /// product is at most `maxCountFromText`. The one grid syntax of the command line.
+    public init?(parsing text: String) {
+        let parts = text.lowercased().split(separator: "x", omittingEmptySubsequences: false)
+        guard parts.count == 2, let r = Int(parts[0]), let c = Int(parts[1]), r > 0, c > 0 else { return nil }
+        let (n, overflow) = r.multipliedReportingOverflow(by: c)
+        guard !overflow, n <= Self.maxCountFromText else { return nil }
+        self.init(rows: r, cols: c)
+    }
 }
 
 /// The visual tokens' place in the prefill sequence: indices `start ..< start + length`.

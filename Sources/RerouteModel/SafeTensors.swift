@@ -39,7 +39,7 @@ public struct TensorInfo: Sendable, Equatable {
 /// times the dtype size equals the byte range without overflow, ranges inside the data
 /// section, no two tensors overlapping. Any violation is an `InputError` naming the file
 /// and the tensor. The file is memory-mapped; `floats` converts on demand.
-public final class SafeTensorsFile: @unchecked Sendable {
+public final class SafeTensorsFile: Sendable {
     public let path: String
     public let tensors: [String: TensorInfo]
     public let metadata: [String: String]

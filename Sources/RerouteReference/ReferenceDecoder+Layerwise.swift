@@ -20,7 +20,8 @@ extension ReferenceDecoder: TraceableDecoder {
         return DecodeOutputs(tokens: d.tokens, stepLogits: d.stepLogits.map { $0.map(Float.init) }, kvLength: d.caches.map(\.count))
     }
 
-    public func run(layer l: Int, plan: LayerPlan, state: inout ReferenceState) {
+    /// The reference computes everything a layer needs itself: it reuses nothing.
+    public func run(layer l: Int, plan: LayerPlan, state: inout ReferenceState, reusing: Never?) {
         precondition(state.plans.count == l, "layer \(l) run out of order (\(state.plans.count) done)")
         var cache = LayerKVCache()
         let out = block(layer: l, hidden: state.hiddenStates[l], plan: plan, cache: &cache)
@@ -36,7 +37,11 @@ extension ReferenceDecoder: TraceableDecoder {
 
     /// Scoring attention (SPEC.md §8.1): layer `r.layer`'s input norm, Q/K (+ bias) and
     /// RoPE on the hidden states entering that layer, causal softmax over `r.keys`.
-    public func attentionProbabilities(_ r: ScoreRequest, state: ReferenceState) -> [[[Double]]] {
+    public func attentionProbabilities(_ r: ScoreRequest, state: ReferenceState) -> ScoreAnswer<Never> {
+        ScoreAnswer(probabilities: probabilities(r, state: state))
+    }
+
+    func probabilities(_ r: ScoreRequest, state: ReferenceState) -> [[[Double]]] {
         precondition(r.layer < state.hiddenStates.count, "scores for layer \(r.layer) before its input exists")
         let w = weights.layers[r.layer]
         let c = config

@@ -240,10 +240,16 @@ public enum RoutedPrefill {
         var state = prepared.state
         for l in 0..<decoder.config.layers {
             let current = state
-            let probe = DecisionProbe(attention: { decoder.attentionProbabilities($0, state: current) },
+            // What the last score request for this layer computed, handed to its run.
+            var reuse: D.ScoreReuse?
+            let probe = DecisionProbe(attention: { request in
+                                          let answer = decoder.attentionProbabilities(request, state: current)
+                                          reuse = request.layer == l ? answer.reuse : nil
+                                          return answer.probabilities
+                                      },
                                       hiddenStates: { decoder.hiddenStates(entering: $0, rows: $1, state: current) })
             let plan = try session.plan(layer: l, probe: probe)
-            decoder.run(layer: l, plan: plan, state: &state)
+            decoder.run(layer: l, plan: plan, state: &state, reusing: reuse)
         }
         return (state, RoutingRecord(policy: session.policy, schedule: session.schedule, llmCase: session.llmCase,
                                      decisions: session.decisions, plans: session.plans))

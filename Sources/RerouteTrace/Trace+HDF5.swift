@@ -18,7 +18,7 @@ extension Trace {
         try w.setAttribute("producer_version", provenance.producerVersion)
         try w.setAttribute("producer_commit", provenance.producerCommit)
         try w.setAttribute("decoder", provenance.decoder)
-        try w.setAttribute("mode", provenance.mode)
+        try w.setAttribute("mode", provenance.mode.rawValue)
         if let dtype = provenance.dtype { try w.setAttribute("dtype", dtype) }
         try w.setAttribute("model", provenance.model)
         try w.setAttribute("case", input.name)
@@ -120,14 +120,20 @@ extension Trace {
                 throw bad(obj == "/" ? "/@\(attr)" : "\(obj)@\(attr)", "not a valid \(T.self) JSON: \(error)")
             }
         }
+        func mode(_ name: String) throws -> TraceMode {
+            guard let m = TraceMode(rawValue: name) else {
+                throw bad("/@mode", "'\(name)'; expected \(TraceMode.allCases.map(\.rawValue).joined(separator: " or "))")
+            }
+            return m
+        }
         let config = try decode(ModelConfig.self, "model_config")
         try config.validate(file: path)
         let policy = try decode(RoutingPolicy.self, "policy")
         let producer = try f.stringAttribute("producer"), producerVersion = try f.stringAttribute("producer_version")
         let producerCommit = try f.stringAttribute("producer_commit"), decoderName = try f.stringAttribute("decoder")
-        let mode = try f.stringAttribute("mode"), model = try f.stringAttribute("model"), seed = try f.intAttribute("seed")
+        let modeName = try f.stringAttribute("mode"), model = try f.stringAttribute("model"), seed = try f.intAttribute("seed")
         let provenance = TraceProvenance(producer: producer, producerVersion: producerVersion, producerCommit: producerCommit,
-                                         decoder: decoderName, mode: mode, model: model, seed: seed,
+                                         decoder: decoderName, mode: try mode(modeName), model: model, seed: seed,
                                          dtype: f.hasAttribute("dtype") ? try f.stringAttribute("dtype") : nil)
         let input = try PromptCaseIO.read(f, name: try f.stringAttribute("case"))
         // The inputs are a case like any other (grid, tokens, positions, NaN/Inf), checked

@@ -13,6 +13,14 @@ public enum CompareKind: String, Sendable, Codable {
     case bitwise
 }
 
+/// How a trace's routes were made.
+public enum TraceMode: String, Sendable, Codable, CaseIterable {
+    /// Decided by the run.
+    case free
+    /// Forced from another trace (lockstep replay, SPEC.md §9.2).
+    case lockstep
+}
+
 /// Where a trace came from.
 public struct TraceProvenance: Sendable, Equatable {
     public var producer: String
@@ -21,8 +29,7 @@ public struct TraceProvenance: Sendable, Equatable {
     public var producerCommit: String
     /// "reference", "fast", "transformers", …
     public var decoder: String
-    /// "free" (routes decided by the run) or "lockstep" (routes forced from another trace).
-    public var mode: String
+    public var mode: TraceMode
     public var model: String
     public var seed: Int
     /// The arithmetic the producer computed in (`float64`, `float32`, `bfloat16`, `float16`;
@@ -30,7 +37,7 @@ public struct TraceProvenance: Sendable, Equatable {
     public var dtype: String?
 
     public init(producer: String = "reroute", producerVersion: String = Trace.producerVersion, producerCommit: String = "unknown",
-                decoder: String, mode: String = "free", model: String, seed: Int, dtype: String? = nil) {
+                decoder: String, mode: TraceMode = .free, model: String, seed: Int, dtype: String? = nil) {
         self.producer = producer
         self.producerVersion = producerVersion
         self.producerCommit = producerCommit

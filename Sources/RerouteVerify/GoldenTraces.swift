@@ -1,4 +1,5 @@
 import Foundation
+import RerouteFixtures
 import RerouteModel
 import RerouteReference
 import RerouteRouting
@@ -33,18 +34,10 @@ public enum GoldenTraces {
     public static func traceCase(for weights: ModelWeights, model: String) -> PromptCase {
         var rng = SplitMix64(seed: UInt64(seed) &+ fnv1a(model))
         let mrope = weights.config.mropeSection != nil
-        let grid = mrope ? ImageGrid(rows: 6, cols: 8) : ImageGrid(rows: 10, cols: 10)
-        let n = grid.count, dv = weights.projector?.visionDim ?? 0
-        let features = Matrix(rows: n, cols: dv, values: (0..<(n * dv)).map { _ in Float(rng.normal()) })
-        let logits = (0..<n).map { _ in rng.normal() }
-        let total = logits.map { exp($0) }.reduce(0, +)
-        let cls = logits.map { Float(exp($0) / total) }
-        let sim = Matrix(rows: n, cols: 16, values: (0..<(n * 16)).map { _ in Float(rng.normal()) })
-        let vocab = weights.config.vocabSize
-        return PromptCase(name: mrope ? "trace-6x8-mrope" : "trace-10x10", prefixTokens: (0..<4).map { _ in rng.integer(below: vocab) },
-                          suffixTokens: (0..<4).map { _ in rng.integer(below: vocab) }, visual: .features(features), grid: grid,
-                          positions: weights.config.mropeSection == nil ? nil : .multimodal(prefix: 4, grid: grid, suffix: 4),
-                          decodeSteps: 3, visionSide: VisionSideInputs(clsAttention: cls, similarityFeatures: sim))
+        return RandomCase.make(config: weights.config, name: mrope ? "trace-6x8-mrope" : "trace-10x10",
+                               grid: mrope ? ImageGrid(rows: 6, cols: 8) : ImageGrid(rows: 10, cols: 10), prefix: 4, suffix: 4,
+                               visual: .features(width: weights.projector?.visionDim ?? 0), positions: mrope ? .multimodal : .contiguous,
+                               decodeSteps: 3, similarityWidth: 16, rng: &rng)
     }
 
     /// Relative path of a golden trace: `<model>/<policy>.h5`.
@@ -55,24 +48,4 @@ public enum GoldenTraces {
         for b in s.utf8 { h = (h ^ UInt64(b)) &* 0x100_0000_01b3 }
         return h
     }
-}
-
-/// SplitMix64 with Box–Muller normals: a specified generator, so golden inputs, benchmark
-/// models and test inputs are the same on every machine.
-public struct SplitMix64: RandomNumberGenerator, Sendable {
-    public var state: UInt64
-    public init(seed: UInt64) { state = seed }
-    public mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-    /// Uniform in (0, 1].
-    public mutating func uniform() -> Double { (Double(next() >> 11) + 1) / 9_007_199_254_740_992 }
-    /// Uniform in [-1, 1), 24 bits.
-    public mutating func nextSigned() -> Float { Float(next() >> 40) / Float(1 << 23) - 1 }
-    public mutating func normal() -> Double { (-2 * log(uniform())).squareRoot() * cos(2 * Double.pi * uniform()) }
-    public mutating func integer(below n: Int) -> Int { Int(next() % UInt64(n)) }
 }

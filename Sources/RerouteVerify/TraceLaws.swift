@@ -206,10 +206,10 @@ public enum TraceLaws {
 
     /// Trace laws that apply to a declared policy and capabilities. In a lockstep trace the
     /// routes were forced, so the tie-break law does not apply.
-    public static func applicable(to policy: RoutingPolicy, capabilities: AdapterCapabilities, mode: String) -> [ConformanceLaw] {
+    public static func applicable(to policy: RoutingPolicy, capabilities: AdapterCapabilities, mode: TraceMode) -> [ConformanceLaw] {
         ConformanceLaw.traceLaws.filter { law in
             switch law {
-            case .topKTieBreak: capabilities.keepsTopKOfScores && mode == "free"
+            case .topKTieBreak: capabilities.keepsTopKOfScores && mode == .free
             case .noReadmission: policy.action != .route(monotonic: false)
             default: true
             }

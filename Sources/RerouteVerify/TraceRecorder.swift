@@ -26,7 +26,7 @@ public enum TraceRecorder {
         let budget = try BudgetCalculator.report(config: decoder.config, policy: policy,
                                                  textTokens: c.prefixTokens.count + c.suffixTokens.count, grid: c.grid)
         return Trace(
-            provenance: TraceProvenance(producerCommit: commit, decoder: decoder.name, mode: forcedKept.isEmpty ? "free" : "lockstep",
+            provenance: TraceProvenance(producerCommit: commit, decoder: decoder.name, mode: forcedKept.isEmpty ? .free : .lockstep,
                                         model: model, seed: seed),
             config: decoder.config, policy: policy, input: c, llmGridIndices: record.llmCase.visualGridIndices,
             hiddenStates: prefill.hiddenStates, processed: record.plans.map(\.active),

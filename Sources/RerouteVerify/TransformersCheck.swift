@@ -47,7 +47,7 @@ extension TransformersCheck {
                 let all = Array(0..<c.sequenceLength)
                 for (l, expected) in attention.enumerated() where l < decoder.config.layers {
                     let p = decoder.attentionProbabilities(
-                        ScoreRequest(layer: l, keys: all, keyPositions: c.positions, queryRows: [all.count - 1]), state: state)
+                        ScoreRequest(layer: l, keys: all, keyPositions: c.positions, queryRows: [all.count - 1]), state: state).probabilities
                     tensors.append(compareRows("\(run.name)/last_row_attention[\(l)]", expected: widen(expected), actual: p[0], tolerance: tol))
                 }
             }

@@ -7,50 +7,11 @@ import Testing
 @Suite struct CLITests {
     struct Result { var status: Int32; var out: String; var err: String }
 
-    static let binary: URL = {
-        // The test bundle and the executable live in the same build products folder.
-        var dir = URL(fileURLWithPath: CommandLine.arguments[0]).resolvingSymlinksInPath()
-        while dir.path != "/" {
-            dir.deleteLastPathComponent()
-            let candidate = dir.appendingPathComponent("reroute")
-            if FileManager.default.isExecutableFile(atPath: candidate.path) { return candidate }
-        }
-        return Repo.root.appendingPathComponent(".build/debug/reroute")
-    }()
-
-    /// Runs the `reroute` binary from the repository root with the given outputs and kills it
-    /// with SIGKILL if it is still running after `deadline` seconds (polled every `poll`).
-    /// Returns the finished process and whether it was killed.
-    static func launch(_ args: [String], stdout: FileHandle, stderr: FileHandle, deadline: TimeInterval,
-                       poll: TimeInterval = 0.01) throws -> (process: Process, killed: Bool) {
-        let p = Process()
-        p.executableURL = binary
-        p.arguments = args
-        p.currentDirectoryURL = Repo.root
-        p.standardOutput = stdout
-        p.standardError = stderr
-        try p.run()
-        let end = Date().addingTimeInterval(deadline)
-        while p.isRunning, Date() < end { Thread.sleep(forTimeInterval: poll) }
-        let killed = p.isRunning
-        if killed { kill(p.processIdentifier, SIGKILL) }
-        p.waitUntilExit()
-        return (p, killed)
-    }
+    static var binary: URL { Subprocess.reroute }
 
     func run(_ args: [String]) throws -> Result {
-        let p = Process()
-        p.executableURL = Self.binary
-        p.arguments = args
-        p.currentDirectoryURL = Repo.root
-        let out = Pipe(), err = Pipe()
-        p.standardOutput = out
-        p.standardError = err
-        try p.run()
-        let o = out.fileHandleForReading.readDataToEndOfFile()
-        let e = err.fileHandleForReading.readDataToEndOfFile()
-        p.waitUntilExit()
-        return Result(status: p.terminationStatus, out: String(decoding: o, as: UTF8.self), err: String(decoding: e, as: UTF8.self))
+        let o = try Subprocess.run(args)
+        return Result(status: o.status, out: o.out, err: o.err)
     }
 
     func copyModels() throws -> TempDir {
@@ -218,6 +179,45 @@ import Testing
         #expect(try run(["conform"]).status == 2)
         let missing = try run(["conform", "--trace", "/nonexistent.h5"])
         #expect(missing.status == 2 && missing.err.contains("/nonexistent.h5"))
+    }
+
+    /// Every `--json` report in one style: a schema and version, snake_case keys only, numbers
+    /// as numbers, and parseable.
+    @Test func jsonReportsShareOneStyle() throws {
+        let trace = "golden/traces/tiny-llama/reroute-fastv-192.h5"
+        let runs: [(String, [String])] = [
+            ("reroute.show", ["show", "--json", trace]),
+            ("reroute.routes", ["routes", "--json", trace]),
+            ("reroute.budget", ["budget", "--config", "golden/configs/llava-1.5-7b.json", "--json"]),
+            ("reroute.inspect", ["inspect", "--json", "golden/models/tiny-qwen2"]),
+            ("reroute.diff", ["diff", "--json", trace, trace]),
+            ("reroute.conformance", ["conform", "--json", "--trace", trace]),
+            ("reroute.verify", ["verify", "--json", "--traces", "none"]),
+        ]
+        func keys(_ v: Any, path: String, into bad: inout [String]) {
+            if let o = v as? [String: Any] {
+                for (k, x) in o {
+                    if k != k.lowercased() || k.contains("-") { bad.append("\(path).\(k)") }
+                    keys(x, path: "\(path).\(k)", into: &bad)
+                }
+            } else if let a = v as? [Any] {
+                for x in a.prefix(3) { keys(x, path: path + "[]", into: &bad) }
+            }
+        }
+        for (schema, args) in runs {
+            let r = try run(args)
+            #expect(r.status == 0, "\(args): \(r.err)")
+            let obj = try JSONSerialization.jsonObject(with: Data(r.out.utf8)) as? [String: Any]
+            #expect(obj?["schema"] as? String == schema && obj?["schema_version"] is Int, "\(args)")
+            var bad: [String] = []
+            keys(obj ?? [:], path: "", into: &bad)
+            // Dictionary keys that are data, not names (policy names as keys, grid axes), are lowercase too.
+            #expect(bad.isEmpty, "\(args): keys not in snake_case: \(bad.prefix(5))")
+        }
+        // Numbers are numbers: the budget's FLOPs and the diff's NMSE.
+        let budget = try JSONSerialization.jsonObject(with: Data(try run(runs[2].1).out.utf8)) as! [String: Any]
+        let first = (budget["policies"] as! [[String: Any]])[0]
+        #expect((first["report"] as! [String: Any])["layers"] is [Any] && first["scoring_flops"] is Double)
     }
 
     /// Each new trace law, broken by a tampered trace, makes `conform --trace` exit 1 naming it.

@@ -1,4 +1,5 @@
 import Foundation
+import RerouteFixtures
 import RerouteTrace
 import RerouteVerify
 import Testing
@@ -9,13 +10,13 @@ import Testing
     /// Starts the `reroute` binary, kills it with SIGKILL after `delay` seconds (if still running).
     /// Returns whether it was killed before finishing.
     func runAndKill(_ args: [String], after delay: Double) throws -> Bool {
-        try CLITests.launch(args, stdout: .nullDevice, stderr: .nullDevice, deadline: delay, poll: 0.002).killed
+        try Subprocess.run(args, deadline: delay, poll: 0.002, captureOutput: false).timedOut
     }
 
     /// Delays spread over a run's length; the seed is printed so a failure can be replayed.
     func delays(_ n: Int, upTo t: Double, seed: UInt64) -> [Double] {
         var rng = SplitMix64(seed: seed)
-        print("CrashSafetyTests: seed \(seed)")
+        print("CrashSafetyTests: \(TestSeeds.replay(seed, "CrashSafetyTests"))")
         return (0..<n).map { _ in rng.uniform() * t }
     }
 
@@ -46,7 +47,7 @@ import Testing
         let elapsed = Date().timeIntervalSince(start)
         let complete = try Data(contentsOf: URL(fileURLWithPath: out))
         var killedCount = 0
-        for d in delays(10, upTo: elapsed, seed: UInt64(Date().timeIntervalSince1970)) {
+        for d in delays(10, upTo: elapsed, seed: TestSeeds.extra) {
             if try runAndKill(args, after: d) { killedCount += 1 }
             // Same inputs give the same bytes, so the target is always exactly the complete file.
             #expect(try Data(contentsOf: URL(fileURLWithPath: out)) == complete, "killed after \(d) s")
@@ -77,7 +78,7 @@ import Testing
         try (try String(contentsOf: config, encoding: .utf8)).replacingOccurrences(of: "\"rms_norm_eps\": 1e-05", with: "\"rms_norm_eps\": 1e-04")
             .write(to: config, atomically: true, encoding: .utf8)
         var killedCount = 0
-        for d in delays(4, upTo: elapsed * 1.1, seed: UInt64(Date().timeIntervalSince1970) ^ 0xA5) {
+        for d in delays(4, upTo: elapsed * 1.1, seed: TestSeeds.extra ^ 0xA5) {
             if try runAndKill(base, after: d) { killedCount += 1 }
             // Always a complete set, old or new: every file its manifest lists, with its hash.
             let m = try GoldenManifest.load(from: traces)

@@ -27,18 +27,10 @@ import Testing
         defer { dir.cleanup() }
         for args in [["show", file], ["conform", "--trace", file], ["diff", file, file],
                      ["run", "--model", Repo.model("tiny-llama").path, "--case", file, "--policy", "dense", "--out", dir.path("x.h5")]] {
-            let p = Process()
-            p.executableURL = CLITests.binary
-            p.arguments = args
-            p.environment = ProcessInfo.processInfo.environment.merging(["REROUTE_READ_TIMEOUT": "2"]) { $1 }
-            let err = Pipe()
-            p.standardError = err
-            p.standardOutput = FileHandle.nullDevice
             let start = Date()
-            try p.run()
-            let message = String(decoding: err.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-            p.waitUntilExit()
-            #expect(p.terminationStatus == 2 && p.terminationReason == .exit, "\(args)")
+            let p = try Subprocess.run(args, deadline: 60, environment: ["REROUTE_READ_TIMEOUT": "2"])
+            let message = p.err
+            #expect(p.status == 2 && !p.signaled, "\(args)")
             // `run` reads the file as a case, which may not touch the damaged object: any clean refusal.
             #expect(message.contains(file) && (args[0] == "run" || message.contains(reason)), "\(args): \(message)")
             #expect(Date().timeIntervalSince(start) < 30)

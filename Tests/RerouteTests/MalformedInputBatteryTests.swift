@@ -1,5 +1,6 @@
 import CHDF5
 import Foundation
+import RerouteFixtures
 import RerouteHDF5
 import RerouteModel
 import RerouteRouting
@@ -419,22 +420,8 @@ enum Battery {
     /// Runs the `reroute` binary in a child process (cwd: the repository); a run that outlives
     /// `timeout` is killed and reported as a hang.
     static func runCLI(_ args: [String], timeout: TimeInterval = 120) throws -> CLIOutcome {
-        let dir = try TempDir()
-        defer { dir.cleanup() }
-        let outURL = dir.url.appendingPathComponent("stdout.txt"), errURL = dir.url.appendingPathComponent("stderr.txt")
-        guard FileManager.default.createFile(atPath: outURL.path, contents: nil),
-              FileManager.default.createFile(atPath: errURL.path, contents: nil) else {
-            throw BatteryPlumbingError("cannot create the output files in \(dir.url.path)")
-        }
-        let out = try FileHandle(forWritingTo: outURL), err = try FileHandle(forWritingTo: errURL)
-        defer {
-            try? out.close()
-            try? err.close()
-        }
-        let (p, timedOut) = try CLITests.launch(args, stdout: out, stderr: err, deadline: timeout)
-        return CLIOutcome(status: p.terminationStatus, signaled: p.terminationReason == .uncaughtSignal, timedOut: timedOut,
-                          out: String(decoding: (try? Data(contentsOf: outURL)) ?? Data(), as: UTF8.self),
-                          err: String(decoding: (try? Data(contentsOf: errURL)) ?? Data(), as: UTF8.self))
+        let o = try Subprocess.run(args, deadline: timeout)
+        return CLIOutcome(status: o.status, signaled: o.signaled, timedOut: o.timedOut, out: o.out, err: o.err)
     }
 }
 
@@ -773,8 +760,8 @@ final class DamageBench {
 
         /// Extra tensors in tiny-llama's weights (SPEC.md §3): a name the loader does not know is
         /// ignored; an attention bias the config does not declare and any tensor of a layer beyond
-        /// num_hidden_layers are refused naming the tensor. (The last argument fails today:
-        /// ModelWeights.load only looks for `layers.L.input_layernorm.weight`.)
+        /// num_hidden_layers are refused naming the tensor (the loader checks every layer index, not
+        /// only `layers.L.input_layernorm.weight`).
         @Test(arguments: MalformedInputBatteryTests.CheckpointsAndConfigs.extraTensors)
         func extraTensorsAreIgnoredOrRefusedAsDocumented(name: String, shape: [Int], kind: InputError.Kind?) throws {
             let dir = try TempDir()
@@ -990,7 +977,7 @@ final class DamageBench {
         /// decode_steps = 10^12 is an absurd size like any other: validation must refuse it,
         /// naming decode_steps, before a decoder sizes anything from it (FastDecoder allocates KV
         /// caches of S + steps − 1 entries per layer and aborts; the reference decoder loops
-        /// 10^12 times). Fails today: PromptCase.validate only refuses negative steps.
+        /// 10^12 times).
         @Test func absurdDecodeStepsAreRefusedByValidation() throws {
             var c = try Battery.shippedCase.get()
             c.decodeSteps = 1_000_000_000_000
@@ -1319,8 +1306,8 @@ final class DamageBench {
         /// A trace's `/inputs` is a prompt case (SPEC.md §9.1: "as §6"; §6: NaN/Inf in visual
         /// inputs, a grid that does not hold N, positions of the wrong length, token ids outside
         /// the vocabulary are refused; §9.1: reading checks every dataset's shape against the
-        /// inputs and refuses NaN in stored tensors). Fails today: Trace.read reads /inputs without
-        /// validating it — and `reroute conform --trace` then traps on the short positions
+        /// inputs and refuses NaN in stored tensors). Trace.read validates /inputs as a case, so
+        /// `reroute conform --trace` never sees short positions
         /// (`conformRefusesATraceWithShortInputPositions`).
         @Test(arguments: MalformedInputBatteryTests.Traces.InputDamage.allCases)
         func traceInputsAreValidatedLikeACase(damage: InputDamage) throws {
@@ -1384,10 +1371,9 @@ final class DamageBench {
         /// `/prefill/logits` declared with 2^28 elements (1 GiB of float32; the ~230 KB file
         /// writes none of them) where the config fixes V = 256: the shape is known to be wrong
         /// before reading, so it must be refused without allocating or filling a gigabyte (peak
-        /// resident memory over the read grows < 512 MiB). Fails today: Trace.read reads every
-        /// dataset first (HDF5File.read allocates and fills up to HDF5File.maxElements = 2^31
-        /// elements — 16 GiB for int64, plus the Int copy — from a file of a few KB) and checks
-        /// its shape afterwards.
+        /// resident memory over the read grows < 512 MiB): Trace.read checks each dataset's declared
+        /// shape before reading it (reading first would allocate up to HDF5File.maxElements = 2^31
+        /// elements from a file of a few KB).
         @Test func oversizedDatasetIsRefusedBeforeReadingIt() throws {
             let dir = try TempDir()
             defer { dir.cleanup() }
@@ -1570,8 +1556,7 @@ final class DamageBench {
         }
 
         /// `reroute conform --trace` on a trace whose `/inputs/positions` holds half the sequence:
-        /// exit 2 naming the file and the positions. Fails today: Trace.read accepts the file and
-        /// TraceLaws.check traps (index out of range in PositionIDs.gathering).
+        /// exit 2 naming the file and the positions, before TraceLaws.check could index past them.
         @Test func conformRefusesATraceWithShortInputPositions() throws {
             let dir = try TempDir()
             defer { dir.cleanup() }

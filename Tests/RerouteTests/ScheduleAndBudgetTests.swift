@@ -1,6 +1,7 @@
 import Foundation
 import RerouteModel
 import RerouteFast
+import RerouteFixtures
 import RerouteRouting
 import RerouteVerify
 import Testing
@@ -130,11 +131,11 @@ import Testing
         let log = Log()
         var config: ModelConfig { base.config }
         func begin(_ c: PromptCase, kvCapacity: [Int]?) throws -> D.State { try base.begin(c, kvCapacity: kvCapacity) }
-        func run(layer: Int, plan: LayerPlan, state: inout D.State) {
+        func run(layer: Int, plan: LayerPlan, state: inout D.State, reusing: D.ScoreReuse?) {
             log.active.append(plan.active.count)
-            base.run(layer: layer, plan: plan, state: &state)
+            base.run(layer: layer, plan: plan, state: &state, reusing: reusing)
         }
-        func attentionProbabilities(_ request: ScoreRequest, state: D.State) -> [[[Double]]] {
+        func attentionProbabilities(_ request: ScoreRequest, state: D.State) -> ScoreAnswer<D.ScoreReuse> {
             log.requests.append(request)
             return base.attentionProbabilities(request, state: state)
         }
@@ -149,10 +150,9 @@ import Testing
         let config = ModelConfig(family: .llama, hiddenSize: 32, layers: 8, heads: 4, kvHeads: 2, intermediateSize: 48, rmsNormEps: 1e-5,
                                  ropeTheta: 10000, vocabSize: 50, tieWordEmbeddings: false)
         let weights = RandomModel.weights(config, visionDim: 8, seed: 3)
-        var c = RandomModel.promptCase(config, grid: ImageGrid(rows: 6, cols: 6), prefix: 5, suffix: 2, decodeSteps: 0, seed: 4)
-        var rng = SplitMix64(seed: 5)
         // Features through the projector, so Nüwa's vision-side stage can run.
-        c.visual = .features(Matrix(rows: 36, cols: 8, values: (0..<(36 * 8)).map { _ in Float(Double(rng.next() % 2001) / 1000 - 1) }))
+        let c = RandomCase.make(config: config, name: "costs", grid: ImageGrid(rows: 6, cols: 6), prefix: 5, suffix: 2,
+                                visual: .features(width: 8), decodeSteps: 0, seed: 4)
         let decoder = Recording(base: FastDecoder(weights: weights))
         _ = try RoutedPrefill.run(decoder: decoder, case: c, policy: policy)
         let costs = try BudgetCalculator.scoringCosts(config: config, policy: policy, textTokens: 7, grid: c.grid)

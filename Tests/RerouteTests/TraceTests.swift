@@ -2,6 +2,7 @@ import CHDF5
 import Foundation
 import RerouteConformance
 import RerouteFast
+import RerouteFixtures
 import RerouteHDF5
 import RerouteModel
 import RerouteReference
@@ -161,16 +162,10 @@ enum Goldens {
     @Test func h5dumpReadsTraces() throws {
         let h5dump = ["/usr/bin/h5dump", "/usr/local/bin/h5dump"].first { FileManager.default.isExecutableFile(atPath: $0) }
         try #require(h5dump != nil, "h5dump (hdf5-tools) is installed by tools/bootstrap.sh")
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: h5dump!)
-        p.arguments = ["-A", Goldens.traces.appendingPathComponent("tiny-qwen2/reroute-pdrop-64.h5").path]
-        let out = Pipe()
-        p.standardOutput = out
-        try p.run()
-        let text = String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        p.waitUntilExit()
-        #expect(p.terminationStatus == 0)
-        #expect(text.contains("reroute.trace") && text.contains("\"compare\""))
+        let o = try Subprocess.run(["-A", Goldens.traces.appendingPathComponent("tiny-qwen2/reroute-pdrop-64.h5").path],
+                                   executable: URL(fileURLWithPath: h5dump!), deadline: 60)
+        #expect(o.status == 0)
+        #expect(o.out.contains("reroute.trace") && o.out.contains("\"compare\""))
     }
 
     // MARK: malformed files
@@ -265,7 +260,7 @@ enum Goldens {
         #expect(r.passed && r.firstDivergence == nil && r.accepted.isEmpty && r.skipped.isEmpty && r.mode == .free)
         // The trace laws ran on both sides.
         let laws = TraceLaws.applicable(to: Self.base.policy, capabilities: AdapterCapabilities(keepsTopKOfScores: false, scoresAreAttention: true),
-                                        mode: "free")
+                                        mode: .free)
         #expect(!laws.contains(.topKTieBreak) && laws.contains(.keptIsProcessed))
         #expect(r.findings.filter { $0.kind == .law }.count == 2 * laws.count)
     }
@@ -466,5 +461,22 @@ enum Goldens {
         let passed = try object(diff { _ in })
         #expect(passed["passed"] as? Bool == true && passed["first_divergence"] is NSNull)
         #expect(Set(passed.keys) == Set(failed.keys))
+    }
+}
+
+/// The verify job is library API: plan, run and report without a subprocess.
+@Suite struct VerifyJobTests {
+    @Test func verifyJobRunsInProcessAndItsOutputDoesNotDependOnJobs() throws {
+        let one = try VerifyJob.run(VerifyOptions(modelsRoot: Repo.models, traces: nil, jobs: 1))
+        let two = try VerifyJob.run(VerifyOptions(modelsRoot: Repo.models, traces: nil, jobs: 2))
+        #expect(one.passed && one.transformers.count == Repo.caseFiles.count && one.traceChecks.isEmpty)
+        #expect(one.transformers.map(\.file) == two.transformers.map(\.file))
+        #expect(one.transformers.map { $0.tensors.map(\.nmse) } == two.transformers.map { $0.tensors.map(\.nmse) })
+        let json = try JSONSerialization.jsonObject(with: Data(try one.json().utf8)) as! [String: Any]
+        #expect(json["schema"] as? String == "reroute.verify" && json["checks"] as? Int == one.checkCount && json["passed"] as? Bool == true)
+    }
+
+    @Test func aMissingModelsFolderIsAnInputError() {
+        #expect(throws: (any Error).self) { try VerifyJob.run(VerifyOptions(modelsRoot: URL(fileURLWithPath: "/nonexistent"), traces: nil)) }
     }
 }

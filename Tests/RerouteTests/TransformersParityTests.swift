@@ -1,4 +1,5 @@
 import Foundation
+import RerouteFixtures
 import RerouteModel
 import RerouteReference
 import RerouteVerify

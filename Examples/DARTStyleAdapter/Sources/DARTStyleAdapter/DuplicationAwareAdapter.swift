@@ -1,3 +1,4 @@
+import RerouteFixtures
 import RerouteRouting
 
 /// A worked example of a new pruner adapter (docs/adding-an-adapter.md): a DART-style,
@@ -95,16 +96,10 @@ public struct SeededRandomAdapter: PrunerAdapter {
 
     public func select(_ input: SelectionInput) throws -> Selection {
         let scores = input.candidates.map { j in
-            Double(Self.mix(seed ^ (UInt64(input.layer) << 32) ^ UInt64(input.gridCells[j])) >> 11) / 9_007_199_254_740_992
+            // The suite's generator, seeded per (seed, layer, cell): a well-mixed value in (0, 1].
+            var g = SplitMix64(seed: seed ^ (UInt64(input.layer) << 32) ^ UInt64(input.gridCells[j]))
+            return g.uniform()
         }
         return try Selection.topK(input, scores: scores)
-    }
-
-    /// SplitMix64's finaliser: a well-mixed hash of one 64-bit word.
-    static func mix(_ x: UInt64) -> UInt64 {
-        var z = x &+ 0x9E37_79B9_7F4A_7C15
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
     }
 }

@@ -5,10 +5,10 @@ import Foundation
 /// counted by the forwarding allocator of `CRerouteAllocationCounter`, which is linked into
 /// this executable. One count is one call of malloc, calloc, realloc, memalign,
 /// posix_memalign or aligned_alloc.
-enum AllocationCounter {
+public enum AllocationCounter {
     /// Whether the counting allocator receives the Swift runtime's allocations (it does when the
     /// dynamic linker binds libswiftCore's malloc to this executable's, as on glibc).
-    static let isActive: Bool = {
+    public static let isActive: Bool = {
         reroute_allocations_start()
         let p = UnsafeMutableRawPointer.allocate(byteCount: 4096, alignment: 64)  // swift_slowAlloc in libswiftCore
         memset(p, 1, 4096)
@@ -19,7 +19,7 @@ enum AllocationCounter {
 
     /// `body`'s result and the allocations made meanwhile (nil when counting is not active).
     /// Not reentrant: the counter is process-wide.
-    static func counting<T>(_ body: () throws -> T) rethrows -> (result: T, allocations: Int?) {
+    public static func counting<T>(_ body: () throws -> T) rethrows -> (result: T, allocations: Int?) {
         guard isActive else { return (try body(), nil) }
         reroute_allocations_start()
         let result: T

@@ -1,6 +1,7 @@
 import RerouteModel
 
-/// Random weights of any shape from a seed (benchmarks and tests; no file needed).
+/// Random models from a seed (goldens' companions, benchmarks, conformance, tests; no file
+/// needed): weights of any full `ModelConfig` (head dim included).
 /// Matrices uniform in ±sqrt(3/fan_in) (variance 1/fan_in), norms 1 ± 0.1, biases ± 0.1,
 /// embeddings ± 0.5. SplitMix64, so the same seed gives the same model everywhere.
 public enum RandomModel {
@@ -28,16 +29,23 @@ public enum RandomModel {
                             lmHead: c.tieWordEmbeddings ? embedding : mat(c.vocabSize, c.hiddenSize), projector: projector)
     }
 
-    /// A case of `text` tokens around an image of `grid`, embeddings given directly, with
-    /// vision-side inputs, contiguous positions.
-    public static func promptCase(_ c: ModelConfig, grid: ImageGrid, prefix: Int, suffix: Int, decodeSteps: Int, seed: UInt64) -> PromptCase {
-        var rng = SplitMix64(seed: seed)
-        let n = grid.count
-        let emb = Matrix(rows: n, cols: c.hiddenSize, values: (0..<(n * c.hiddenSize)).map { _ in Float(rng.normal()) })
-        let cls = (0..<n).map { _ in Float(rng.uniform()) }
-        let sim = Matrix(rows: n, cols: 16, values: (0..<(n * 16)).map { _ in Float(rng.normal()) })
-        return PromptCase(name: "bench", prefixTokens: (0..<prefix).map { _ in rng.integer(below: c.vocabSize) },
-                          suffixTokens: (0..<suffix).map { _ in rng.integer(below: c.vocabSize) }, visual: .embeddings(emb), grid: grid,
-                          decodeSteps: decodeSteps, visionSide: VisionSideInputs(clsAttention: cls, similarityFeatures: sim))
+    /// A random small configuration for property tests: LLaMA or Qwen2 (q/k/v bias), MHA or
+    /// GQA, head dims that are not powers of two (6–14, even for RoPE), `layers` layers, and a
+    /// third of the time M-RoPE with a random section (θ = 100, so the few image positions
+    /// turn every chunk visibly).
+    public static func config(layers: Int, rng: inout SplitMix64) -> ModelConfig {
+        let headDim = [6, 8, 10, 12, 14][rng.integer(below: 5)]
+        let kvHeads = 1 + rng.integer(below: 2)
+        let heads = kvHeads * (1 + rng.integer(below: 3))
+        let family: ModelFamily = rng.integer(below: 2) == 0 ? .qwen2 : .llama
+        var c = ModelConfig(family: family, hiddenSize: 24 + 8 * rng.integer(below: 3), layers: layers, heads: heads, kvHeads: kvHeads,
+                            headDim: headDim, intermediateSize: 40 + rng.integer(below: 30), rmsNormEps: 1e-6, ropeTheta: 10000,
+                            vocabSize: 64, tieWordEmbeddings: rng.integer(below: 2) == 0)
+        if rng.integer(below: 3) == 0 {
+            let half = headDim / 2, t = rng.integer(below: half + 1), h = rng.integer(below: half - t + 1)
+            c.mropeSection = [t, h, half - t - h]
+            c.ropeTheta = 100
+        }
+        return c
     }
 }

@@ -1,12 +1,14 @@
 import Foundation
+import RerouteFixtures
 import RerouteModel
 import RerouteVerify
 
 /// Paths of the repository, found from this file.
 enum Repo {
     static let root: URL = {
+        // Tests/RerouteTests/Support/TestSupport.swift → the repository root.
         var url = URL(fileURLWithPath: #filePath)
-        for _ in 0..<3 { url.deleteLastPathComponent() }
+        for _ in 0..<4 { url.deleteLastPathComponent() }
         return url
     }()
     static let models = root.appendingPathComponent("golden/models")
@@ -82,17 +84,7 @@ func inputError(_ body: () throws -> Void) -> InputError? {
 /// A tiny random model (fixed seed) for structural tests that need no file.
 func tinyRandomWeights(family: ModelFamily = .llama, layers: Int = 2, hidden: Int = 16, heads: Int = 4, kvHeads: Int = 2,
                        intermediate: Int = 24, vocab: Int = 32, seed: UInt64 = 1) -> ModelWeights {
-    var rng = SplitMix64(seed: seed)
-    func mat(_ r: Int, _ c: Int) -> Matrix { Matrix(rows: r, cols: c, values: (0..<(r * c)).map { _ in rng.nextSigned() / Float(c).squareRoot() }) }
-    func vec(_ n: Int, _ base: Float) -> [Float] { (0..<n).map { _ in base + 0.1 * rng.nextSigned() } }
-    let c = ModelConfig(family: family, hiddenSize: hidden, layers: layers, heads: heads, kvHeads: kvHeads,
-                        intermediateSize: intermediate, rmsNormEps: 1e-6, ropeTheta: 10000, vocabSize: vocab, tieWordEmbeddings: false)
-    let layerWeights = (0..<layers).map { _ in
-        LayerWeights(inputNorm: vec(hidden, 1), q: mat(c.queryWidth, hidden), k: mat(c.kvWidth, hidden), v: mat(c.kvWidth, hidden),
-                     qBias: c.attentionBias ? vec(c.queryWidth, 0) : nil, kBias: c.attentionBias ? vec(c.kvWidth, 0) : nil,
-                     vBias: c.attentionBias ? vec(c.kvWidth, 0) : nil, o: mat(hidden, c.queryWidth), postNorm: vec(hidden, 1),
-                     gate: mat(intermediate, hidden), up: mat(intermediate, hidden), down: mat(hidden, intermediate))
-    }
-    return ModelWeights(config: c, embedding: mat(vocab, hidden), layers: layerWeights, finalNorm: vec(hidden, 1),
-                        lmHead: mat(vocab, hidden), projector: nil)
+    RandomModel.weights(ModelConfig(family: family, hiddenSize: hidden, layers: layers, heads: heads, kvHeads: kvHeads,
+                                    intermediateSize: intermediate, rmsNormEps: 1e-6, ropeTheta: 10000, vocabSize: vocab,
+                                    tieWordEmbeddings: false), seed: seed)
 }
