@@ -75,19 +75,9 @@ struct ConformCommand: ParsableCommand {
                 let schema = ConformanceReport.schema
                 let schemaVersion = ConformanceReport.schemaVersion
                 let passed: Bool
-                let seeds: [UInt64]?
-                let models: [String]?
+                @Nullable var seeds: [UInt64]?
+                @Nullable var models: [String]?
                 let reports: [ConformanceReport]
-                enum CodingKeys: String, CodingKey { case schema, schemaVersion, passed, seeds, models, reports }
-                func encode(to encoder: Encoder) throws {
-                    var c = encoder.container(keyedBy: CodingKeys.self)
-                    try c.encode(schema, forKey: .schema)
-                    try c.encode(schemaVersion, forKey: .schemaVersion)
-                    try c.encode(passed, forKey: .passed)
-                    try c.encode(seeds, forKey: .seeds)
-                    try c.encode(models, forKey: .models)
-                    try c.encode(reports, forKey: .reports)
-                }
             }
             print(try ReportJSON.encode(Envelope(passed: reports.allSatisfy(\.passed), seeds: trace ? nil : parsedSeeds ?? [1, 2],
                                                  models: trace ? nil : ConformanceModel.standard.map(\.name), reports: reports)))

@@ -31,19 +31,8 @@ struct InspectCommand: ParsableCommand {
             struct Tensor: Encodable { var name: String, dtype: String, shape: [Int] }
             struct Report: Encodable {
                 var schema = "reroute.inspect", schemaVersion = 1, directory: String, config: ModelConfig, headDim: Int
-                var projector: [String: Int]?, files: [String], tensors: [Tensor]
-                enum CodingKeys: String, CodingKey { case schema, schemaVersion, directory, config, headDim, projector, files, tensors }
-                func encode(to encoder: Encoder) throws {
-                    var c = encoder.container(keyedBy: CodingKeys.self)
-                    try c.encode(schema, forKey: .schema)
-                    try c.encode(schemaVersion, forKey: .schemaVersion)
-                    try c.encode(directory, forKey: .directory)
-                    try c.encode(config, forKey: .config)
-                    try c.encode(headDim, forKey: .headDim)
-                    try c.encode(projector, forKey: .projector)
-                    try c.encode(files, forKey: .files)
-                    try c.encode(tensors, forKey: .tensors)
-                }
+                @Nullable var projector: [String: Int]?
+                var files: [String], tensors: [Tensor]
             }
             let list = try ckpt.tensorNames.map { n in let t = try ckpt.info(n); return Tensor(name: n, dtype: t.dtype.rawValue, shape: t.shape) }
             return print(try ReportJSON.encode(Report(directory: directory, config: config, headDim: config.headDim,

@@ -33,16 +33,9 @@ struct RoutesCommand: ParsableCommand {
         }
         if json {
             struct Stage: Encodable {
-                var firstLayer: Int, lastLayer: Int, budget: Int?, counts: [String: Int], rows: [String]
-                enum CodingKeys: String, CodingKey { case firstLayer, lastLayer, budget, counts, rows }
-                func encode(to encoder: Encoder) throws {
-                    var c = encoder.container(keyedBy: CodingKeys.self)
-                    try c.encode(firstLayer, forKey: .firstLayer)
-                    try c.encode(lastLayer, forKey: .lastLayer)
-                    try c.encode(budget, forKey: .budget)
-                    try c.encode(counts, forKey: .counts)
-                    try c.encode(rows, forKey: .rows)
-                }
+                var firstLayer: Int, lastLayer: Int
+                @Nullable var budget: Int?
+                var counts: [String: Int], rows: [String]
             }
             struct Report: Encodable {
                 var schema = "reroute.routes", schemaVersion = 1, file: String, policy: String, grid: [String: Int]

@@ -202,17 +202,9 @@ struct TraceSummary: Encodable {
         var layer: Int, processed: Int, visual: Int, firstPosition: Int, lastPosition: Int, decodePosition: Int, kvLength: Int
     }
     struct Decision: Encodable {
-        var layer: Int, budget: Int, candidates: Int, kept: [Int], topScore: Double?, topCell: Int?
-        enum CodingKeys: String, CodingKey { case layer, budget, candidates, kept, topScore, topCell }
-        func encode(to encoder: Encoder) throws {
-            var c = encoder.container(keyedBy: CodingKeys.self)
-            try c.encode(layer, forKey: .layer)
-            try c.encode(budget, forKey: .budget)
-            try c.encode(candidates, forKey: .candidates)
-            try c.encode(kept, forKey: .kept)
-            try c.encode(topScore, forKey: .topScore)
-            try c.encode(topCell, forKey: .topCell)
-        }
+        var layer: Int, budget: Int, candidates: Int, kept: [Int]
+        @Nullable var topScore: Double?
+        @Nullable var topCell: Int?
     }
     var schema = "reroute.show", schemaVersion = 1
     var file: String, producer: String, producerVersion: String, producerCommit: String, decoder: String, dtype: String, mode: String

@@ -1,7 +1,7 @@
 import RerouteVerify
 
 /// The verdict of one law for one adapter.
-public struct LawResult: Sendable, Codable, Equatable {
+public struct LawResult: Sendable, Encodable, Equatable {
     public enum Status: String, Sendable, Codable { case passed, failed, waived, notApplicable = "not-applicable" }
     public var law: ConformanceLaw
     public var statement: String
@@ -11,24 +11,11 @@ public struct LawResult: Sendable, Codable, Equatable {
     /// The first failures (at most a few per law).
     public var failures: [LawFailure]
     /// Why the law was waived, or why it does not apply.
-    public var note: String?
-
-    enum CodingKeys: String, CodingKey { case law, statement, status, checks, failures, note }
-
-    /// Every key, `note` null when absent, so every result has the same shape.
-    public func encode(to encoder: Encoder) throws {
-        var c = encoder.container(keyedBy: CodingKeys.self)
-        try c.encode(law, forKey: .law)
-        try c.encode(statement, forKey: .statement)
-        try c.encode(status, forKey: .status)
-        try c.encode(checks, forKey: .checks)
-        try c.encode(failures, forKey: .failures)
-        try c.encode(note, forKey: .note)
-    }
+    @Nullable public var note: String?
 }
 
 /// The conformance report of one adapter (`reroute conform --json` writes it).
-public struct ConformanceReport: Sendable, Codable {
+public struct ConformanceReport: Sendable, Encodable {
     public static let schema = "reroute.conformance"
     public static let schemaVersion = 1
     public let adapter: String

@@ -66,7 +66,7 @@ public enum ComparisonPreset: String, Sendable, Codable, CaseIterable {
 /// Everything a trace comparison decides with (SPEC.md §9.3, §10.3): tolerances, the tie
 /// rule, optional route slack, and what to compare. One value per comparison, named by its
 /// preset and the reason it was chosen, so every report can say which rules judged it.
-public struct ComparisonRules: Sendable, Codable, Equatable {
+public struct ComparisonRules: Sendable, Encodable, Equatable {
     /// Name of the rules ("reference", "fp32", "bf16", "fp16", or "command line").
     public var name: String
     /// Why these rules (which precision, derived how, chosen why).
@@ -81,7 +81,7 @@ public struct ComparisonRules: Sendable, Codable, Equatable {
     public var tieEpsilon: Double
     /// vLLM-style acceptance: a differing kept index is accepted when each side's choice lies
     /// in the other side's top-(k+m) by score. nil: not used.
-    public var routeSlack: Int?
+    @Nullable public var routeSlack: Int?
     /// Compare routes, processed sets, positions, KV lengths and budgets only; skip hidden
     /// states, scores, logits and tokens (implementations in other engines or precisions).
     public var routesOnly: Bool

@@ -1,8 +1,8 @@
 import Foundation
 
 /// One compared object of a trace comparison.
-public struct Finding: Sendable, Codable, Equatable {
-    public enum Kind: String, Sendable, Codable {
+public struct Finding: Sendable, Encodable, Equatable {
+    public enum Kind: String, Sendable, Encodable {
         /// Within a tolerance (hidden states, logits, scores).
         case float
         /// Equal element by element (integers, positions, tokens, config, policy).
@@ -15,7 +15,7 @@ public struct Finding: Sendable, Codable, Equatable {
         case law
     }
 
-    public enum Status: String, Sendable, Codable {
+    public enum Status: String, Sendable, Encodable {
         case passed
         case failed
         /// Differs, but within an acceptance rule: a tie flip, route slack, a greedy near-tie.
@@ -34,9 +34,9 @@ public struct Finding: Sendable, Codable, Equatable {
     /// Offending elements or law failures, at most `maxReported`.
     public var details: [String] = []
     /// Tensor metrics (float findings).
-    public var tensor: TensorMetrics?
+    @Nullable public var tensor: TensorMetrics?
     /// Route metrics (set findings on decisions).
-    public var route: RouteMetrics?
+    @Nullable public var route: RouteMetrics?
 
     public var failed: Bool { status == .failed }
 
@@ -50,70 +50,34 @@ public struct Finding: Sendable, Codable, Equatable {
         self.tensor = tensor
         self.route = route
     }
-
-    enum CodingKeys: String, CodingKey { case object, kind, status, summary, details, tensor, route }
-
-    /// Every key, present or null, so passing and failing findings have the same shape.
-    public func encode(to encoder: Encoder) throws {
-        var c = encoder.container(keyedBy: CodingKeys.self)
-        try c.encode(object, forKey: .object)
-        try c.encode(kind, forKey: .kind)
-        try c.encode(status, forKey: .status)
-        try c.encode(summary, forKey: .summary)
-        try c.encode(details, forKey: .details)
-        try c.encode(tensor, forKey: .tensor)
-        try c.encode(route, forKey: .route)
-    }
 }
 
 /// Metrics of one compared tensor (numbers, for `--json`).
-public struct TensorMetrics: Sendable, Codable, Equatable {
+public struct TensorMetrics: Sendable, Encodable, Equatable {
     /// Which tolerance judged it, and its numbers.
     public var tolerance: String
     public var relative: Double
     public var rowFloor: Double
     public var nmseLimit: Double
     /// A failed gate (shape, NaN, Inf); the numbers below are then zero.
-    public var gate: String?
-    public var nmse: Double
-    public var maxAbsDifference: Double
+    @Nullable public var gate: String?
+    @FiniteOrNull public var nmse: Double
+    @FiniteOrNull public var maxAbsDifference: Double
     /// Largest `|a − b| / max(|a|, |b|)` over elements where either is non-zero.
-    public var maxRelDifference: Double
+    @FiniteOrNull public var maxRelDifference: Double
     /// Largest `|a − b| / bound`; ≤ 1 passes.
-    public var worstRatio: Double
+    @FiniteOrNull public var worstRatio: Double
     public var mismatched: Int
     public var total: Int
     /// The smallest row floor (with the same relative term) and NMSE limit that would have passed.
-    public var passingRowFloor: Double
-    public var passingNMSE: Double
+    @FiniteOrNull public var passingRowFloor: Double
+    @FiniteOrNull public var passingNMSE: Double
     /// The worst elements (largest difference over bound first), at most `maxReported`.
     public var worst: [Mismatch]
-
-    enum CodingKeys: String, CodingKey {
-        case tolerance, relative, rowFloor, nmseLimit, gate, nmse, maxAbsDifference, maxRelDifference, worstRatio
-        case mismatched, total, passingRowFloor, passingNMSE = "passing_nmse", worst
-    }
-
-    public func encode(to encoder: Encoder) throws {
-        var c = encoder.container(keyedBy: CodingKeys.self)
-        try c.encode(tolerance, forKey: .tolerance)
-        try c.encode(relative, forKey: .relative)
-        try c.encode(rowFloor, forKey: .rowFloor)
-        try c.encode(nmseLimit, forKey: .nmseLimit)
-        try c.encode(gate, forKey: .gate)
-        for (k, v) in [(CodingKeys.nmse, nmse), (.maxAbsDifference, maxAbsDifference), (.maxRelDifference, maxRelDifference),
-                       (.worstRatio, worstRatio), (.passingRowFloor, passingRowFloor), (.passingNMSE, passingNMSE)] {
-            // JSON has no infinity: an unbounded metric (a zero-scale row, an all-zero side) is null.
-            if v.isFinite { try c.encode(v, forKey: k) } else { try c.encodeNil(forKey: k) }
-        }
-        try c.encode(mismatched, forKey: .mismatched)
-        try c.encode(total, forKey: .total)
-        try c.encode(worst, forKey: .worst)
-    }
 }
 
 /// Metrics of one compared route (a decision's kept and deferred sets together).
-public struct RouteMetrics: Sendable, Codable, Equatable {
+public struct RouteMetrics: Sendable, Encodable, Equatable {
     /// The index space of the lists below.
     public var indexSpace = "visual grid cell"
     public var layer: Int
@@ -122,33 +86,19 @@ public struct RouteMetrics: Sendable, Codable, Equatable {
     public var onlyExpected: [Int]
     public var onlyActual: [Int]
     /// Spread of the differing candidates' scores relative to the decision's largest (nil: not computable).
-    public var scoreGap: Double?
+    @Nullable public var scoreGap: Double?
     public var epsilon: Double
     /// "tie-flip", "route-slack", or nil.
-    public var acceptance: String?
-
-    enum CodingKeys: String, CodingKey { case indexSpace, layer, jaccard, onlyExpected, onlyActual, scoreGap, epsilon, acceptance }
-
-    public func encode(to encoder: Encoder) throws {
-        var c = encoder.container(keyedBy: CodingKeys.self)
-        try c.encode(indexSpace, forKey: .indexSpace)
-        try c.encode(layer, forKey: .layer)
-        try c.encode(jaccard, forKey: .jaccard)
-        try c.encode(onlyExpected, forKey: .onlyExpected)
-        try c.encode(onlyActual, forKey: .onlyActual)
-        try c.encode(scoreGap, forKey: .scoreGap)
-        try c.encode(epsilon, forKey: .epsilon)
-        try c.encode(acceptance, forKey: .acceptance)
-    }
+    @Nullable public var acceptance: String?
 }
 
 /// The judgement of one trace against another (SPEC.md §9.3): every finding in computation
 /// order, the rules that judged them, and how routes were handled.
-public struct Verdict: Sendable, Codable {
+public struct Verdict: Sendable, Encodable {
     public static let schema = "reroute.diff"
     public static let schemaVersion = 2
 
-    public enum Mode: String, Sendable, Codable {
+    public enum Mode: String, Sendable, Encodable {
         /// Each trace as recorded; no route difference was accepted.
         case free
         /// Each trace as recorded, compared up to the first accepted route difference; what
@@ -229,29 +179,38 @@ extension Verdict {
     /// The versioned JSON report (`reroute.diff` v2, SPEC.md §9.6): snake_case keys, numbers as numbers.
     public func json() throws -> String {
         struct Envelope: Encodable {
-            var schema: String, schemaVersion: Int, passed: Bool, mode: Mode, firstDivergence: String?
+            var schema: String, schemaVersion: Int, passed: Bool, mode: Mode
+            @Nullable var firstDivergence: String?
             var expected: String, actual: String, rules: ComparisonRules
             var counts: [String: Int]
             var findings: [Finding]
-            enum CodingKeys: String, CodingKey { case schema, schemaVersion, passed, mode, firstDivergence, expected, actual, rules, counts, findings }
-            func encode(to encoder: Encoder) throws {
-                var c = encoder.container(keyedBy: CodingKeys.self)
-                try c.encode(schema, forKey: .schema)
-                try c.encode(schemaVersion, forKey: .schemaVersion)
-                try c.encode(passed, forKey: .passed)
-                try c.encode(mode, forKey: .mode)
-                try c.encode(firstDivergence, forKey: .firstDivergence)
-                try c.encode(expected, forKey: .expected)
-                try c.encode(actual, forKey: .actual)
-                try c.encode(rules, forKey: .rules)
-                try c.encode(counts, forKey: .counts)
-                try c.encode(findings, forKey: .findings)
-            }
         }
         let counts = ["compared": findings.count, "failed": failures.count, "accepted": accepted.count, "skipped": skipped.count]
         return try ReportJSON.encode(Envelope(schema: Self.schema, schemaVersion: Self.schemaVersion, passed: passed, mode: mode,
                                               firstDivergence: firstDivergence, expected: expected, actual: actual, rules: rules,
                                               counts: counts, findings: findings))
+    }
+}
+
+/// An optional a JSON report always writes: its value, or null (so passing and failing
+/// reports have the same keys).
+@propertyWrapper public struct Nullable<Value: Encodable & Sendable & Equatable>: Encodable, Sendable, Equatable {
+    public var wrappedValue: Value?
+    public init(wrappedValue: Value?) { self.wrappedValue = wrappedValue }
+    public func encode(to encoder: Encoder) throws {
+        var c = encoder.singleValueContainer()
+        if let v = wrappedValue { try c.encode(v) } else { try c.encodeNil() }
+    }
+}
+
+/// A number a JSON report writes as a number, or null when it is not finite (JSON has no
+/// infinity: an unbounded metric, such as the NMSE against an all-zero tensor).
+@propertyWrapper public struct FiniteOrNull: Encodable, Sendable, Equatable {
+    public var wrappedValue: Double
+    public init(wrappedValue: Double) { self.wrappedValue = wrappedValue }
+    public func encode(to encoder: Encoder) throws {
+        var c = encoder.singleValueContainer()
+        if wrappedValue.isFinite { try c.encode(wrappedValue) } else { try c.encodeNil() }
     }
 }
 

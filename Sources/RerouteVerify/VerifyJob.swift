@@ -174,29 +174,9 @@ extension VerifyResult {
         }
         struct Run: Encodable {
             var file: String, model: String, policy: String, decoder: String, mode: String, preset: String, passed: Bool
-            var firstDivergence: String?, compared: Int, failed: Int, accepted: Int, skipped: Int
+            @Nullable var firstDivergence: String?
+            var compared: Int, failed: Int, accepted: Int, skipped: Int
             var failures: [Finding], acceptedFindings: [Finding]
-            enum CodingKeys: String, CodingKey {
-                case file, model, policy, decoder, mode, preset, passed, firstDivergence, compared, failed, accepted, skipped, failures
-                case acceptedFindings
-            }
-            func encode(to encoder: Encoder) throws {
-                var c = encoder.container(keyedBy: CodingKeys.self)
-                try c.encode(file, forKey: .file)
-                try c.encode(model, forKey: .model)
-                try c.encode(policy, forKey: .policy)
-                try c.encode(decoder, forKey: .decoder)
-                try c.encode(mode, forKey: .mode)
-                try c.encode(preset, forKey: .preset)
-                try c.encode(passed, forKey: .passed)
-                try c.encode(firstDivergence, forKey: .firstDivergence)
-                try c.encode(compared, forKey: .compared)
-                try c.encode(failed, forKey: .failed)
-                try c.encode(accepted, forKey: .accepted)
-                try c.encode(skipped, forKey: .skipped)
-                try c.encode(failures, forKey: .failures)
-                try c.encode(acceptedFindings, forKey: .acceptedFindings)
-            }
         }
         struct Envelope: Encodable {
             var schema = "reroute.verify", schemaVersion = 1, passed: Bool, checks: Int, failed: Int, seconds: Double
