@@ -52,6 +52,8 @@ COMPARE = {
 DECISION_COMPARE = {"candidates": "set", "kept": "set", "deferred": "set", "scores": "float"}
 ROOT_ATTRS = ["schema", "schema_version", "producer", "producer_version", "producer_commit", "decoder",
               "mode", "model", "case", "seed", "model_config", "policy"]
+# Optional root attributes (SPEC.md §9.1): /@dtype, the producer's arithmetic.
+OPTIONAL_ROOT_ATTRS = ["dtype"]
 
 
 class TraceError(ValueError):
@@ -68,7 +70,7 @@ def read_trace(path: str) -> dict:
     except OSError as e:
         raise TraceError(f"{path}: cannot open: {e}") from None
     with f:
-        attrs = {k: f.attrs[k] for k in ROOT_ATTRS if k in f.attrs}
+        attrs = {k: f.attrs[k] for k in ROOT_ATTRS + OPTIONAL_ROOT_ATTRS if k in f.attrs}
         missing = [k for k in ROOT_ATTRS if k not in attrs]
         if missing:
             raise TraceError(f"{path}: /@{missing[0]}: missing")
@@ -134,7 +136,7 @@ def write_trace(path: str, t: dict, overwrite: bool = False) -> None:
     os.close(fd)
     try:
         with h5py.File(tmp, "w", track_order=False) as f:
-            for k in ROOT_ATTRS:
+            for k in ROOT_ATTRS + [k for k in OPTIONAL_ROOT_ATTRS if k in t["attrs"]]:
                 v = t["attrs"][k]
                 f.attrs[k] = np.int64(v) if isinstance(v, (int, np.integer)) else str(v)
 

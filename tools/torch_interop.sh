@@ -2,7 +2,8 @@
 # PyTorch interop (SPEC.md §9.5): tools/torch_trace.py runs FastV and Reroute on transformers'
 # own decoder layers for both tiny models; each trace must agree with the Swift golden of the
 # same policy under `reroute diff`'s default tolerances, and satisfy the trace laws of
-# `reroute conform --trace`.
+# `reroute conform --trace`; the same policies in float32, bfloat16 and float16 must be accepted
+# by the preset `reroute diff` chooses from their /@dtype.
 #
 #   tools/torch_interop.sh [PYTHON]     (default: python3 with tools/requirements.txt installed)
 set -euo pipefail
@@ -26,5 +27,20 @@ for m in tiny-llama tiny-qwen2; do
         fi
     done
     "$reroute" conform --trace "$out/$m"/*.h5 | tail -n 1 || status=1
+    # Lower precisions, as research code runs models: each trace records /@dtype, and `reroute
+    # diff` with no flags must pick the matching preset and accept it (near-ties included).
+    for dt in float32 bfloat16 float16; do
+        "$py" tools/torch_trace.py --model "golden/models/$m" --inputs "golden/traces/$m/dense.h5" --all --dtype "$dt" \
+            --out-dir "$out/$m-$dt" > /dev/null
+        for f in "$out/$m-$dt"/*.h5; do
+            p=$(basename "$f")
+            [ -f "golden/traces/$m/$p" ] || continue
+            if "$reroute" diff "golden/traces/$m/$p" "$f" > "$out/diff.txt"; then
+                echo "  same   $m/$p ($dt torch vs golden, $(grep -o 'preset:   [a-z0-9]*' "$out/diff.txt" | tr -s ' '), $(tail -n 1 "$out/diff.txt" | grep -o '[0-9]* accepted'))"
+            else
+                echo "  DIFFERS $m/$p ($dt torch vs golden):"; cat "$out/diff.txt"; status=1
+            fi
+        done
+    done
 done
 exit $status

@@ -42,7 +42,9 @@ CI runs tools/torch_interop.sh: every policy on both tiny models, diffed against
 copied to the output unchanged. `--dtype float64` (default) runs the model in float64 with
 transformers' float32 islands (RoPE angles, RMSNorm, attention softmax) lifted to float64
 by tools/make_tiny_models.py's `patch_float64` / `Float64Softmax`; `--dtype float32` is
-stock transformers in float32. Outputs are written atomically (tools/reroute_trace.py
+stock transformers in float32, `--dtype bfloat16` / `float16` the model cast to that type (as
+research code runs it); the trace records `/@dtype`, so `reroute diff` picks the matching
+tolerance preset. Outputs are written atomically (tools/reroute_trace.py
 `write_trace`); an existing file is replaced only with `--force`. With `--all` every trace is
 computed before the first one is written.
 
@@ -533,7 +535,8 @@ def make_trace(m: Model, raw_inputs, in_attrs, inputs_path, case, policy, result
     return {
         "attrs": {
             "schema": "reroute.trace", "schema_version": 1, "producer": PRODUCER, "producer_version": PRODUCER_VERSION,
-            "producer_commit": commit, "decoder": "torch", "mode": "free", "model": str(model_name),
+            "producer_commit": commit, "decoder": "torch", "dtype": str(m.dtype).replace("torch.", ""), "mode": "free",
+            "model": str(model_name),
             "case": str(in_attrs.get("case", Path(inputs_path).stem)), "seed": int(in_attrs.get("seed", 0)),
             "model_config": m.config_json, "policy": swift_json(policy.as_json_value()),
         },
@@ -579,8 +582,9 @@ def main(argv=None):
     which.add_argument("--all", action="store_true", help="every supported policy (needs --out-dir)")
     ap.add_argument("--out", help="output trace (with --policy)")
     ap.add_argument("--out-dir", help="output folder, one <policy>.h5 per policy (with --all)")
-    ap.add_argument("--dtype", choices=["float64", "float32"], default="float64",
-                    help="float64: transformers in float64 with its float32 islands lifted (default); float32: stock")
+    ap.add_argument("--dtype", choices=["float64", "float32", "bfloat16", "float16"], default="float64",
+                    help="float64: transformers in float64 with its float32 islands lifted (default); float32: stock; "
+                         "bfloat16, float16: the model cast to that type")
     ap.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
     ap.add_argument("--force", action="store_true", help="replace existing output files")
     args = ap.parse_args(argv)
@@ -602,7 +606,7 @@ def main(argv=None):
                 raise InputError(o, None, "exists; pass --force to replace it")
             if not os.path.isdir(os.path.dirname(os.path.abspath(o))):
                 raise InputError(o, None, "the folder does not exist")
-        dtype = torch.float64 if args.dtype == "float64" else torch.float32
+        dtype = {"float64": torch.float64, "float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[args.dtype]
         m = Model(args.model, dtype)
         raw, in_attrs = read_inputs(args.inputs)
         if "model" in in_attrs and str(in_attrs["model"]) != m.folder.resolve().name:
