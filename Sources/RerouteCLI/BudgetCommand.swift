@@ -26,6 +26,9 @@ struct BudgetCommand: ParsableCommand {
     @Option(help: "Policy name (see the list above), or 'all' for one summary line each.")
     var policy: String = "all"
 
+    @Option(help: "Policy file (reroute.policy v1), instead of --policy (repeatable).")
+    var policyFile: [String] = []
+
     @Option(help: "Text tokens around the image (LLaVA-1.5's vicuna_v1 prompt: 35 before + a short question).")
     var textTokens = 36
 
@@ -48,13 +51,13 @@ struct BudgetCommand: ParsableCommand {
         guard textTokens >= 1 else { throw ValidationError("--text-tokens must be at least 1") }
         let g = grid
         let policies: [RoutingPolicy]
-        if policy == "all" {
+        if !policyFile.isEmpty {
+            policies = try resolvePolicies(names: [], files: policyFile)
+            for (p, f) in zip(policies, policyFile) { try PolicyFile.check(p, layers: c.layers, file: f) }
+        } else if policy == "all" {
             policies = PolicyCatalog.all
         } else {
-            guard let p = PolicyCatalog.named(policy) else {
-                throw ValidationError("unknown policy '\(policy)'; known: \(PolicyCatalog.names.joined(separator: ", "))")
-            }
-            policies = [p]
+            policies = try resolvePolicies(names: [policy], files: [])
         }
         if json { return try printJSON(c, policies, g, url) }
         print("model: \(url.path) (\(c.family.rawValue), \(c.layers) layers, d=\(c.hiddenSize), H=\(c.heads), H_kv=\(c.kvHeads), m=\(c.intermediateSize))")

@@ -24,6 +24,7 @@ struct ConformCommand: ParsableCommand {
 
     @Argument(help: "Shipped policy names (or, with --trace, trace files).", completion: .file()) var names: [String] = []
     @Flag(help: "Every shipped policy.") var all = false
+    @Option(help: "Policy file (reroute.policy v1) to check as a top-k adapter (repeatable).") var policyFile: [String] = []
     @Flag(help: "The arguments are trace files to check (instead of policies to run).") var trace = false
     @Option(help: "Comma-separated case seeds.") var seeds = "1,2"
     @Flag(help: "Machine-readable JSON report (reroute.conformance v1) on standard output.") var json = false
@@ -32,8 +33,8 @@ struct ConformCommand: ParsableCommand {
     func validate() throws {
         if trace {
             if all || names.isEmpty { throw ValidationError("--trace takes trace files as arguments (and no --all)") }
-        } else if all == !names.isEmpty {
-            throw ValidationError("give policy names or --all (one of them)")
+        } else if all == !(names.isEmpty && policyFile.isEmpty) {
+            throw ValidationError("give policy names, --policy-file FILE or --all (one of them)")
         }
         if parsedSeeds == nil { throw ValidationError("--seeds: '\(seeds)' is not a comma-separated list of integers in 0 ... 2^63-1") }
     }
@@ -62,7 +63,7 @@ struct ConformCommand: ParsableCommand {
                         throw ValidationError("unknown policy '\(n)'; known: \(PolicyCatalog.names.joined(separator: ", "))")
                     }
                     return a
-                }
+                } + resolvePolicies(names: [], files: policyFile).map { CatalogAdapter(policy: $0) }
             }
             let options = ConformanceOptions(seeds: parsedSeeds ?? [1, 2])
             for (i, a) in adapters.enumerated() {

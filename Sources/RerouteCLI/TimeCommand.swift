@@ -30,7 +30,8 @@ struct TimeCommand: ParsableCommand {
     @Option(help: "Instead of --case: a random case with a ROWSxCOLS image of embeddings.") var grid: ImageGrid?
     @Option(help: "Weight storage: f32 or mapped-bf16.") var weights = "f32"
     @Option(help: "Untimed prefills before timing.") var warmup = 1
-    @Option(name: .customLong("policy"), help: "Policy name (repeatable).") var policies: [String] = ["dense"]
+    @Option(name: .customLong("policy"), help: "Policy name (repeatable; default dense).") var policies: [String] = []
+    @Option(help: "Policy file (reroute.policy v1; repeatable).") var policyFile: [String] = []
     @Option(help: "Timed prefills per policy.") var repeats = 3
     @Option(help: "Worker threads of the fast decoder (default: all cores).") var threads: Int?
 
@@ -52,10 +53,8 @@ struct TimeCommand: ParsableCommand {
                                        visual: .embeddings, decodeSteps: 0, seed: 7)
         }
         try c.validate(for: weights.config, projector: weights.projector, file: caseFile ?? "<random case>")
-        let ps = try policies.map { name -> RoutingPolicy in
-            guard let p = PolicyCatalog.named(name) else { throw ValidationError("unknown policy '\(name)'") }
-            return p
-        }
+        let ps = try resolvePolicies(names: policies.isEmpty && policyFile.isEmpty ? ["dense"] : policies, files: policyFile)
+        for (p, f) in zip(ps.suffix(policyFile.count), policyFile) { try PolicyFile.check(p, layers: weights.config.layers, file: f) }
         let fast = FastDecoder(weights: weights, options: .init(recordHiddenStates: false, threads: threads))
         /// Milliseconds of one prefill and the heap allocations of the whole run (`PrefillTiming`).
         func once(_ p: RoutingPolicy) throws -> (ms: Double, allocations: Int?) {

@@ -20,21 +20,25 @@ struct RunCommand: ParsableCommand {
             """)
     @Option(help: "Model folder (config.json + safetensors).") var model: String
     @Option(name: .customLong("case"), help: "HDF5 file with an /inputs group.") var caseFile: String
-    @Option(help: "Policy name.") var policy: String
+    @Option(help: "Policy name (`reroute policy list`).") var policy: String?
+    @Option(help: "Policy file (reroute.policy v1; `reroute policy show NAME --json` gives one to start from).") var policyFile: String?
     @Option(help: "Decoder: reference or fast.") var decoder: DecoderKind = .reference
     @Option(help: "Output trace file.") var out: String
     @Option(help: "Seed recorded in the trace.") var seed = 0
     @Flag(help: "Replace an existing output file.") var overwrite = false
 
+    func validate() throws {
+        if (policy == nil) == (policyFile == nil) { throw ValidationError("give --policy NAME or --policy-file FILE (one of them)") }
+    }
+
     func run() throws {
-        guard let p = PolicyCatalog.named(policy) else {
-            throw ValidationError("unknown policy '\(policy)'; known: \(PolicyCatalog.names.joined(separator: ", "))")
-        }
+        let p = try resolvePolicies(names: policy.map { [$0] } ?? [], files: policyFile.map { [$0] } ?? [])[0]
         if !overwrite, FileManager.default.fileExists(atPath: out) {
             throw ValidationError("\(out) exists; pass --overwrite to replace it")
         }
         let dir = URL(fileURLWithPath: model)
         let weights = try ModelWeights.load(directory: dir)
+        if let policyFile { try PolicyFile.check(p, layers: weights.config.layers, file: policyFile) }
         let (name, c) = try readingUntrusted(caseFile, kind: "case") {
             let f = try HDF5File(readingFrom: caseFile)
             let name = (try? f.stringAttribute("case")) ?? URL(fileURLWithPath: caseFile).deletingPathExtension().lastPathComponent

@@ -87,6 +87,8 @@ enum VerifyReport {
         return out.joined(separator: "\n")
     }
 
+    /// Rows of the transformers tensors are sequence indices (hidden states, attention, prefill
+    /// logits) or decode steps (step logits); columns are the vector's elements.
     static func renderCases(_ results: [TransformersCheck], verbose: Bool, maxReported: Int) -> String {
         var lines: [String] = []
         lines.append(pad("model", 15) + pad("case", 28) + pad("run", 9) + pad("tensors", 9) + pad("worst/bound", 13)
@@ -110,13 +112,14 @@ enum VerifyReport {
                 if let gate = t.gateFailure {
                     line += gate
                 } else {
-                    line += String(format: "NMSE %.2e (limit %.0e), worst %.3f of bound, %d element(s) outside",
-                                   t.nmse, t.nmseLimit, t.worstRatio, t.mismatchCount)
+                    line += String(format: "NMSE %.2e (limit %.0e), worst %.3f of bound, mismatched %d / %d (%.2f%%)",
+                                   t.nmse, t.nmseLimit, t.worstRatio, t.mismatchCount, t.total,
+                                   t.total > 0 ? 100 * Double(t.mismatchCount) / Double(t.total) : 0)
                 }
                 lines.append(line)
                 if !t.passed { failures.append(line) }
                 for m in t.mismatches.prefix(maxReported) {
-                    let detail = String(format: "      [%d, %d] expected %.9g actual %.9g difference %.3g bound %.3g",
+                    let detail = String(format: "      [row %d, column %d] expected %.9g actual %.9g difference %.3g bound %.3g",
                                         m.row, m.column, m.expected, m.actual, m.difference, m.bound)
                     lines.append(detail)
                 }

@@ -221,11 +221,11 @@ struct ConformanceRun<A: PrunerAdapter> {
 
             // Ratio 1 equals the run without decisions (same vision-side stage).
             do {
-                var all = policy
-                all.keepRatios = policy.keepRatios.map { _ in 1 }
+                let all = policy.withEveryKeepRatio(1)
                 var none = policy
                 none.decisionLayers = []
                 none.keepRatios = []
+                none.keepCounts = nil
                 none.budgetMatching = .none
                 let withAll = adapter.with(policy: all), withNone = adapter.with(policy: none)
                 if withAll.policy != all || withNone.policy != none {
@@ -305,8 +305,7 @@ struct ConformanceRun<A: PrunerAdapter> {
         // Ratios 0 and 1.
         let c = ConformanceCases.random(for: m, seed: seed)
         for ratio in [0.0, 1.0] where !policy.isDense {
-            var p = policy
-            p.keepRatios = policy.keepRatios.map { _ in ratio }
+            var p = policy.withEveryKeepRatio(ratio)
             if ratio == 0 { p.countRule = .floor }  // so that the budget really is 0 (max(1, ·) would keep one)
             let input = "model \(m.name), seed \(seed), case \(c.name), every keep ratio \(ratio)\(ratio == 0 ? " (count rule floor)" : "")"
             do {

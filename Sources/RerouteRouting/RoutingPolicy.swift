@@ -8,8 +8,13 @@ public struct RoutingPolicy: Sendable, Equatable, Codable {
     /// Decision layers at `referenceDepth` layers; remapped to the model's depth (§8.3).
     public var decisionLayers: [Int]
     public var referenceDepth: Int
-    /// Keep ratio of the original N at each decision.
+    /// Keep ratio of the original N at each decision (empty when `keepCounts` is given).
     public var keepRatios: [Double]
+    /// Integer budgets per decision instead of ratios (policy files; nil: from `keepRatios`).
+    /// Each is clipped to the visual tokens entering the LLM.
+    public var keepCounts: [Int]?
+    /// Where the policy comes from (paper, code, commit), for people; not used by the run.
+    public var provenance: String?
     public var countRule: CountRule
     public var action: RoutingAction
     public var positions: PositionPolicy
@@ -32,6 +37,15 @@ public struct RoutingPolicy: Sendable, Equatable, Codable {
         self.budgetMatching = budgetMatching
     }
 
+    /// The same policy with every decision keeping the fraction `ratio` of the original N
+    /// (integer counts replaced by ratios).
+    public func withEveryKeepRatio(_ ratio: Double) -> RoutingPolicy {
+        var p = self
+        p.keepRatios = decisionLayers.map { _ in ratio }
+        p.keepCounts = nil
+        return p
+    }
+
     /// Whether the policy never routes or removes anything.
     public var isDense: Bool { decisionLayers.isEmpty }
 
@@ -44,13 +58,20 @@ public struct RoutingPolicy: Sendable, Equatable, Codable {
         if let bad = mapped.first(where: { $0 < 1 || $0 >= layers }) {
             throw RoutingError.badSchedule("decision layer \(bad) outside 1 ..< \(layers)")
         }
-        let counts = keepRatios.map { min(llmN, countRule.count(of: originalN, ratio: $0)) }
+        let counts = keepCounts.map { $0.map { min(llmN, max(0, $0)) } }
+            ?? keepRatios.map { min(llmN, countRule.count(of: originalN, ratio: $0)) }
         return Schedule(decisionLayers: mapped, counts: counts)
     }
 
     /// Checks the combination of values is one the suite can execute.
     public func validate() throws {
-        if decisionLayers.count != keepRatios.count {
+        if let counts = keepCounts {
+            if !keepRatios.isEmpty { throw RoutingError.badSchedule("\(name): both keep ratios and keep counts") }
+            if decisionLayers.count != counts.count {
+                throw RoutingError.badSchedule("\(name): \(decisionLayers.count) decision layers, \(counts.count) keep counts")
+            }
+            if let c = counts.first(where: { $0 < 0 }) { throw RoutingError.badSchedule("\(name): keep count \(c) below 0") }
+        } else if decisionLayers.count != keepRatios.count {
             throw RoutingError.badSchedule("\(name): \(decisionLayers.count) decision layers, \(keepRatios.count) keep ratios")
         }
         for (a, b) in zip(decisionLayers, decisionLayers.dropFirst()) where b <= a {

@@ -220,6 +220,38 @@ import Testing
         #expect((first["report"] as! [String: Any])["layers"] is [Any] && first["scoring_flops"] is Double)
     }
 
+    /// A catalog policy printed as a file runs to the same trace as its name; a bad file is
+    /// refused with exit 2 naming the file and the field, and nothing is written.
+    @Test func policyFilesRunLikeTheirNames() throws {
+        let dir = try TempDir()
+        defer { dir.cleanup() }
+        let shown = try run(["policy", "show", "reroute-fastv-192", "--json"])
+        #expect(shown.status == 0)
+        try shown.out.write(toFile: dir.path("p.json"), atomically: true, encoding: .utf8)
+        let base = ["run", "--model", "golden/models/tiny-llama", "--case", "golden/traces/tiny-llama/dense.h5"]
+        #expect(try run(base + ["--policy", "reroute-fastv-192", "--out", dir.path("named.h5")]).status == 0)
+        let fromFile = try run(base + ["--policy-file", dir.path("p.json"), "--out", dir.path("file.h5")])
+        #expect(fromFile.status == 0, "\(fromFile.err)")
+        #expect(try Data(contentsOf: URL(fileURLWithPath: dir.path("named.h5"))) == Data(contentsOf: URL(fileURLWithPath: dir.path("file.h5"))))
+        #expect(try run(["policy", "list"]).out.contains("reroute-pdrop-64"))
+        // Bad: a ratio above 1, and a decision layer past the 8-layer model (at its own depth).
+        let bad = shown.out.replacingOccurrences(of: "0.2644", with: "1.2644")
+        try bad.write(toFile: dir.path("bad.json"), atomically: true, encoding: .utf8)
+        let refused = try run(base + ["--policy-file", dir.path("bad.json"), "--out", dir.path("bad.h5")])
+        #expect(refused.status == 2 && refused.err.contains("bad.json") && refused.err.contains("schedule.keep_ratios[0]"), "\(refused.err)")
+        let deep = shown.out.replacingOccurrences(of: "\"reference_depth\": 32", with: "\"reference_depth\": 100")
+            .replacingOccurrences(of: "[3, 7, 15, 23]", with: "[1, 2, 3, 4]")
+        try deep.write(toFile: dir.path("deep.json"), atomically: true, encoding: .utf8)
+        let unfit = try run(base + ["--policy-file", dir.path("deep.json"), "--out", dir.path("deep.h5")])
+        #expect(unfit.status == 2 && unfit.err.contains("deep.json") && unfit.err.contains("schedule.decision_layers"), "\(unfit.err)")
+        #expect(!FileManager.default.fileExists(atPath: dir.path("bad.h5")) && !FileManager.default.fileExists(atPath: dir.path("deep.h5")))
+        // The same file is taken by budget, time and conform.
+        #expect(try run(["budget", "--policy-file", dir.path("p.json")]).status == 0)
+        #expect(try run(["budget", "--policy-file", dir.path("bad.json")]).status == 2)
+        let conform = try run(["conform", "--policy-file", dir.path("p.json"), "--seeds", "1"])
+        #expect(conform.status == 0 && conform.out.contains("all 1 passed"), "\(conform.out)\(conform.err)")
+    }
+
     /// Each new trace law, broken by a tampered trace, makes `conform --trace` exit 1 naming it.
     @Test(arguments: ["indices-in-grid", "no-duplicate-indices", "kept-is-processed", "deferred-stale"])
     func conformTraceNamesEachTamperedLaw(law: String) throws {
