@@ -57,7 +57,8 @@ let package = Package(
         // report heap allocations per run of every thread and library.
         .target(name: "CRerouteAllocationCounter"),
         // The benchmark harness: one median, prefill timing, allocation counts, machine probes.
-        .target(name: "RerouteBench", dependencies: ["CRerouteAllocationCounter", "CBLAS", "RerouteModel", "RerouteFast", "RerouteRouting"]),
+        .target(name: "RerouteBench", dependencies: ["CRerouteAllocationCounter", "CBLAS", "RerouteModel", "RerouteFixtures", "RerouteFast",
+                                                     "RerouteReference", "RerouteRouting", "RerouteVerify"]),
         // The `reroute` command.
         .executableTarget(
             name: "RerouteCLI",

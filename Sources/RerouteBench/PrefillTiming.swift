@@ -21,4 +21,33 @@ public enum PrefillTiming {
         let (_, allocations) = try AllocationCounter.counting { seconds = try Self.seconds(d, c, p) }
         return (seconds, allocations)
     }
+
+    /// One policy's timings from `interleaved`.
+    public struct PolicyTiming: Sendable {
+        public var policy: String
+        public var medianSeconds: Double
+        public var minimumSeconds: Double
+        /// Median heap allocations per run (nil where the counting allocator is not in effect).
+        public var medianAllocations: Int?
+    }
+
+    /// `warmup` untimed runs of the first policy, then `repeats` rounds, each running every
+    /// policy once in order (interleaved, so the machine's drift hits all alike).
+    public static func interleaved<D: TraceableDecoder>(_ d: D, _ c: PromptCase, policies: [RoutingPolicy], warmup: Int,
+                                                        repeats: Int) throws -> [PolicyTiming] {
+        guard let first = policies.first else { return [] }
+        for _ in 0..<max(0, warmup) { _ = try counted(d, c, first) }
+        var times = Array(repeating: [Double](), count: policies.count), counts = Array(repeating: [Double](), count: policies.count)
+        for _ in 0..<max(1, repeats) {
+            for (i, p) in policies.enumerated() {
+                let (seconds, allocations) = try counted(d, c, p)
+                times[i].append(seconds)
+                if let allocations { counts[i].append(Double(allocations)) }
+            }
+        }
+        return policies.indices.map { i in
+            PolicyTiming(policy: policies[i].name, medianSeconds: Statistics.median(times[i]), minimumSeconds: times[i].min()!,
+                         medianAllocations: counts[i].isEmpty ? nil : Int(Statistics.median(counts[i])))
+        }
+    }
 }

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import RerouteRouting
+import RerouteVerify
 
 /// `reroute policy list | show NAME [--json]`: the catalog, each policy as a file to start from.
 struct PolicyCommand: ParsableCommand {

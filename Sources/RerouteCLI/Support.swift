@@ -33,7 +33,6 @@ func gitCommit() -> String {
     return head + (dirty ? "+dirty" : "")
 }
 
-func pad(_ s: String, _ n: Int) -> String { s.count >= n ? s + " " : s + String(repeating: " ", count: n - s.count) }
 
 /// Reads `path`, an HDF5 file from outside, safely. libhdf5 itself can crash or loop on some
 /// corrupt files (fuzzing found both: a damaged global heap behind a string attribute makes

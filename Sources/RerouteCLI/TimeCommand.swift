@@ -56,23 +56,9 @@ struct TimeCommand: ParsableCommand {
         let ps = try resolvePolicies(names: policies.isEmpty && policyFile.isEmpty ? ["dense"] : policies, files: policyFile)
         for (p, f) in zip(ps.suffix(policyFile.count), policyFile) { try PolicyFile.check(p, layers: weights.config.layers, file: f) }
         let fast = FastDecoder(weights: weights, options: .init(recordHiddenStates: false, threads: threads))
-        /// Milliseconds of one prefill and the heap allocations of the whole run (`PrefillTiming`).
-        func once(_ p: RoutingPolicy) throws -> (ms: Double, allocations: Int?) {
-            let (seconds, allocations) = try PrefillTiming.counted(fast, c, p)
-            return (seconds * 1e3, allocations)
-        }
-        for _ in 0..<warmup { _ = try once(ps[0]) }
-        var times = Array(repeating: [Double](), count: ps.count), counts = Array(repeating: [Int](), count: ps.count)
-        for _ in 0..<repeats {
-            for (i, p) in ps.enumerated() {
-                let (ms, allocations) = try once(p)
-                times[i].append(ms)
-                if let allocations { counts[i].append(allocations) }
-            }
-        }
-        for (i, p) in ps.enumerated() {
-            print(String(format: "%@ %.1f %.1f %@", p.name, Statistics.median(times[i]), times[i].min()!,
-                         counts[i].isEmpty ? "-" : String(Int(Statistics.median(counts[i].map(Double.init))))))
+        for r in try PrefillTiming.interleaved(fast, c, policies: ps, warmup: warmup, repeats: repeats) {
+            print(String(format: "%@ %.1f %.1f %@", r.policy, r.medianSeconds * 1e3, r.minimumSeconds * 1e3,
+                         r.medianAllocations.map(String.init) ?? "-"))
         }
         var usage = rusage()
         getrusage(RUSAGE_SELF.rawValue, &usage)

@@ -137,23 +137,8 @@ struct DiffCommand: ParsableCommand {
         rules.maxReported = maxReported
         let verdict: Verdict
         if replay, let model {
-            let weights = try ModelWeights.load(directory: URL(fileURLWithPath: model))
-            func rerun<D: TraceableDecoder>(_ d: D) -> ([Int: [Int]]) throws -> Trace {
-                { forced in try TraceRecorder.record(decoder: d, model: a.provenance.model, case: a.input, policy: a.policy,
-                                                     seed: a.provenance.seed, forcedKept: forced, file: actual) }
-            }
-            let replayer: ([Int: [Int]]) throws -> Trace
-            switch a.provenance.decoder {
-            case "reference": replayer = rerun(ReferenceDecoder(weights: weights))
-            case "fast": replayer = rerun(FastDecoder(weights: weights))
-            default:
-                throw InputError(.badValue, file: actual, object: "/@decoder",
-                                 "'\(a.provenance.decoder)' cannot be re-run here; --replay re-runs the suite's own decoders "
-                                     + "(record your run again with the expected trace's routes forced instead)")
-            }
-            guard weights.config == a.config else {
-                throw InputError(.badValue, file: model, object: "config.json", "is not the model of \(actual) (/@model_config differs)")
-            }
+            let replayer = try TraceRecorder.replayer(of: a, file: actual, weights: try ModelWeights.load(directory: URL(fileURLWithPath: model)),
+                                                      modelFolder: model)
             verdict = try judge(expected: e, actual: a, rules: rules, expectedName: expected, actualName: actual, replay: replayer)
         } else {
             verdict = compareTraces(expected: e, actual: a, rules: rules, expectedName: expected, actualName: actual)

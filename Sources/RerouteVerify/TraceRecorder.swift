@@ -1,3 +1,4 @@
+import RerouteFast
 import RerouteModel
 import RerouteReference
 import RerouteRouting
@@ -33,5 +34,27 @@ public enum TraceRecorder {
             layerPositions: record.plans.map(\.positions), decodePositions: record.plans.map(\.decodePosition),
             kvLength: prefill.kvLength, lastLogits: prefill.lastLogits, decisions: record.decisions,
             decodeTokens: decode.tokens, stepLogits: decode.stepLogits, kvLengthAfterDecode: decode.kvLength, budget: budget)
+    }
+
+    /// A lockstep re-run of `t` (its case, policy and seed) with the suite decoder that
+    /// recorded it, for `judge(…, replay:)`: the closure takes the kept sets to force.
+    /// - Throws: `InputError` when `t` was recorded by another program, or `weights` are not
+    ///   its model (`file`, `modelFolder` name them).
+    public static func replayer(of t: Trace, file: String, weights: ModelWeights, modelFolder: String) throws -> ([Int: [Int]]) throws -> Trace {
+        guard weights.config == t.config else {
+            throw InputError(.badValue, file: modelFolder, object: "config.json", "is not the model of \(file) (/@model_config differs)")
+        }
+        func rerun<D: TraceableDecoder>(_ d: D) -> ([Int: [Int]]) throws -> Trace {
+            { forced in try record(decoder: d, model: t.provenance.model, case: t.input, policy: t.policy, seed: t.provenance.seed,
+                                   forcedKept: forced, file: file) }
+        }
+        switch DecoderKind(rawValue: t.provenance.decoder) {
+        case .reference: return rerun(ReferenceDecoder(weights: weights))
+        case .fast: return rerun(FastDecoder(weights: weights))
+        case nil:
+            throw InputError(.badValue, file: file, object: "/@decoder",
+                             "'\(t.provenance.decoder)' cannot be re-run here; --replay re-runs the suite's own decoders "
+                                 + "(record your run again with the expected trace's routes forced instead)")
+        }
     }
 }

@@ -214,6 +214,10 @@ extension Verdict {
     }
 }
 
+/// `s` padded with spaces to `n` characters (at least one space after it): the column rule of
+/// every text table.
+public func pad(_ s: String, _ n: Int) -> String { s.count >= n ? s + " " : s + String(repeating: " ", count: n - s.count) }
+
 /// The one JSON style of every `--json` report: snake_case keys, sorted, pretty-printed.
 public enum ReportJSON {
     public static func encode<T: Encodable>(_ value: T) throws -> String {
