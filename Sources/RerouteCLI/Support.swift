@@ -72,3 +72,28 @@ func readingUntrusted<T>(_ path: String, kind: String = "trace", _ body: () thro
     defer { timer.cancel() }
     return try body()
 }
+
+/// Progress of a layer-by-layer run on standard error: silent for the first 2 seconds (small
+/// runs print nothing), then a line per layer with the time so far and an estimate of the rest.
+final class LayerProgress {
+    let label: String, layers: Int
+    let start = Date()
+    init(_ label: String, layers: Int) { self.label = label; self.layers = layers }
+
+    func layerDone(_ l: Int) {
+        let elapsed = Date().timeIntervalSince(start)
+        guard elapsed >= 2 else { return }
+        let left = elapsed / Double(l + 1) * Double(layers - l - 1)
+        progress(String(format: "%@: layer %d/%d done, %@ so far, about %@ left", label, l + 1, layers, duration(elapsed), duration(left)))
+    }
+
+    func duration(_ s: Double) -> String {
+        s < 90 ? String(format: "%.0f s", s) : String(format: "%d min %02d s", Int(s) / 60, Int(s) % 60)
+    }
+}
+
+/// `--weights f32|mapped-bf16`.
+enum WeightStorageOption: String, ExpressibleByArgument, CaseIterable {
+    case f32, mappedBF16 = "mapped-bf16"
+    var storage: WeightStorage { self == .f32 ? .float32 : .mappedBF16 }
+}

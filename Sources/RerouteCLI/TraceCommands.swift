@@ -23,12 +23,17 @@ struct RunCommand: ParsableCommand {
     @Option(help: "Policy name (`reroute policy list`).") var policy: String?
     @Option(help: "Policy file (reroute.policy v1; `reroute policy show NAME --json` gives one to start from).") var policyFile: String?
     @Option(help: "Decoder: reference or fast.") var decoder: DecoderKind = .reference
+    @Option(help: "Weight storage: f32, or mapped-bf16 (bf16 checkpoints stay memory-mapped; the fast decoder only).")
+    var weights: WeightStorageOption = .f32
     @Option(help: "Output trace file.") var out: String
     @Option(help: "Seed recorded in the trace.") var seed = 0
     @Flag(help: "Replace an existing output file.") var overwrite = false
 
     func validate() throws {
         if (policy == nil) == (policyFile == nil) { throw ValidationError("give --policy NAME or --policy-file FILE (one of them)") }
+        if weights == .mappedBF16, decoder == .reference {
+            throw ValidationError("--weights mapped-bf16 needs --decoder fast (the reference decoder computes from f32 weights)")
+        }
     }
 
     func run() throws {
@@ -37,7 +42,7 @@ struct RunCommand: ParsableCommand {
             throw ValidationError("\(out) exists; pass --overwrite to replace it")
         }
         let dir = URL(fileURLWithPath: model)
-        let weights = try ModelWeights.load(directory: dir)
+        let weights = try ModelWeights.load(directory: dir, storage: self.weights.storage)
         if let policyFile { try PolicyFile.check(p, layers: weights.config.layers, file: policyFile) }
         let (name, c) = try readingUntrusted(caseFile, kind: "case") {
             let f = try HDF5File(readingFrom: caseFile)
@@ -45,11 +50,12 @@ struct RunCommand: ParsableCommand {
             return (name, try PromptCaseIO.read(f, name: name))
         }
         progress("running \(p.name) on \(name) (\(c.sequenceLength) tokens, \(weights.config.layers) layers)")
+        let bar = LayerProgress("\(decoder.rawValue) prefill", layers: weights.config.layers)
         let trace = decoder == .fast
             ? try TraceRecorder.record(decoder: FastDecoder(weights: weights), model: dir.lastPathComponent, case: c, policy: p,
-                                       seed: seed, commit: gitCommit(), file: caseFile)
+                                       seed: seed, commit: gitCommit(), file: caseFile, onLayer: bar.layerDone)
             : try TraceRecorder.record(decoder: ReferenceDecoder(weights: weights), model: dir.lastPathComponent, case: c, policy: p,
-                                       seed: seed, commit: gitCommit(), file: caseFile)
+                                       seed: seed, commit: gitCommit(), file: caseFile, onLayer: bar.layerDone)
         try trace.write(to: out, overwrite: overwrite)
         print("wrote \(out): \(trace.decisions.count) decision(s), tokens \(trace.decodeTokens), avg_T \(String(format: "%.2f", trace.budget.averageVisualTokens))")
     }

@@ -174,3 +174,28 @@ public struct ModelWeights: Sendable {
                             finalNorm: try vec(prefix + "norm.weight", d), lmHead: lmHead, projector: projector)
     }
 }
+
+extension Matrix {
+    /// The same values as an f32 matrix (mapped bf16 widened exactly; f32 returned as is).
+    public func widened() -> Matrix {
+        guard isMapped else { return self }
+        var out = [Float](repeating: 0, count: rows * cols)
+        out.withUnsafeMutableBufferPointer { widenRows(0, rows, into: $0.baseAddress!) }
+        return Matrix(rows: rows, cols: cols, values: out)
+    }
+}
+
+extension ModelWeights {
+    /// Layer `l` alone as a one-layer model in f32 (mapped bf16 widened), with a one-token
+    /// vocabulary and no projector: what a decoder needs to run that layer, or score with it,
+    /// on given inputs (the layer-wise check of real-size models).
+    public func layerView(_ l: Int) -> ModelWeights {
+        var c = config
+        c.layers = 1
+        c.vocabSize = 1
+        var w = layers[l]
+        for path in [\LayerWeights.q, \.k, \.v, \.o, \.gate, \.up, \.down] { w[keyPath: path] = w[keyPath: path].widened() }
+        let none = Matrix(rows: 1, cols: c.hiddenSize, values: [Float](repeating: 0, count: c.hiddenSize))
+        return ModelWeights(config: c, embedding: none, layers: [w], finalNorm: finalNorm, lmHead: none, projector: nil)
+    }
+}

@@ -72,3 +72,12 @@ extension ReferenceDecoder: TraceableDecoder {
         }
     }
 }
+
+extension ReferenceDecoder {
+    /// Layer `l`'s output for the hidden states `input` entering it (`[S][d]`), running
+    /// `plan` (§5): the layer alone, with its own KV cache.
+    public func layerOutput(layer l: Int, input: [[Double]], plan: LayerPlan) -> [[Double]] {
+        var cache = LayerKVCache()
+        return block(layer: l, hidden: input, plan: plan, cache: &cache)
+    }
+}

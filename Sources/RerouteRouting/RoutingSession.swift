@@ -205,9 +205,12 @@ public enum RoutedPrefill {
     }
 
     /// - Parameter forcedKept: lockstep replay; kept grid cells per decision layer.
+    /// - Parameter onLayer: called after each layer ran, with its index (progress of long runs).
     public static func run<D: LayerwiseDecoder>(decoder: D, case c: PromptCase, adapter: some PrunerAdapter,
-                                                forcedKept: [Int: [Int]] = [:]) throws -> (state: D.State, record: RoutingRecord) {
-        try execute(decoder: decoder, try prepare(decoder: decoder, case: c, adapter: adapter, forcedKept: forcedKept))
+                                                forcedKept: [Int: [Int]] = [:], onLayer: ((Int) -> Void)? = nil) throws
+        -> (state: D.State, record: RoutingRecord)
+    {
+        try execute(decoder: decoder, try prepare(decoder: decoder, case: c, adapter: adapter, forcedKept: forcedKept), onLayer: onLayer)
     }
 
     public static func run<D: LayerwiseDecoder>(decoder: D, case c: PromptCase, policy: RoutingPolicy, forcedKept: [Int: [Int]] = [:])
@@ -235,7 +238,9 @@ public enum RoutedPrefill {
 
     /// Every layer: the session plans (asking the decoder for scores at decision layers),
     /// the decoder executes.
-    public static func execute<D: LayerwiseDecoder>(decoder: D, _ prepared: Prepared<D>) throws -> (state: D.State, record: RoutingRecord) {
+    public static func execute<D: LayerwiseDecoder>(decoder: D, _ prepared: Prepared<D>, onLayer: ((Int) -> Void)? = nil) throws
+        -> (state: D.State, record: RoutingRecord)
+    {
         var session = prepared.session
         var state = prepared.state
         for l in 0..<decoder.config.layers {
@@ -250,6 +255,7 @@ public enum RoutedPrefill {
                                       hiddenStates: { decoder.hiddenStates(entering: $0, rows: $1, state: current) })
             let plan = try session.plan(layer: l, probe: probe)
             decoder.run(layer: l, plan: plan, state: &state, reusing: reuse)
+            onLayer?(l)
         }
         return (state, RoutingRecord(policy: session.policy, schedule: session.schedule, llmCase: session.llmCase,
                                      decisions: session.decisions, plans: session.plans))

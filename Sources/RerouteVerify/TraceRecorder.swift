@@ -9,19 +9,21 @@ public enum TraceRecorder {
     /// - Parameters:
     ///   - forcedKept: lockstep replay (kept grid cells per decision layer), from another trace.
     ///   - commit: the producer's git commit, when known.
+    ///   - onLayer: called after each prefill layer ran, with its index (progress of long runs).
     public static func record<D: TraceableDecoder>(decoder: D, model: String, case c: PromptCase, policy: RoutingPolicy, seed: Int,
                                                    forcedKept: [Int: [Int]] = [:], commit: String = "unknown",
-                                                   file: String = "<case>") throws -> Trace {
-        try record(decoder: decoder, model: model, case: c, adapter: policy, seed: seed, forcedKept: forcedKept, commit: commit, file: file)
+                                                   file: String = "<case>", onLayer: ((Int) -> Void)? = nil) throws -> Trace {
+        try record(decoder: decoder, model: model, case: c, adapter: policy, seed: seed, forcedKept: forcedKept, commit: commit, file: file,
+                   onLayer: onLayer)
     }
 
     /// The same for any adapter; the trace stores the adapter's declared policy.
     public static func record<D: TraceableDecoder>(decoder: D, model: String, case c: PromptCase, adapter: some PrunerAdapter, seed: Int,
                                                    forcedKept: [Int: [Int]] = [:], commit: String = "unknown",
-                                                   file: String = "<case>") throws -> Trace {
+                                                   file: String = "<case>", onLayer: ((Int) -> Void)? = nil) throws -> Trace {
         let policy = adapter.policy
         try c.validate(for: decoder.config, projector: decoder.weights.projector, file: file)
-        var (state, record) = try RoutedPrefill.run(decoder: decoder, case: c, adapter: adapter, forcedKept: forcedKept)
+        var (state, record) = try RoutedPrefill.run(decoder: decoder, case: c, adapter: adapter, forcedKept: forcedKept, onLayer: onLayer)
         let prefill = decoder.prefillOutputs(state)
         let decode = decoder.greedyDecode(&state, steps: c.decodeSteps)
         let budget = try BudgetCalculator.report(config: decoder.config, policy: policy,

@@ -252,6 +252,27 @@ import Testing
         #expect(conform.status == 0 && conform.out.contains("all 1 passed"), "\(conform.out)\(conform.err)")
     }
 
+    /// Real-size paths on the bf16 tiny model: a mapped-bf16 fast run diffs clean against its
+    /// golden; the reference refuses mapped weights; check-layers judges chosen layers.
+    @Test func mappedRunsAndLayerChecks() throws {
+        let dir = try TempDir()
+        defer { dir.cleanup() }
+        let base = ["run", "--model", "golden/models/tiny-llama", "--case", "golden/traces/tiny-llama/dense.h5", "--policy", "reroute-pdrop-64"]
+        let ran = try run(base + ["--decoder", "fast", "--weights", "mapped-bf16", "--out", dir.path("m.h5")])
+        #expect(ran.status == 0, "\(ran.err)")
+        #expect(try run(["diff", "golden/traces/tiny-llama/reroute-pdrop-64.h5", dir.path("m.h5")]).status == 0)
+        let refused = try run(base + ["--weights", "mapped-bf16", "--out", dir.path("r.h5")])
+        #expect(refused.status == 2 && refused.err.contains("--decoder fast"))
+        let check = try run(["check-layers", "--model", "golden/models/tiny-llama", "--case", "golden/traces/tiny-llama/dense.h5",
+                             "--policy", "reroute-pdrop-64", "--layers", "0,2,7", "--weights", "mapped-bf16"])
+        #expect(check.status == 0 && check.out.contains("preset fp32") && check.out.components(separatedBy: "\n").filter { $0.hasSuffix("ok") }.count == 3,
+                "\(check.out)\(check.err)")
+        #expect(try run(["check-layers", "--model", "golden/models/tiny-llama", "--case", "golden/traces/tiny-llama/dense.h5",
+                         "--policy", "dense", "--layers", "8"]).status == 2)
+        #expect(try run(["check-layers", "--model", "golden/models/tiny-llama", "--case", "golden/traces/tiny-llama/dense.h5",
+                         "--policy", "dense", "--layers", "a,b"]).status == 2)
+    }
+
     /// Each new trace law, broken by a tampered trace, makes `conform --trace` exit 1 naming it.
     @Test(arguments: ["indices-in-grid", "no-duplicate-indices", "kept-is-processed", "deferred-stale"])
     func conformTraceNamesEachTamperedLaw(law: String) throws {
