@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import RerouteFast
+import RerouteFixtures
 import RerouteHDF5
 import RerouteModel
 import RerouteRouting
@@ -20,7 +21,8 @@ struct CheckLayersCommand: ParsableCommand {
             layer. Progress goes to standard error. Exit 0 every layer agrees, 1 one differs, 2 error.
             """)
     @Option(help: "Model folder (config.json + safetensors).") var model: String
-    @Option(name: .customLong("case"), help: "HDF5 file with an /inputs group.") var caseFile: String
+    @Option(name: .customLong("case"), help: "HDF5 file with an /inputs group.") var caseFile: String?
+    @Option(help: "Instead of --case: a random case with a ROWSxCOLS image of embeddings (35 prefix, 1 suffix token).") var grid: ImageGrid?
     @Option(help: "Policy name (`reroute policy list`).") var policy: String?
     @Option(help: "Policy file (reroute.policy v1).") var policyFile: String?
     @Option(help: "Comma-separated layers to check (e.g. 0,15,31).") var layers: String
@@ -35,6 +37,7 @@ struct CheckLayersCommand: ParsableCommand {
 
     func validate() throws {
         if (policy == nil) == (policyFile == nil) { throw ValidationError("give --policy NAME or --policy-file FILE (one of them)") }
+        if (caseFile == nil) == (grid == nil) { throw ValidationError("give --case FILE or --grid ROWSxCOLS (one of them)") }
         if layerList == nil { throw ValidationError("--layers: '\(layers)' is not a comma-separated list of layer indices") }
         if let threads, !(1...1024).contains(threads) { throw ValidationError("--threads must be 1…1024, got \(threads)") }
     }
@@ -47,12 +50,19 @@ struct CheckLayersCommand: ParsableCommand {
         progress(String(format: "loaded %@ (%d layers, d=%d, weights %@) in %.1f s", model, w.config.layers, w.config.hiddenSize,
                         weights.rawValue, Date().timeIntervalSince(t0)))
         if let policyFile { try PolicyFile.check(p, layers: w.config.layers, file: policyFile) }
-        let c = try readingUntrusted(caseFile, kind: "case") {
-            try PromptCaseIO.read(try HDF5File(readingFrom: caseFile), name: URL(fileURLWithPath: caseFile).deletingPathExtension().lastPathComponent)
+        let c: PromptCase
+        if let caseFile {
+            c = try readingUntrusted(caseFile, kind: "case") {
+                try PromptCaseIO.read(try HDF5File(readingFrom: caseFile), name: URL(fileURLWithPath: caseFile).deletingPathExtension().lastPathComponent)
+            }
+        } else {
+            c = RandomCase.make(config: w.config, name: "random-\(grid!.rows)x\(grid!.cols)", grid: grid!, prefix: 35, suffix: 1,
+                                visual: .embeddings, decodeSteps: 0, seed: 7)
         }
-        try c.validate(for: w.config, projector: w.projector, file: caseFile)
+        let source = caseFile ?? "<random case>"
+        try c.validate(for: w.config, projector: w.projector, file: source)
         let report = try LayerCheck.run(weights: w, model: dir.lastPathComponent, case: c, adapter: p, layers: layerList!,
-                                        fastOptions: FastDecoderOptions(threads: threads), file: caseFile, progress: { progress($0) })
+                                        fastOptions: FastDecoderOptions(threads: threads), file: source, progress: { progress($0) })
         print("check-layers: \(p.name) on \(c.name), \(w.config.layers) layers; preset \(report.rules.name) for one layer — \(report.rules.reason)")
         print(pad("layer", 7) + pad("objects", 9) + pad("worst/bound", 13) + pad("reference s", 13) + "status")
         for r in report.layers {
