@@ -18,7 +18,7 @@ struct RerouteCommand: ParsableCommand {
             See SPEC.md for the model math, the tolerances and the file formats.
             """,
         version: "0.1.0",
-        subcommands: [CheckFileCommand.self, VerifyCommand.self, RunCommand.self, DiffCommand.self, PolicyCommand.self, CheckLayersCommand.self, ShowCommand.self, RoutesCommand.self, BudgetCommand.self,
+        subcommands: [CheckFileCommand.self, VerifyCommand.self, RunCommand.self, DiffCommand.self, PolicyCommand.self, CheckLayersCommand.self, ReportCommand.self, ShowCommand.self, RoutesCommand.self, BudgetCommand.self,
                       ConformCommand.self, BenchCommand.self, TimeCommand.self, GoldenCommand.self, InspectCommand.self, EnvCommand.self])
 
     static func main() {

@@ -10,6 +10,24 @@ extension ImageGrid: ExpressibleByArgument {
 }
 
 extension DecoderKind: ExpressibleByArgument {}
+
+/// `I/N` on the command line.
+extension Shard: ExpressibleByArgument {
+    public init?(argument: String) { self.init(parsing: argument) }
+}
+
+/// Writes `text` to `path` atomically (a temporary file beside it, then rename); an existing
+/// file is replaced only with `overwrite`.
+func writeAtomically(_ text: String, to path: String, overwrite: Bool) throws {
+    let url = URL(fileURLWithPath: path)
+    if !overwrite, FileManager.default.fileExists(atPath: path) { throw ValidationError("\(path) exists; pass --overwrite to replace it") }
+    guard FileManager.default.fileExists(atPath: url.deletingLastPathComponent().path) else {
+        throw InputError(.fileNotFound, file: path, "the folder does not exist")
+    }
+    do { try Data(text.utf8).write(to: url, options: .atomic) } catch {
+        throw InputError(.unreadable, file: path, "cannot write: \(error.localizedDescription)")
+    }
+}
 extension ComparisonPreset: ExpressibleByArgument {}
 
 /// The git commit of the working directory's repository, "+dirty" when it has changes;

@@ -118,6 +118,7 @@ public enum PolicyFile {
         let r = Fields(root, path: "", bad: bad)
         try r.allowOnly(["schema", "schema_version", "name", "provenance", "scorer", "schedule", "action", "positions", "vision_stage",
                          "budget_matching"])
+        try r.require(["provenance", "vision_stage", "budget_matching"])  // present, null allowed
         guard try r.string("schema") == schema else { throw bad("schema", "'\(try r.string("schema"))', expected '\(schema)'") }
         guard try r.int("schema_version") == schemaVersion else {
             throw bad("schema_version", "version \(try r.int("schema_version")); this build reads version \(schemaVersion)")
@@ -175,6 +176,7 @@ public enum PolicyFile {
         var stage: NuwaVisionStage?
         if let v = try r.optionalObject("vision_stage") {
             try v.allowOnly(["method", "keep_ratio", "count_rule", "per_region", "penalty_quantile", "distance_threshold", "self_weight_reset"])
+            try v.require(["distance_threshold"])
             guard try v.string("method") == "nuwa" else {
                 throw bad("vision_stage.method", "'\(try v.string("method"))'; the supported vision-side stage is 'nuwa'")
             }
@@ -247,6 +249,11 @@ private struct Fields {
     func has(_ k: String) -> Bool {
         if let v = object[k], case .null = v { return false }
         return object[k] != nil
+    }
+
+    /// Keys that must be present (their value may be null).
+    func require(_ keys: [String]) throws {
+        if let missing = keys.first(where: { object[$0] == nil }) { throw bad(field(missing), "missing (write null for none)") }
     }
 
     func allowOnly(_ keys: Set<String>) throws {

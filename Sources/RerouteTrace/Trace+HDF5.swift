@@ -201,7 +201,9 @@ extension Trace {
             let p = "/prefill/decisions/\(g)"
             let candidates = try ints("\(p)/candidates", [nil])
             let scores = try doubles("\(p)/scores", [candidates.count])
-            decisions.append(RoutingDecision(layer: try f.intAttribute("layer", of: p), candidates: candidates,
+            let layer = try f.intAttribute("layer", of: p)
+            guard (1..<L).contains(layer) else { throw bad("\(p)@layer", "\(layer) is outside 1 ..< \(L) (a decision layer of this model)") }
+            decisions.append(RoutingDecision(layer: layer, candidates: candidates,
                                              kept: try ints("\(p)/kept", [nil]), deferred: try ints("\(p)/deferred", [nil]),
                                              scores: scores, budget: try f.intAttribute("budget", of: p)))
         }

@@ -35,7 +35,8 @@ public enum RouteRule {
         if let gap = tieGap(expected: e, actual: a), gap < rules.tieEpsilon {
             return .tieFlip(gap: gap, epsilon: rules.tieEpsilon)
         }
-        if let m = rules.routeSlack, withinTop(onlyA, of: e, k: e.kept.count + m), withinTop(onlyE, of: a, k: a.kept.count + m) {
+        if let m = rules.routeSlack, withinTop(onlyA, of: e, k: e.kept.count + min(max(0, m), e.candidates.count)),
+           withinTop(onlyE, of: a, k: a.kept.count + min(max(0, m), a.candidates.count)) {
             return .withinSlack(slack: m)
         }
         let gap = tieGap(expected: e, actual: a)

@@ -82,7 +82,7 @@ public func compareRows(_ name: String, expected: [[Double]], actual: [[Double]]
             if ratio > 1 {
                 result.mismatchCount += 1
                 worst.append((ratio, Mismatch(row: r, column: c, expected: e[c], actual: a[c], bound: bound)))
-                if worst.count > 4 * max(1, maxReported) {
+                if worst.count / 4 > max(1, maxReported) {
                     worst.sort { $0.ratio > $1.ratio }
                     worst.removeLast(worst.count - maxReported)
                 }

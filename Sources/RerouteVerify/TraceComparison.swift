@@ -187,11 +187,18 @@ func routeFinding(_ object: String, _ e: RoutingDecision, _ a: RoutingDecision, 
 
 /// A tensor comparison as a finding: the metric line, the worst elements, and for a failure
 /// the tolerance that would have passed.
+extension TensorMetrics {
+    /// The metrics of a comparison (the tolerance as it recorded it).
+    init(_ c: TensorComparison, tolerance tol: Tolerance? = nil) {
+        self.init(tolerance: tol?.name ?? c.tolerance, relative: tol?.relative ?? 0, rowFloor: tol?.rowFloor ?? 0, nmseLimit: c.nmseLimit,
+                  gate: c.gateFailure, nmse: c.nmse, maxAbsDifference: c.maxAbsDifference, maxRelDifference: c.maxRelDifference,
+                  worstRatio: c.worstRatio, mismatched: c.mismatchCount, total: c.total, passingRowFloor: c.passingRowFloor,
+                  passingNMSE: c.nmse, worst: c.mismatches)
+    }
+}
+
 func tensorFinding(_ object: String, _ c: TensorComparison, _ tol: Tolerance, rows: String) -> Finding {
-    let metrics = TensorMetrics(tolerance: tol.name, relative: tol.relative, rowFloor: tol.rowFloor, nmseLimit: tol.nmse,
-                                gate: c.gateFailure, nmse: c.nmse, maxAbsDifference: c.maxAbsDifference,
-                                maxRelDifference: c.maxRelDifference, worstRatio: c.worstRatio, mismatched: c.mismatchCount,
-                                total: c.total, passingRowFloor: c.passingRowFloor, passingNMSE: c.nmse, worst: c.mismatches)
+    let metrics = TensorMetrics(c, tolerance: tol)
     if let gate = c.gateFailure {
         return Finding(object: object, kind: .float, status: .failed, summary: gate, tensor: metrics)
     }

@@ -164,7 +164,7 @@ public enum TraceLaws {
                      actual: "re-admitted \(Array(Set(b.candidates).subtracting(a.kept)).sorted().prefix(8))")
             }
             if let first = t.decisions.first?.layer {
-                for l in (first + 1)..<max(first + 1, layers) where !Set(processedVisual[l]).isSubset(of: Set(processedVisual[l - 1])) {
+                for l in max(1, first + 1)..<max(max(1, first + 1), layers) where !Set(processedVisual[l]).isSubset(of: Set(processedVisual[l - 1])) {
                     fail(.noReadmission, "layer \(l)", expected: "visual tokens ⊆ layer \(l - 1)'s",
                          actual: "re-admitted \(Array(Set(processedVisual[l]).subtracting(processedVisual[l - 1])).sorted().prefix(8))")
                 }

@@ -218,6 +218,21 @@ extension Verdict {
 /// every text table.
 public func pad(_ s: String, _ n: Int) -> String { s.count >= n ? s + " " : s + String(repeating: " ", count: n - s.count) }
 
+extension Nullable: Decodable where Value: Decodable {
+    public init(from decoder: Decoder) throws {
+        let c = try decoder.singleValueContainer()
+        wrappedValue = c.decodeNil() ? nil : try c.decode(Value.self)
+    }
+}
+
+extension FiniteOrNull: Decodable {
+    /// null reads back as +infinity (the only non-finite value the metrics take).
+    public init(from decoder: Decoder) throws {
+        let c = try decoder.singleValueContainer()
+        wrappedValue = c.decodeNil() ? .infinity : try c.decode(Double.self)
+    }
+}
+
 /// The one JSON style of every `--json` report: snake_case keys, sorted, pretty-printed.
 public enum ReportJSON {
     public static func encode<T: Encodable>(_ value: T) throws -> String {

@@ -19,21 +19,28 @@ public struct VerifyOptions: Sendable {
     public var decoders: [DecoderKind]
     /// Checks run side by side (≥ 1).
     public var jobs: Int
+    /// Run only this shard's jobs (nil: all).
+    public var shard: Shard?
 
     public init(modelsRoot: URL, traces: URL?, decoders: [DecoderKind] = DecoderKind.allCases,
-                jobs: Int = ProcessInfo.processInfo.activeProcessorCount) {
+                jobs: Int = ProcessInfo.processInfo.activeProcessorCount, shard: Shard? = nil) {
         self.modelsRoot = modelsRoot
         self.traces = traces
         self.decoders = decoders
         self.jobs = max(1, jobs)
+        self.shard = shard
     }
 }
 
 /// The results of one `reroute verify`: every transformers case and golden trace check, in a
 /// fixed order (independent of the job count).
 public struct VerifyResult: Sendable {
+    public var shard: Shard?
     public var transformers: [TransformersCheck]
+    /// The global job index of each case and trace check (cases first, then trace runs).
+    public var caseJobs: [Int]
     public var traceChecks: [TraceCheck]
+    public var traceJobs: [Int]
     /// The golden manifest, when traces were checked: (folder, files, generator commit, seed).
     public var manifest: (folder: String, files: Int, generator: String, seed: Int)?
     public var manifestProblems: [String]
@@ -68,10 +75,13 @@ public enum VerifyJob {
                 }))
             }
         }
-        progress("checking \(caseJobs.count) transformers case(s) on \(o.jobs) job(s)")
-        let cases = try ParallelJobs.map(caseJobs, workers: o.jobs, progress: progress) { $0.passed ? "ok" : "DIFFERS" }
+        let owned = { (k: Int) in o.shard?.owns(job: k) ?? true }
+        let caseIndices = caseJobs.indices.filter(owned)
+        progress("checking \(caseIndices.count) transformers case(s) on \(o.jobs) job(s)")
+        let cases = try ParallelJobs.map(caseIndices.map { caseJobs[$0] }, workers: o.jobs, progress: progress) { $0.passed ? "ok" : "DIFFERS" }
         guard let dir = o.traces else {
-            return VerifyResult(transformers: cases, traceChecks: [], manifest: nil, manifestProblems: [], seconds: Date().timeIntervalSince(start))
+            return VerifyResult(shard: o.shard, transformers: cases, caseJobs: caseIndices, traceChecks: [], traceJobs: [], manifest: nil,
+                                manifestProblems: [], seconds: Date().timeIntervalSince(start))
         }
         let manifest = try GoldenManifest.load(from: dir)
         var fastByModel: [String: FastDecoder] = [:]
@@ -107,11 +117,17 @@ public enum VerifyJob {
                 }))
             }
         }
-        progress("checking \(jobs.count) golden trace run(s) on \(o.jobs) job(s)")
-        let checks = try ParallelJobs.map(jobs, workers: o.jobs, progress: progress) { "\($0.passed ? "ok" : "DIFFERS") (\($0.mode))" }
-        return VerifyResult(transformers: cases, traceChecks: checks,
-                            manifest: (dir.path, manifest.files.count, manifest.generatorCommit, manifest.seed),
-                            manifestProblems: manifest.problems(in: dir), seconds: Date().timeIntervalSince(start))
+        let traceIndices = jobs.indices.filter { owned(caseJobs.count + $0) }
+        progress("checking \(traceIndices.count) golden trace run(s) on \(o.jobs) job(s)")
+        let checks = try ParallelJobs.map(traceIndices.map { jobs[$0] }, workers: o.jobs, progress: progress) {
+            "\($0.passed ? "ok" : "DIFFERS") (\($0.mode))"
+        }
+        // The manifest is one check, of shard 0.
+        let withManifest = o.shard.map { $0.index == 0 } ?? true
+        return VerifyResult(shard: o.shard, transformers: cases, caseJobs: caseIndices, traceChecks: checks,
+                            traceJobs: traceIndices.map { caseJobs.count + $0 },
+                            manifest: withManifest ? (dir.path, manifest.files.count, manifest.generatorCommit, manifest.seed) : nil,
+                            manifestProblems: withManifest ? manifest.problems(in: dir) : [], seconds: Date().timeIntervalSince(start))
     }
 }
 
@@ -165,31 +181,6 @@ final class LockedResults<T>: @unchecked Sendable {
 }
 
 extension VerifyResult {
-    /// The `reroute.verify` v1 JSON report (SPEC.md §9.6): every check with its verdict, the
-    /// failing findings in full, and the totals.
-    public func json() throws -> String {
-        struct Case: Encodable {
-            var model: String, caseName: String, file: String, passed: Bool
-            var tensors: [TensorComparison], exact: [ExactComparison]
-        }
-        struct Run: Encodable {
-            var file: String, model: String, policy: String, decoder: String, mode: String, preset: String, passed: Bool
-            @Nullable var firstDivergence: String?
-            var compared: Int, failed: Int, accepted: Int, skipped: Int
-            var failures: [Finding], acceptedFindings: [Finding]
-        }
-        struct Envelope: Encodable {
-            var schema = "reroute.verify", schemaVersion = 1, passed: Bool, checks: Int, failed: Int, seconds: Double
-            var manifestProblems: [String], transformersCases: [Case], goldenTraces: [Run]
-        }
-        let cases = transformers.map { Case(model: $0.model, caseName: $0.caseName, file: $0.file, passed: $0.passed, tensors: $0.tensors, exact: $0.exact) }
-        let runs = traceChecks.map { c in
-            Run(file: c.file, model: c.model, policy: c.policy, decoder: c.decoder, mode: c.mode, preset: c.verdict.rules.name,
-                passed: c.passed, firstDivergence: c.verdict.firstDivergence, compared: c.verdict.findings.count,
-                failed: c.verdict.failures.count, accepted: c.verdict.accepted.count, skipped: c.verdict.skipped.count,
-                failures: c.verdict.failures, acceptedFindings: c.verdict.accepted)
-        }
-        return try ReportJSON.encode(Envelope(passed: passed, checks: checkCount, failed: failureCount, seconds: seconds,
-                                              manifestProblems: manifestProblems, transformersCases: cases, goldenTraces: runs))
-    }
+    /// The `reroute.verify` v2 JSON report (`VerifyReportData`).
+    public func json() throws -> String { try VerifyReportData(self).json() }
 }

@@ -273,6 +273,43 @@ import Testing
                          "--policy", "dense", "--layers", "a,b"]).status == 2)
     }
 
+    /// Sharded verify: three shards merged print what one unsharded run prints (but for the
+    /// time), with the same JSON and exit code; a missing or repeated shard is an error.
+    @Test func shardedVerifyMergesToTheUnshardedReport() throws {
+        let dir = try TempDir()
+        defer { dir.cleanup() }
+        let common = ["verify", "--decoders", "reference", "--jobs", "2"]
+        let whole = try run(common), wholeJSON = try run(common + ["--json"])
+        #expect(whole.status == 0 && wholeJSON.status == 0)
+        for i in 0..<3 {
+            let r = try run(common + ["--shard", "\(i)/3", "--report", dir.path("shard-\(i).json")])
+            #expect(r.status == 0, "\(r.err)")
+        }
+        let shards = (0..<3).map { dir.path("shard-\($0).json") }
+        let merged = try run(["report", "merge"] + shards), mergedJSON = try run(["report", "merge", "--json"] + shards)
+        func untimed(_ s: String) -> String { s.replacingOccurrences(of: #"\([0-9.]+ s\)"#, with: "(t)", options: .regularExpression) }
+        #expect(merged.status == 0 && untimed(merged.out) == untimed(whole.out), "\(merged.out)")
+        func object(_ s: String) throws -> NSDictionary {
+            let o = try JSONSerialization.jsonObject(with: Data(s.utf8)) as! [String: Any]
+            return o.filter { $0.key != "seconds" } as NSDictionary
+        }
+        #expect(try object(mergedJSON.out) == object(wholeJSON.out))
+        // Each shard ran a third of the checks, the manifest in shard 0 only.
+        let counts = try shards.map { ((try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: $0))) as! [String: Any])["checks"] as! Int) }
+        #expect(counts.reduce(0, +) == (try JSONSerialization.jsonObject(with: Data(wholeJSON.out.utf8)) as! [String: Any])["checks"] as? Int)
+        #expect(try run(["report", "merge", shards[0], shards[1]]).status == 2)
+        #expect(try run(["report", "merge", shards[0], shards[1], shards[1], shards[2]]).status == 2)
+        // A shard whose check failed fails the merge.
+        var failed = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: shards[1]))) as! [String: Any]
+        var runs = failed["golden_traces"] as! [[String: Any]]
+        runs[0]["passed"] = false
+        failed["golden_traces"] = runs
+        try JSONSerialization.data(withJSONObject: failed).write(to: URL(fileURLWithPath: dir.path("bad.json")))
+        #expect(try run(["report", "merge", shards[0], dir.path("bad.json"), shards[2]]).status == 1)
+        #expect(try run(["verify", "--shard", "3/3", "--report", dir.path("x.json")]).status == 2)
+        #expect(try run(["verify", "--shard", "0/3"]).status == 2)
+    }
+
     /// Each new trace law, broken by a tampered trace, makes `conform --trace` exit 1 naming it.
     @Test(arguments: ["indices-in-grid", "no-duplicate-indices", "kept-is-processed", "deferred-stale"])
     func conformTraceNamesEachTamperedLaw(law: String) throws {

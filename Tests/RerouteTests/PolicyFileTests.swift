@@ -50,6 +50,8 @@ import Testing
             ("schema_version", { $0["schema_version"] = 2 }),
             ("schedule.reference_depth", { schedule(&$0, "reference_depth", 1.5) }),
             ("name", { $0.removeValue(forKey: "name") }),
+            ("vision_stage", { $0.removeValue(forKey: "vision_stage") }),
+            ("provenance", { $0.removeValue(forKey: "provenance") }),
         ]
         for (field, edit) in cases {
             let e = refusal(edit)

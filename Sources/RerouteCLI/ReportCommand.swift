@@ -1,0 +1,42 @@
+import ArgumentParser
+import Foundation
+import RerouteModel
+import RerouteVerify
+
+/// `reroute report merge SHARD.json…`: the shards of a sharded `reroute verify` as one report.
+struct ReportCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "report", abstract: "Merge the JSON reports of a sharded `reroute verify`.", subcommands: [Merge.self])
+
+    struct Merge: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Merge shard reports into the report of an unsharded run; exit 0 all passed, 1 a check failed, 2 error.",
+            discussion: """
+                Every shard 0 … N−1 of one split must be given exactly once (a missing or repeated shard
+                is an error). Prints the same tables and summary as the unsharded `reroute verify`
+                (its time: the longest shard's), or with --json the same JSON.
+                """)
+        @Argument(help: "Shard reports (written by `reroute verify --shard I/N --report FILE`).") var reports: [String]
+        @Flag(help: "Print the merged JSON report (reroute.verify v2).") var json = false
+        @Flag(name: .shortAndLong, help: "List passing tensors too.") var verbose = false
+
+        func validate() throws {
+            if reports.isEmpty { throw ValidationError("give the shard reports to merge") }
+        }
+
+        func run() throws {
+            let loaded = try reports.map { f -> (file: String, report: VerifyReportData) in
+                var st = stat()
+                guard stat(f, &st) == 0 else { throw InputError(.fileNotFound, file: f, "cannot read the report") }
+                guard (st.st_mode & S_IFMT) == S_IFREG, st.st_size <= 1 << 30 else {
+                    throw InputError(.unreadable, file: f, "not a regular file of at most 1 GiB")
+                }
+                guard let data = FileManager.default.contents(atPath: f) else { throw InputError(.unreadable, file: f, "cannot read") }
+                return (f, try VerifyReportData.read(data, file: f))
+            }
+            let merged = try VerifyReportData.merge(loaded)
+            print(json ? try merged.json() : merged.render(verbose: verbose))
+            if !merged.passed { throw ExitCode(1) }
+        }
+    }
+}
