@@ -44,9 +44,42 @@ struct RerouteCommand: ParsableCommand {
                 print(fullMessage(for: error))  // --help, --version
                 Foundation.exit(0)
             }
-            FileHandle.standardError.write(Data((fullMessage(for: error) + "\n").utf8))
+            FileHandle.standardError.write(Data((usageMessage(for: error) + "\n").utf8))
             Foundation.exit(2)
         }
+    }
+
+    /// A usage error in the suite's voice (`reroute: error: …`). The argument parser reports a
+    /// missing option or a failed validation before an unknown option, so `run --bogus` would
+    /// say "missing --model": an option the (sub)command does not have is reported first.
+    static func usageMessage(for error: Error) -> String {
+        var message = fullMessage(for: error)
+        if let unknown = unknownOption(in: Array(CommandLine.arguments.dropFirst())) {
+            message = "Error: unknown option '\(unknown.option)' for '\(unknown.command)'; see '\(unknown.command) --help'"
+        }
+        if message.hasPrefix("Error: ") { message = "reroute: error: " + message.dropFirst("Error: ".count) }
+        return message
+    }
+
+    /// The first `--option` of `args` that the subcommand they name does not declare.
+    static func unknownOption(in args: [String]) -> (option: String, command: String)? {
+        var command: ParsableCommand.Type = RerouteCommand.self
+        var name = "reroute"
+        var rest = args[...]
+        while let next = rest.first, let sub = command.configuration.subcommands.first(where: { $0._commandName == next }) {
+            command = sub
+            name += " " + next
+            rest = rest.dropFirst()
+        }
+        let help = helpMessage(for: command)
+        let known = Set(help.matches(of: /--[a-z0-9][a-z0-9-]*/).map { String($0.output) }).union(["--help", "--version"])
+        for arg in rest {
+            if arg == "--" { break }
+            guard arg.hasPrefix("--") else { continue }
+            let option = String(arg.split(separator: "=", maxSplits: 1)[0])
+            if !known.contains(option) { return (option, name) }
+        }
+        return nil
     }
 
     static func fail(_ message: String) -> Never {

@@ -16,12 +16,15 @@ struct RoutesCommand: ParsableCommand {
             vision-side stage). Without --svg, prints the same map as text (P, R, d, .).
             """)
     @Argument(help: "Trace file.") var file: String
-    @Option(help: "Write an SVG to this path (atomically).") var svg: String?
+    @Option(help: "Write an SVG to this path (atomically; never over an existing file unless --overwrite, never over the trace).")
+    var svg: String?
+    @Flag(help: "Replace an existing --svg file.") var overwrite = false
     @Flag(help: "Machine-readable JSON on standard output (reroute.routes v1).") var json = false
 
     static let letter: [CellRoute: Character] = [.processed: "P", .reentered: "R", .deferred: "d", .removed: "."]
 
     func run() throws {
+        if let svg { try FilePaths.checkOutput(svg, inputs: [file], overwrite: overwrite) }
         let t = try readingUntrusted(file) { try Trace.read(from: file) }
         let grid = t.input.grid
         let stages = t.routeStages

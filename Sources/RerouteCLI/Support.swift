@@ -20,10 +20,7 @@ extension Shard: ExpressibleByArgument {
 /// file is replaced only with `overwrite`.
 func writeAtomically(_ text: String, to path: String, overwrite: Bool) throws {
     let url = URL(fileURLWithPath: path)
-    if !overwrite, FileManager.default.fileExists(atPath: path) { throw ValidationError("\(path) exists; pass --overwrite to replace it") }
-    guard FileManager.default.fileExists(atPath: url.deletingLastPathComponent().path) else {
-        throw InputError(.fileNotFound, file: path, "the folder does not exist")
-    }
+    try FilePaths.checkOutput(path, overwrite: overwrite)
     do { try Data(text.utf8).write(to: url, options: .atomic) } catch {
         throw InputError(.unreadable, file: path, "cannot write: \(error.localizedDescription)")
     }

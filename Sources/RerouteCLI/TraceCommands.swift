@@ -38,9 +38,7 @@ struct RunCommand: ParsableCommand {
 
     func run() throws {
         let p = try resolvePolicies(names: policy.map { [$0] } ?? [], files: policyFile.map { [$0] } ?? [])[0]
-        if !overwrite, FileManager.default.fileExists(atPath: out) {
-            throw ValidationError("\(out) exists; pass --overwrite to replace it")
-        }
+        try FilePaths.checkOutput(out, inputs: [caseFile] + (policyFile.map { [$0] } ?? []), folders: [model], overwrite: overwrite)
         let dir = URL(fileURLWithPath: model)
         let weights = try ModelWeights.load(directory: dir, storage: self.weights.storage)
         if let policyFile { try PolicyFile.check(p, layers: weights.config.layers, file: policyFile) }

@@ -39,9 +39,6 @@ struct VerifyCommand: ParsableCommand {
     func validate() throws {
         if let jobs, jobs < 1 { throw ValidationError("--jobs must be at least 1, got \(jobs)") }
         if shard != nil, report == nil { throw ValidationError("--shard needs --report FILE (the shard's JSON report, for `reroute report merge`)") }
-        if let report, !overwrite, FileManager.default.fileExists(atPath: report) {
-            throw ValidationError("\(report) exists; pass --overwrite to replace it")
-        }
         if !(0...100_000).contains(maxReported) { throw ValidationError("--max-reported must be 0…100000, got \(maxReported)") }
     }
 
@@ -67,6 +64,10 @@ struct VerifyCommand: ParsableCommand {
     var overwrite = false
 
     func run() throws {
+        if let report {
+            try FilePaths.checkOutput(report, folders: [models ?? GoldenStore.defaultModelsRoot().path] + (traces == "none" ? [] : [traces]),
+                                      overwrite: overwrite)
+        }
         let options = VerifyOptions(modelsRoot: models.map { URL(fileURLWithPath: $0) } ?? GoldenStore.defaultModelsRoot(),
                                     traces: traces == "none" ? nil : URL(fileURLWithPath: traces), decoders: decoders,
                                     jobs: jobs ?? ProcessInfo.processInfo.activeProcessorCount, shard: shard)

@@ -23,6 +23,10 @@ public final class HDF5File: @unchecked Sendable {
         defer { HDF5Library.lock.unlock() }
         HDF5Library.initialize()
         self.path = path
+        // Before H5Fopen: a FIFO or device would block it or stream without end.
+        var st = stat()
+        guard stat(path, &st) == 0 else { throw HDF5Error(.cannotOpen, file: path, "no such file") }
+        guard (st.st_mode & S_IFMT) == S_IFREG else { throw HDF5Error(.cannotOpen, file: path, "not a regular file") }
         let fid = H5Fopen(path, chdf5_acc_rdonly(), chdf5_p_default())
         guard fid >= 0 else { throw HDF5Error(.cannotOpen, file: path, "not a readable HDF5 file") }
         id = fid

@@ -39,10 +39,23 @@ public final class HDF5Writer: @unchecked Sendable {
             throw HDF5Error(.cannotCreate, file: path, "exists; refusing to overwrite it (pass overwrite)")
         }
         let dir = (path as NSString).deletingLastPathComponent
-        let base = (path as NSString).lastPathComponent
-        temporaryPath = (dir.isEmpty ? "." : dir) + "/.\(base).\(getpid()).\(UInt32.random(in: 0...UInt32.max)).tmp"
+        let folder = dir.isEmpty ? "." : dir
+        Self.removeStaleTemporaries(in: folder)
+        // A short name of its own (an output name of up to NAME_MAX bytes still fits).
+        temporaryPath = folder + "/.reroute-\(getpid())-\(UInt32.random(in: 0...UInt32.max)).tmp"
         id = H5Fcreate(temporaryPath, chdf5_acc_excl(), chdf5_p_default(), chdf5_p_default())
         guard id >= 0 else { throw HDF5Error(.cannotCreate, file: path, "cannot create the temporary file \(temporaryPath)") }
+    }
+
+    /// Temporary files of writers that were killed (their process is gone) are removed by the
+    /// next writer in the same folder, so a SIGKILL leaves nothing behind for long.
+    static func removeStaleTemporaries(in folder: String) {
+        guard let names = try? FileManager.default.contentsOfDirectory(atPath: folder) else { return }
+        for name in names where name.hasPrefix(".reroute-") && name.hasSuffix(".tmp") {
+            let parts = name.dropFirst(".reroute-".count).dropLast(".tmp".count).split(separator: "-")
+            guard parts.count == 2, let pid = Int32(parts[0]), pid > 0, pid != getpid() else { continue }
+            if kill(pid, 0) != 0, errno == ESRCH { unlink(folder + "/" + name) }
+        }
     }
 
     deinit {

@@ -21,6 +21,7 @@ public final class Checkpoint: Sendable {
         var expected: [String: String] = [:]  // tensor -> shard file name, from the index
         if fm.fileExists(atPath: index.path) {
             let data: Data
+            try FilePaths.requireRegularFile(index.path)
             do { data = try Data(contentsOf: index) } catch { throw InputError(.unreadable, file: index.path, "\(error.localizedDescription)") }
             guard let obj = (try? JSONSerialization.jsonObject(with: data)) as? [String: Any] else {
                 throw InputError(.badJSON, file: index.path, "not a JSON object")

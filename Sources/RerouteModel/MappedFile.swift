@@ -18,6 +18,8 @@ final class MappedFile: Sendable {
 
     init(path: String) throws {
         self.path = path
+        // Before open(): opening a FIFO blocks until a writer comes.
+        try FilePaths.requireRegularFile(path)
         let fd = open(path, O_RDONLY)
         guard fd >= 0 else {
             let kind: InputError.Kind = errno == ENOENT ? .fileNotFound : .unreadable

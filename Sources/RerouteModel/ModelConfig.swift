@@ -113,6 +113,7 @@ extension ModelConfig {
     /// Reads a Hugging Face `config.json` (`llama`, `qwen2`; for `llava` and `qwen2_5_vl` /
     /// `qwen2_vl` the language model's `text_config`).
     public static func load(from url: URL) throws -> ModelConfig {
+        try FilePaths.requireRegularFile(url.path)
         let data: Data
         do { data = try Data(contentsOf: url) } catch {
             throw InputError(FileManager.default.fileExists(atPath: url.path) ? .unreadable : .fileNotFound,

@@ -98,10 +98,9 @@ public enum PolicyFile {
 
     /// Reads and validates a policy file (regular files only, at most `maxBytes`).
     public static func load(path: String) throws -> RoutingPolicy {
+        try FilePaths.requireRegularFile(path)
         var st = stat()
-        guard stat(path, &st) == 0 else { throw InputError(.fileNotFound, file: path, "cannot read the policy file") }
-        guard (st.st_mode & S_IFMT) == S_IFREG else { throw InputError(.unreadable, file: path, "not a regular file") }
-        guard Int(st.st_size) <= maxBytes else {
+        guard stat(path, &st) == 0, Int(st.st_size) <= maxBytes else {
             throw InputError(.outOfRange, file: path, "\(st.st_size) bytes; a policy file has at most \(maxBytes)")
         }
         guard let data = FileManager.default.contents(atPath: path) else { throw InputError(.unreadable, file: path, "cannot read") }

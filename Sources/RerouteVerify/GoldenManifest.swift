@@ -1,5 +1,6 @@
 import Crypto
 import Foundation
+import RerouteModel
 
 /// SHA-256 of a file's bytes, lowercase hex.
 public func sha256Hex(ofFile path: String) throws -> String {
@@ -37,6 +38,7 @@ public struct GoldenManifest: Codable, Sendable, Equatable {
     public static func load(from dir: URL) throws -> GoldenManifest {
         let url = dir.appendingPathComponent(fileName)
         let data: Data
+        if let k = FilePaths.kind(url.path), k != "a regular file" { throw VerifyError.manifest(url.path, "is \(k), not a regular file") }
         do { data = try Data(contentsOf: url) } catch {
             throw VerifyError.manifest(url.path, "cannot read: \(error.localizedDescription)")
         }
