@@ -82,7 +82,12 @@ public final class Checkpoint: Sendable {
         guard t.shape == shape else {
             throw InputError(.shapeMismatch, file: f.path, object: name, "shape \(t.shape), the config needs \(shape)")
         }
-        return try f.floats(name)
+        let values = try f.floats(name)
+        // The run would compute with it: NaN or ±Inf in a weight is refused here, named.
+        if let i = values.firstIndex(where: { !$0.isFinite }) {
+            throw InputError(.badValue, file: f.path, object: name, "element \(i) is \(values[i]); weights must be finite")
+        }
+        return values
     }
 
     /// The matrix `name` after checking its shape: widened to f32, or — with `.mappedBF16` and
@@ -93,7 +98,13 @@ public final class Checkpoint: Sendable {
             guard t.shape == [rows, cols] else {
                 throw InputError(.shapeMismatch, file: f.path, object: name, "shape \(t.shape), the config needs \([rows, cols])")
             }
-            if let view = try f.mappedBF16(name) { return Matrix(rows: rows, cols: cols, bf16: view) }
+            if let view = try f.mappedBF16(name) {
+                // bf16 NaN and ±Inf have all exponent bits set: one pass over the mapped bits.
+                if let i = view.firstNonFinite() {
+                    throw InputError(.badValue, file: f.path, object: name, "element \(i) is \(view[i]); weights must be finite")
+                }
+                return Matrix(rows: rows, cols: cols, bf16: view)
+            }
         }
         return Matrix(rows: rows, cols: cols, values: try floats(name, shape: [rows, cols]))
     }

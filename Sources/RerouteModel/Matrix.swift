@@ -72,6 +72,15 @@ public final class MappedBF16: Sendable {
 
     public subscript(i: Int) -> Float { bfloat16ToFloat(UInt16(littleEndian: base[i])) }
 
+    /// The first element that is NaN or ±Inf (exponent bits all set), if any.
+    public func firstNonFinite() -> Int? {
+        let raw = UnsafeRawPointer(base)
+        for i in 0..<count where UInt16(littleEndian: raw.loadUnaligned(fromByteOffset: 2 * i, as: UInt16.self)) & 0x7F80 == 0x7F80 {
+            return i
+        }
+        return nil
+    }
+
     /// Widens `count` elements from `start` into `out` (exact: bf16 is the top half of f32).
     public func widen(from start: Int, count n: Int, into out: UnsafeMutablePointer<Float>) {
         precondition(start >= 0 && n >= 0 && start + n <= count, "MappedBF16.widen: \(start)+\(n) of \(count)")

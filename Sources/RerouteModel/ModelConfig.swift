@@ -103,6 +103,9 @@ public struct ModelConfig: Sendable, Equatable, Codable {
         if headDim % 2 != 0 { throw bad("head_dim", "RoPE needs an even head dimension, got \(headDim)") }
         if !(rmsNormEps > 0) || !rmsNormEps.isFinite { throw bad("rms_norm_eps", "must be positive and finite, got \(rmsNormEps)") }
         if !(ropeTheta > 1) || !ropeTheta.isFinite { throw bad("rope_theta", "must be finite and > 1, got \(ropeTheta)") }
+        if maxPositionEmbeddings <= 0 || maxPositionEmbeddings > 1 << 30 {
+            throw bad("max_position_embeddings", "must be 1…\(1 << 30), got \(maxPositionEmbeddings)")
+        }
         if let s = mropeSection, s.count != 3 || s.contains(where: { $0 < 0 }) || s.reduce(0, +) != headDim / 2 {
             throw bad("rope_parameters.mrope_section", "\(s) must be 3 non-negative sizes summing to head_dim/2 = \(headDim / 2)")
         }
@@ -161,6 +164,9 @@ extension ModelConfig {
                 throw InputError(.badConfig, file: file, object: prefix + "mrope_section", "expected a list of integers")
             }
             return list.map(\.intValue)
+        }
+        if let raw = obj["rope_parameters"], !(raw is NSNull), !(raw is [String: Any]) {
+            throw InputError(.badConfig, file: file, object: "rope_parameters", "must be an object (rope_type, rope_theta, …)")
         }
         if let rp = obj["rope_parameters"] as? [String: Any] {
             let r = JSONFields(obj: rp, file: file, prefix: "rope_parameters.")

@@ -70,6 +70,11 @@ public final class SafeTensorsFile: Sendable {
             throw InputError(.badJSON, file: path, "header is not valid JSON")
         }
         guard let root = json as? [String: Any] else { throw InputError(.badJSON, file: path, "header is not a JSON object") }
+        // JSON objects keep the last of repeated keys; the safetensors format (and its Python
+        // library) refuses a header that names a tensor twice.
+        if let dup = Self.repeatedTopLevelKey(headerData) {
+            throw InputError(.duplicateTensor, file: path, object: dup, "named twice in the header")
+        }
 
         var infos: [String: TensorInfo] = [:]
         var meta: [String: String] = [:]
@@ -187,4 +192,34 @@ public func float16ToFloat(_ bits: UInt16) -> Float {
     // Subnormal or zero: value = mantissa · 2^-24, exact in binary32.
     let magnitude = Float(mantissa) * 0x1p-24
     return sign != 0 ? -magnitude : magnitude
+}
+
+extension SafeTensorsFile {
+    /// The first key that appears twice at the top level of a JSON object's text (nil: none).
+    /// Scans the bytes once, tracking strings and nesting; keys compare by their raw text.
+    static func repeatedTopLevelKey(_ data: Data) -> String? {
+        var seen = Set<[UInt8]>()
+        var depth = 0, inString = false, escaped = false
+        var current: [UInt8] = [], lastString: [UInt8]? = nil
+        for b in data {
+            if inString {
+                if escaped { escaped = false; current.append(b); continue }
+                if b == UInt8(ascii: "\\") { escaped = true; current.append(b); continue }
+                if b == UInt8(ascii: "\"") { inString = false; lastString = current; continue }
+                current.append(b)
+                continue
+            }
+            switch b {
+            case UInt8(ascii: "\""): inString = true; current = []
+            case UInt8(ascii: "{"), UInt8(ascii: "["): depth += 1; lastString = nil
+            case UInt8(ascii: "}"), UInt8(ascii: "]"): depth -= 1; lastString = nil
+            case UInt8(ascii: ":"):
+                if depth == 1, let key = lastString, !seen.insert(key).inserted { return String(decoding: key, as: UTF8.self) }
+                lastString = nil
+            case UInt8(ascii: ","): lastString = nil
+            default: break
+            }
+        }
+        return nil
+    }
 }

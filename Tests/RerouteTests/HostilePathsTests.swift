@@ -1,4 +1,5 @@
 import Foundation
+@testable import RerouteModel
 import Testing
 
 /// Hostile paths (not damaged files, but the wrong kind of file, or outputs aimed at inputs):
@@ -79,6 +80,54 @@ import Testing
                                (["policy", "show", "dense", "--colour"], "--colour")] {
             let r = try run(args)
             #expect(r.status == 2 && r.err.hasPrefix("reroute: error: unknown option '\(option)'"), "\(args): \(r.err)")
+        }
+    }
+}
+
+/// Well-formed files that say what the suite does not support: refused at load, named.
+@Suite struct UnsupportedValuesTests {
+    @Test func aTensorNamedTwiceIsRefused() throws {
+        let header = #"{"a":{"dtype":"F32","shape":[1],"data_offsets":[0,4]},"a":{"dtype":"F32","shape":[1],"data_offsets":[0,4]}}"#
+        var bytes = withUnsafeBytes(of: UInt64(header.utf8.count).littleEndian, Array.init)
+        bytes += Array(header.utf8) + [0, 0, 128, 63]
+        let dir = try TempDir()
+        defer { dir.cleanup() }
+        try bytes.write(to: dir.path("d.safetensors"))
+        let e = inputError { _ = try SafeTensorsFile(path: dir.path("d.safetensors")) }
+        #expect(e?.kind == .duplicateTensor && e?.object == "a", "\(String(describing: e))")
+        // Keys inside a tensor's entry, and the same name in a string value, are not keys of the header.
+        #expect(SafeTensorsFile.repeatedTopLevelKey(Data(#"{"a":{"dtype":"a","shape":[1]},"b":"a"}"#.utf8)) == nil)
+    }
+
+    @Test(arguments: [("model.norm.weight", UInt16(0x7FC0), WeightStorage.float32),
+                      ("model.layers.3.mlp.up_proj.weight", UInt16(0x7F80), WeightStorage.mappedBF16),
+                      ("model.layers.0.self_attn.q_proj.weight", UInt16(0xFF80), WeightStorage.float32)])
+    func nonFiniteWeightsAreRefusedNamingTheTensor(tensor: String, bits: UInt16, storage: WeightStorage) throws {
+        let dir = try TempDir()
+        defer { dir.cleanup() }
+        let m = dir.url.appendingPathComponent("m")
+        try FileManager.default.copyItem(at: Repo.model("tiny-llama"), to: m)  // bf16 tensors
+        let file = m.appendingPathComponent("model.safetensors").path
+        let info = try SafeTensorsFile(path: file).info(tensor)
+        #expect(info.dtype == .BF16)
+        var bytes = [UInt8](try Data(contentsOf: URL(fileURLWithPath: file)))
+        let headerLength = Int(bytes[0..<8].withUnsafeBytes { $0.loadUnaligned(as: UInt64.self) })
+        let at = 8 + headerLength + info.dataRange.lowerBound + 2 * 5  // element 5
+        bytes[at] = UInt8(bits & 0xFF)
+        bytes[at + 1] = UInt8(bits >> 8)
+        try bytes.write(to: file)
+        let e = inputError { _ = try ModelWeights.load(directory: m, storage: storage) }
+        #expect(e?.object == tensor && e?.detail.contains("element 5") == true && e?.detail.contains("finite") == true, "\(String(describing: e))")
+    }
+
+    @Test func unsupportedConfigValuesAreRefused() throws {
+        let base = try JSONSerialization.jsonObject(with: Data(contentsOf: Repo.model("tiny-qwen2").appendingPathComponent("config.json"))) as! [String: Any]
+        for (key, value, object) in [("rope_parameters", "yarn" as Any, "rope_parameters"), ("max_position_embeddings", -1 as Any, "max_position_embeddings"),
+                                     ("rope_scaling", ["rope_type": "yarn", "factor": 4] as Any, "rope_scaling")] {
+            var c = base
+            c[key] = value
+            let e = inputError { _ = try ModelConfig.parse(json: try JSONSerialization.data(withJSONObject: c), file: "config.json") }
+            #expect(e?.object == object, "\(key): \(String(describing: e))")
         }
     }
 }
