@@ -134,7 +134,10 @@ public enum PolicyFile {
             guard (1...4096).contains(k) else { throw bad("scorer.query_rows", "\(k) is outside 1…4096") }
             query = .lastRows(k)
         } else {
-            query = try s.choice("query", queries + [("last_rows", .lastToken)])
+            guard let q = queries.first(where: { $0.0 == queryName })?.1 else {
+                throw bad("scorer.query", "'\(queryName)' is not one of \((queries.map(\.0) + ["last_rows"]).joined(separator: ", "))")
+            }
+            query = q
             if s.has("query_rows") { throw bad("scorer.query_rows", "only with query 'last_rows'") }
         }
         let scorer = Scorer(query: query, attention: try s.choice("attention", attentions), heads: try s.choice("heads", heads),

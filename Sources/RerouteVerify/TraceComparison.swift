@@ -188,9 +188,9 @@ func routeFinding(_ object: String, _ e: RoutingDecision, _ a: RoutingDecision, 
 /// A tensor comparison as a finding: the metric line, the worst elements, and for a failure
 /// the tolerance that would have passed.
 extension TensorMetrics {
-    /// The metrics of a comparison (the tolerance as it recorded it).
-    init(_ c: TensorComparison, tolerance tol: Tolerance? = nil) {
-        self.init(tolerance: tol?.name ?? c.tolerance, relative: tol?.relative ?? 0, rowFloor: tol?.rowFloor ?? 0, nmseLimit: c.nmseLimit,
+    /// The metrics of a comparison made under `tol`.
+    init(_ c: TensorComparison, tolerance tol: Tolerance) {
+        self.init(tolerance: tol.name, relative: tol.relative, rowFloor: tol.rowFloor, nmseLimit: c.nmseLimit,
                   gate: c.gateFailure, nmse: c.nmse, maxAbsDifference: c.maxAbsDifference, maxRelDifference: c.maxRelDifference,
                   worstRatio: c.worstRatio, mismatched: c.mismatchCount, total: c.total, passingRowFloor: c.passingRowFloor,
                   passingNMSE: c.nmse, worst: c.mismatches)

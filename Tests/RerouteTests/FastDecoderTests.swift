@@ -11,7 +11,8 @@ import RerouteVerify
 import Testing
 
 /// The fast decoder against the reference on random models and cases, for every policy
-/// (SPEC.md §10.3). swift-property-based prints the failing seed and a `.fixedSeed` to replay.
+/// (SPEC.md §10.3). Seeds: fixed ones plus REROUTE_SEED or a fresh one (`TestSeeds`); each is
+/// its own test case, so a failure names its seed.
 @Suite struct FastDecoderDifferentialTests {
     /// A random model: MHA or GQA, with or without q/k/v bias, head dims that are not powers
     /// of two (6, 10, 12, 14; RoPE needs them even), 1 to 16 layers, and a third of the time

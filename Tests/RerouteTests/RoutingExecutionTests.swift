@@ -76,7 +76,7 @@ import Testing
 }
 
 /// Executing policies in the reference decoder: the laws of SPEC.md §8 on random models
-/// and cases (swift-property-based prints the failing seed and a replayable `.fixedSeed`).
+/// and cases (seeds from `TestSeeds`: a failure names its seed, REROUTE_SEED replays it).
 @Suite struct RoutingLawTests {
     static let policies: [RoutingPolicy] = PolicyCatalog.all.filter { $0.visionStage == nil }
 
