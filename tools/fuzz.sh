@@ -29,8 +29,7 @@ for t in "${targets[@]}"; do
     corpus="$root/corpus/$t" seeds="$root/seeds/$t" artifacts="$root/artifacts/$t"
     mkdir -p "$corpus" "$seeds" "$artifacts"
     case "$t" in
-        FuzzSafeTensors) cp golden/models/*/mm_projector.safetensors "$seeds/" 2>/dev/null || true
-                         for f in golden/models/*/mm_projector.safetensors; do head -c 4096 "$f" > "$seeds/head-$(basename "$(dirname "$f")")"; done ;;
+        FuzzSafeTensors) for f in golden/models/*/*.safetensors; do head -c 16384 "$f" > "$seeds/head-$(basename "$(dirname "$f")")-$(basename "$f")"; done ;;
         FuzzModelConfig) for f in golden/models/*/config.json golden/configs/*.json; do cp "$f" "$seeds/$(echo "$f" | tr / _)"; done ;;
         FuzzTraceReader) for m in tiny-llama tiny-qwen2-vl; do cp "golden/traces/$m/dense.h5" "$seeds/$m-dense.h5"; cp "golden/traces/$m/reroute-fastv-64.h5" "$seeds/$m-reroute.h5"; done ;;
     esac

@@ -15,17 +15,27 @@ Usage:
     python3 tools/make_tiny_models.py --out /tmp/x --check golden/models
                                                                     # reproduce and compare
 
-Models: tiny-llama (LlamaForCausalLM), tiny-qwen2 (Qwen2ForCausalLM) and tiny-qwen2-vl
-(Qwen2_5_VLForConditionalGeneration: Qwen2.5-VL's language model with 3-D M-RoPE, and the
-smallest vision tower transformers builds, which no case runs).
+Models, each written by transformers in a layout real checkpoints have (SPEC.md §3.2):
+
+- tiny-llama      LlavaForConditionalGeneration (LLaMA text model, the smallest CLIP tower),
+                  bf16, save_pretrained: the llava-hf layout (language_model.model.*,
+                  multi_modal_projector.*, vision_tower.*)
+- tiny-qwen2      LlavaForConditionalGeneration with a Qwen2 text model, tied embeddings,
+                  written under transformers 5's module names (model.language_model.*,
+                  model.multi_modal_projector.*, model.vision_tower.*) as two shards + index;
+                  language model f32, projector f16
+- tiny-qwen2-vl   Qwen2_5_VLForConditionalGeneration (3-D M-RoPE), f32, save_pretrained: the
+                  Hub's layout (model.*, visual.*); the vision merger is the projector
+
+Every folder is loaded back with from_pretrained and checked to hold exactly the stored
+tensors before any output is computed; vision features go through transformers' own
+projector module. No vision tower is ever run.
 
 What is written, per model `golden/models/<model>/`:
 
 - `config.json`                       transformers' own config (save_pretrained)
-- `model.safetensors` or shards + `model.safetensors.index.json`
-                                      (tiny-qwen2-vl: the whole model written by transformers'
-                                      own save_pretrained, with its `generation_config.json`)
-- `mm_projector.safetensors`          LLaVA-style projector (linear_1, GELU, linear_2)
+- `model.safetensors` or shards + `model.safetensors.index.json`, `generation_config.json`
+  when save_pretrained writes one
 - `cases/<case>.h5`                   inputs and transformers' outputs (schema below)
 
 Case file (HDF5, written with h5py's default libver so HDF5 1.10 can read it):
@@ -34,7 +44,8 @@ Case file (HDF5, written with h5py's default libver so HDF5 1.10 can read it):
            torch_version, transformers_version, generator
     /inputs/prefix_ids        int64 [P]      text before the image
     /inputs/suffix_ids        int64 [Q]      text after the image
-    /inputs/visual_features   float32 [N,dv] (or /inputs/visual_embeddings float32 [N,d])
+    /inputs/visual_features   float32 [N,dv] (or /inputs/visual_embeddings float32 [N,d]); for
+                                             Qwen2.5-VL a row is the merge unit's 4 patch features
     /inputs/grid              int64 [2]      rows, cols (rows*cols == N)
     /inputs/positions         int64 [A,S]    position ids (axes x tokens); S = P+N+Q; A = 1, or
                                              3 (t, h, w) for Qwen2.5-VL M-RoPE, as transformers'
@@ -72,43 +83,56 @@ import numpy as np
 import torch
 import transformers
 from safetensors.torch import save_file
-from transformers import (LlamaConfig, LlamaForCausalLM, Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration,
-                          Qwen2Config, Qwen2ForCausalLM)
+from transformers import LlavaConfig, LlavaForConditionalGeneration, Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration
 
 SEED = 20261125
 GENERATOR = "tools/make_tiny_models.py"
-VISION_DIM = 48
 # Greedy tokens are compared exactly, so every chosen token must win by a margin far
 # above float32 noise (about 1e-5 here); the generator refuses a case that does not.
 MIN_TOP2_MARGIN = 1e-3
 
 MODELS = {
+    # LlavaForConditionalGeneration as save_pretrained writes it (the Hub's llava-hf layout:
+    # language_model.model.*, language_model.lm_head, multi_modal_projector.*, vision_tower.*),
+    # all bf16, one file: exercises bf16 -> f32 and LLaVA-1.5's config form.
     "tiny-llama": dict(
         family="llama",
-        storage="bf16",  # single file, bf16: exercises bf16 -> f32 conversion
-        projector_storage="f32",
+        wrapper="llava",
+        storage="save_pretrained-bf16",
         config=dict(
             vocab_size=256, hidden_size=64, intermediate_size=172, num_hidden_layers=8,
             num_attention_heads=4, num_key_value_heads=4, rms_norm_eps=1e-5,
             rope_theta=10000.0, max_position_embeddings=1024, tie_word_embeddings=False,
             attention_bias=False, mlp_bias=False, hidden_act="silu",
         ),
+        # The smallest CLIP tower (never run): its width is the projector's input width.
+        vision_config=dict(hidden_size=48, intermediate_size=48, num_hidden_layers=1, num_attention_heads=1,
+                           image_size=28, patch_size=14, projection_dim=48),
     ),
+    # LlavaForConditionalGeneration with a Qwen2 text model, written under transformers 5's
+    # module names (model.language_model.*, model.multi_modal_projector.*, lm_head) as two
+    # shards + index: the language model f32, the projector f16 (subnormals included), the
+    # vision tower f32; tied embeddings.
     "tiny-qwen2": dict(
         family="qwen2",
-        storage="f32-sharded",  # two shards + index: exercises sharding
-        projector_storage="f16",  # exercises f16 (including subnormals) -> f32
+        wrapper="llava",
+        storage="state_dict-sharded",
+        projector_dtype=torch.float16,
         config=dict(
             vocab_size=256, hidden_size=64, intermediate_size=160, num_hidden_layers=8,
             num_attention_heads=4, num_key_value_heads=2, rms_norm_eps=1e-6,
             rope_theta=1000000.0, max_position_embeddings=1024, tie_word_embeddings=True,
             hidden_act="silu", use_sliding_window=False,
         ),
+        vision_config=dict(hidden_size=48, intermediate_size=48, num_hidden_layers=1, num_attention_heads=1,
+                           image_size=28, patch_size=14, projection_dim=48),
     ),
+    # Qwen2_5_VLForConditionalGeneration as save_pretrained writes it (the Hub's layout:
+    # model.*, visual.*, lm_head), f32; the vision merger (visual.merger.*) is the projector.
     "tiny-qwen2-vl": dict(
         family="qwen2_5_vl",
-        storage="save_pretrained",  # f32, written by transformers (Hub layout: model.*, visual.*)
-        projector_storage="f32",
+        wrapper="qwen2_5_vl",
+        storage="save_pretrained-f32",
         # The language model (text_config). 8 layers, so every shipped schedule remaps to
         # distinct layers (SPEC.md §8.3); GQA 3:1. head_dim 16: 8 frequencies, split t/h/w by
         # mrope_section. rope_theta 100 (not Qwen's 1e6) so that even the lowest (w) frequencies
@@ -121,8 +145,8 @@ MODELS = {
             rope_parameters=dict(rope_type="mrope", rope_theta=100.0, mrope_section=[2, 3, 3]),
             bos_token_id=None, eos_token_id=None, pad_token_id=None,
         ),
-        # Smallest useful vision tower (never run; only its LLM grid bookkeeping,
-        # spatial_merge_size 2, enters get_rope_index).
+        # Smallest useful vision tower (never run): its merger (2x2 patches of width 8, so
+        # features of width 32) is the projector, and spatial_merge_size 2 enters get_rope_index.
         vision_config=dict(
             depth=1, hidden_size=8, intermediate_size=8, num_heads=1, in_channels=3, patch_size=2,
             temporal_patch_size=2, spatial_merge_size=2, window_size=8, out_hidden_size=48,
@@ -159,8 +183,16 @@ def case_seed(model: str, case: str) -> int:
     return int.from_bytes(digest[:8], "little")
 
 
-def make_weights(name: str, spec: dict) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
-    """Random weights in float32 numpy, from numpy's PCG64 (platform independent).
+def vision_dim(spec: dict) -> int:
+    """Width of a feature row: CLIP's hidden size (LLaVA), or the merger's input, the
+    spatial_merge_size^2 patch features of one LLM token side by side (Qwen2.5-VL)."""
+    v = spec["vision_config"]
+    return v["hidden_size"] * (v["spatial_merge_size"] ** 2 if spec["wrapper"] == "qwen2_5_vl" else 1)
+
+
+def make_weights(name: str, spec: dict) -> dict[str, np.ndarray]:
+    """Language-model and LLaVA-projector weights in float32 numpy, from numpy's PCG64
+    (platform independent), under transformers 5's module names.
 
     Scales keep activations O(1) so nothing is trivially near zero: matrices
     N(0, 1/fan_in), embeddings N(0, 0.25^2) (small enough that with tied embeddings the
@@ -180,10 +212,11 @@ def make_weights(name: str, spec: dict) -> tuple[dict[str, np.ndarray], dict[str
     def vec(n, base=0.0, scale=0.1):
         return (base + scale * rng.standard_normal(n)).astype(np.float32)
 
+    lm = "model.language_model."
     w: dict[str, np.ndarray] = {}
-    w["model.embed_tokens.weight"] = (0.25 * rng.standard_normal((V, d))).astype(np.float32)
+    w[lm + "embed_tokens.weight"] = (0.25 * rng.standard_normal((V, d))).astype(np.float32)
     for l in range(c["num_hidden_layers"]):
-        p = f"model.layers.{l}."
+        p = f"{lm}layers.{l}."
         w[p + "input_layernorm.weight"] = vec(d, 1.0)
         w[p + "self_attn.q_proj.weight"] = mat(H * hd, d)
         w[p + "self_attn.k_proj.weight"] = mat(KV * hd, d)
@@ -197,115 +230,98 @@ def make_weights(name: str, spec: dict) -> tuple[dict[str, np.ndarray], dict[str
         w[p + "mlp.gate_proj.weight"] = mat(m, d)
         w[p + "mlp.up_proj.weight"] = mat(m, d)
         w[p + "mlp.down_proj.weight"] = mat(d, m)
-    w["model.norm.weight"] = vec(d, 1.0)
+    w[lm + "norm.weight"] = vec(d, 1.0)
     if not c["tie_word_embeddings"]:
         w["lm_head.weight"] = mat(V, d)
-
-    proj = {
-        "multi_modal_projector.linear_1.weight": mat(d, VISION_DIM),
-        "multi_modal_projector.linear_1.bias": vec(d),
-        "multi_modal_projector.linear_2.weight": mat(d, d),
-        "multi_modal_projector.linear_2.bias": vec(d),
-    }
-    return w, proj
-
-
-def storage_round(arrays: dict[str, np.ndarray], storage: str) -> dict[str, torch.Tensor]:
-    """Tensors as they are stored on disk (bf16 / f16 / f32)."""
-    dtype = {"bf16": torch.bfloat16, "f16": torch.float16}.get(storage.split("-")[0], torch.float32)
-    return {k: torch.from_numpy(v).to(dtype).contiguous() for k, v in arrays.items()}
-
-
-def vl_config(spec: dict):
-    """Qwen2_5_VLConfig: text_config from spec["config"], tying on the outer config (transformers 5)."""
-    text = {k: v for k, v in spec["config"].items() if k != "tie_word_embeddings"}
-    text["rope_parameters"] = dict(text["rope_parameters"])
-    return Qwen2_5_VLConfig(text_config=text, vision_config=dict(spec["vision_config"]),
-                            tie_word_embeddings=spec["config"]["tie_word_embeddings"])
-
-
-def to_module_name(saved: str) -> str:
-    """Qwen2.5-VL Hub/save_pretrained names -> module names (transformers' Qwen2VL conversion)."""
-    if saved.startswith("visual."):
-        return "model." + saved
-    if saved.startswith("model."):
-        return "model.language_model." + saved[len("model."):]
-    return saved
+    if spec["wrapper"] == "llava":
+        dv = vision_dim(spec)
+        w["model.multi_modal_projector.linear_1.weight"] = mat(d, dv)
+        w["model.multi_modal_projector.linear_1.bias"] = vec(d)
+        w["model.multi_modal_projector.linear_2.weight"] = mat(d, d)
+        w["model.multi_modal_projector.linear_2.bias"] = vec(d)
+    return w
 
 
 def make_vision_weights(name: str, shapes: dict[str, tuple]) -> dict[str, np.ndarray]:
-    """Weights of the (unused) vision tower: same scale rules as make_weights, own stream."""
+    """Weights of the vision tower (never run; for Qwen2.5-VL its merger is the projector):
+    the same scale rules as make_weights, own stream, in sorted name order."""
     rng = np.random.Generator(np.random.PCG64(case_seed(name, "vision")))
     w = {}
     for k in sorted(shapes):
         shape = shapes[k]
         if k.endswith(".bias"):
             w[k] = (0.1 * rng.standard_normal(shape)).astype(np.float32)
-        elif len(shape) == 1:  # RMSNorm weights
+        elif len(shape) == 1:  # norm weights (and CLIP's class embedding)
             w[k] = (1.0 + 0.1 * rng.standard_normal(shape)).astype(np.float32)
         else:
             w[k] = (rng.standard_normal(shape) / math.sqrt(int(np.prod(shape[1:])))).astype(np.float32)
     return w
 
 
-def save_vl_checkpoint(out: Path, name: str, spec: dict):
-    """The whole Qwen2_5_VLForConditionalGeneration written by transformers' save_pretrained."""
-    from safetensors import safe_open
+def build_config(spec: dict):
+    """The transformers config of the whole model; tying on both configs (transformers 5
+    reads the outer one for VLMs)."""
+    text = dict(spec["config"])
+    tie = text["tie_word_embeddings"]
+    if spec["wrapper"] == "qwen2_5_vl":
+        text.pop("tie_word_embeddings")
+        text["rope_parameters"] = dict(text["rope_parameters"])
+        return Qwen2_5_VLConfig(text_config=text, vision_config=dict(spec["vision_config"]), tie_word_embeddings=tie)
+    text["model_type"] = spec["family"]
+    vision = dict(spec["vision_config"], model_type="clip_vision_model")
+    return LlavaConfig(text_config=text, vision_config=vision, projector_hidden_act="gelu", tie_word_embeddings=tie,
+                       image_token_index=spec["config"]["vocab_size"] - 1)
 
-    w, proj = make_weights(name, spec)  # language model under the Hub names (model.*, lm_head)
-    config = vl_config(spec)
+
+def model_class(spec: dict):
+    return Qwen2_5_VLForConditionalGeneration if spec["wrapper"] == "qwen2_5_vl" else LlavaForConditionalGeneration
+
+
+def stored_dtype(spec: dict, key: str) -> torch.dtype:
+    if spec["storage"].endswith("bf16"):
+        return torch.bfloat16
+    if "multi_modal_projector" in key and "projector_dtype" in spec:
+        return spec["projector_dtype"]
+    return torch.float32
+
+
+def save_checkpoint(out: Path, name: str, spec: dict) -> dict[str, torch.Tensor]:
+    """Writes the model folder; returns the stored tensors widened to f32, by module name."""
+    config = build_config(spec)
     torch.manual_seed(0)
-    model = Qwen2_5_VLForConditionalGeneration(config).eval()
-    shapes = {k[len("model."):]: tuple(v.shape) for k, v in model.state_dict().items() if k.startswith("model.visual.")}
-    vision = make_vision_weights(name, shapes)
-    saved = {**w, **vision}  # names as save_pretrained writes them
-    state = {to_module_name(k): torch.from_numpy(v) for k, v in saved.items()}
-    missing, unexpected = model.load_state_dict(state, strict=False)
-    assert not unexpected and not missing, (missing, unexpected)
+    model = model_class(spec)(config).eval()
+    state = model.state_dict()
+    weights = make_weights(name, spec)
+    vision = make_vision_weights(name, {k: tuple(v.shape) for k, v in state.items()
+                                        if k not in weights and k != "lm_head.weight"})
+    arrays = {**weights, **vision}
+    stored = {k: torch.from_numpy(v).to(stored_dtype(spec, k)).contiguous() for k, v in arrays.items()}
+    widened = {k: v.to(torch.float32) for k, v in stored.items()}
+    load = dict(widened)
+    if spec["config"]["tie_word_embeddings"]:
+        load["lm_head.weight"] = load["model.language_model.embed_tokens.weight"]
+    missing, unexpected = model.load_state_dict(load, strict=True)
+    assert not missing and not unexpected, (missing, unexpected)
     out.mkdir(parents=True, exist_ok=True)
-    model.save_pretrained(str(out))
-    # The file holds exactly our tensors under the names we expect (the loader reads model.*).
-    with safe_open(str(out / "model.safetensors"), "np") as f:
-        keys = set(f.keys())
-        assert keys == set(saved), sorted(keys ^ set(saved))
-        for k in keys:
-            assert np.array_equal(f.get_tensor(k), saved[k]), k
-    stored_proj = storage_round(proj, spec["projector_storage"])
-    save_file(stored_proj, str(out / "mm_projector.safetensors"), metadata={"format": "pt"})
-    return config, {k: torch.from_numpy(v) for k, v in w.items()}, {k: v.float() for k, v in stored_proj.items()}
-
-
-def save_checkpoint(out: Path, name: str, spec: dict):
-    if spec["family"] == "qwen2_5_vl":
-        return save_vl_checkpoint(out, name, spec)
-    w, proj = make_weights(name, spec)
-    stored = storage_round(w, spec["storage"])
-    stored_proj = storage_round(proj, spec["projector_storage"])
-    out.mkdir(parents=True, exist_ok=True)
-    # One key only: safetensors writes __metadata__ in hash-map order, so two keys would
-    # make the bytes differ between runs.
-    metadata = {"format": "pt"}
-    if spec["storage"].endswith("sharded"):
-        names = list(stored)
-        half = len(names) // 2
-        shards = [names[:half], names[half:]]
+    if spec["storage"].startswith("save_pretrained"):
+        # transformers' own writer (it saves the names its loaders have always read).
+        model.to(stored_dtype(spec, "")).save_pretrained(str(out))
+    else:
+        # transformers 5's module names, as a saved state_dict() has them, in two shards.
+        config.architectures = [model_class(spec).__name__]
+        config.save_pretrained(str(out))
+        names = sorted(stored)
+        shards = [names[: len(names) // 2], names[len(names) // 2:]]
         index = {"metadata": {"total_size": sum(t.numel() * t.element_size() for t in stored.values())},
                  "weight_map": {}}
         for i, shard in enumerate(shards):
             fname = f"model-{i + 1:05d}-of-{len(shards):05d}.safetensors"
-            save_file({k: stored[k] for k in shard}, str(out / fname), metadata=metadata)
+            # One metadata key only: safetensors writes __metadata__ in hash-map order.
+            save_file({k: stored[k] for k in shard}, str(out / fname), metadata={"format": "pt"})
             for k in shard:
                 index["weight_map"][k] = fname
         (out / "model.safetensors.index.json").write_text(json.dumps(index, indent=2, sort_keys=True) + "\n")
-    else:
-        save_file(stored, str(out / "model.safetensors"), metadata=metadata)
-    save_file(stored_proj, str(out / "mm_projector.safetensors"), metadata=metadata)
-
-    cfg_cls = LlamaConfig if spec["family"] == "llama" else Qwen2Config
-    config = cfg_cls(**spec["config"])
-    config.save_pretrained(str(out))
-    # The weights the model computes with are exactly the stored ones, widened to f32.
-    return config, {k: v.float() for k, v in stored.items()}, {k: v.float() for k, v in stored_proj.items()}
+    return widened
 
 
 def patch_float64(model):
@@ -375,31 +391,13 @@ def text_model(model):
     return getattr(model.model, "language_model", model.model)
 
 
-def build_vl_model(mdir: Path, weights, dtype):
-    """Qwen2.5-VL loaded back from the files just written (transformers' own loading)."""
-    model = Qwen2_5_VLForConditionalGeneration.from_pretrained(str(mdir), dtype=torch.float32,
-                                                               attn_implementation="eager").eval()
+def load_model(mdir: Path, spec: dict, weights: dict[str, torch.Tensor], dtype):
+    """The model loaded back from the files just written, by transformers' own loading,
+    checked to hold exactly the stored tensors."""
+    model = model_class(spec).from_pretrained(str(mdir), dtype=torch.float32, attn_implementation="eager").eval()
     sd = model.state_dict()
     for k, v in weights.items():
-        assert torch.equal(sd[to_module_name(k)], v), k
-    model = model.to(dtype)
-    if dtype == torch.float64:
-        patch_float64(model)
-    return model
-
-
-def build_model(spec, config, weights, dtype):
-    cls = LlamaForCausalLM if spec["family"] == "llama" else Qwen2ForCausalLM
-    config = config.__class__.from_dict(config.to_dict())
-    config._attn_implementation = "eager"
-    torch.manual_seed(0)
-    model = cls(config).eval()
-    state = dict(weights)
-    if config.tie_word_embeddings:
-        state["lm_head.weight"] = state["model.embed_tokens.weight"]
-    missing, unexpected = model.load_state_dict(state, strict=False)
-    assert not unexpected, unexpected
-    assert not [k for k in missing if k != "lm_head.weight"], missing
+        assert torch.equal(sd[k], v), k
     model = model.to(dtype)
     if dtype == torch.float64:
         patch_float64(model)
@@ -419,7 +417,7 @@ def make_case_inputs(model_name: str, spec: dict, case: dict) -> dict:
         "grid": np.array([rows, cols], dtype=np.int64),
     }
     if case["visual"] == "features":
-        inputs["visual_features"] = rng.standard_normal((N, VISION_DIM)).astype(np.float32)
+        inputs["visual_features"] = rng.standard_normal((N, vision_dim(spec))).astype(np.float32)
     else:
         inputs["visual_embeddings"] = rng.standard_normal((N, d)).astype(np.float32)
     S = P + N + Q
@@ -452,7 +450,7 @@ def mrope_positions(P: int, rows: int, cols: int, Q: int) -> np.ndarray:
 
 
 @torch.no_grad()
-def check_mrope_case(model, proj, inputs, r32) -> None:
+def check_mrope_case(model, inputs, r32) -> None:
     """Cross-checks an M-RoPE case against transformers' own multimodal path.
 
     get_rope_index (input_ids with image placeholders, mm_token_type_ids, image_grid_thw in
@@ -478,7 +476,7 @@ def check_mrope_case(model, proj, inputs, r32) -> None:
         sys.exit(f"rope_deltas {int(deltas[0, 0])} != max(positions) + 1 - S")
 
     # Prefill from embeddings (no vision tower), positions computed by the model itself.
-    embeds = prompt_embeddings(model, proj, inputs, torch.float32)[None]
+    embeds = prompt_embeddings(model, inputs, torch.float32)[None]
     vl.rope_deltas = None
     cache = transformers.DynamicCache(config=model.config)
     out = model(input_ids=input_ids, inputs_embeds=embeds, mm_token_type_ids=types, image_grid_thw=thw,
@@ -499,16 +497,20 @@ def check_mrope_case(model, proj, inputs, r32) -> None:
             sys.exit(f"generate-style run: {what} differ from the explicit-position run by {err:.2e}")
 
 
-def prompt_embeddings(model, proj, inputs, dtype):
-    """[S, d] input embeddings: prefix tokens, projected features (or given embeddings), suffix."""
+def prompt_embeddings(model, inputs, dtype):
+    """[S, d] input embeddings: prefix tokens, projected features (or given embeddings), suffix.
+    Features go through transformers' own projector module: LLaVA's multi_modal_projector
+    (linear_1, exact GELU, linear_2), or Qwen2.5-VL's merger (ln_q on each patch feature,
+    the merge unit's patches side by side, mlp)."""
     embed = model.get_input_embeddings()
     if "visual_features" in inputs:
         x = torch.from_numpy(inputs["visual_features"]).to(dtype)
-        l1w, l1b = proj["multi_modal_projector.linear_1.weight"].to(dtype), proj["multi_modal_projector.linear_1.bias"].to(dtype)
-        l2w, l2b = proj["multi_modal_projector.linear_2.weight"].to(dtype), proj["multi_modal_projector.linear_2.bias"].to(dtype)
-        # transformers' own LLaVA projector: linear_1, ACT2FN["gelu"] (exact erf GELU), linear_2
-        act = transformers.activations.ACT2FN["gelu"]
-        visual = torch.nn.functional.linear(act(torch.nn.functional.linear(x, l1w, l1b)), l2w, l2b)
+        inner = model.model
+        if hasattr(inner, "visual"):
+            merger = inner.visual.merger
+            visual = merger(x.reshape(-1, merger.ln_q.weight.shape[0]))
+        else:
+            visual = inner.multi_modal_projector(x)
     else:
         visual = torch.from_numpy(inputs["visual_embeddings"]).to(dtype)
     pre = embed(torch.from_numpy(inputs["prefix_ids"]))
@@ -517,8 +519,8 @@ def prompt_embeddings(model, proj, inputs, dtype):
 
 
 @torch.no_grad()
-def run_transformers(model, proj, inputs, dtype, want_hidden):
-    embeds = prompt_embeddings(model, proj, inputs, dtype)[None]
+def run_transformers(model, inputs, dtype, want_hidden):
+    embeds = prompt_embeddings(model, inputs, dtype)[None]
     S = embeds.shape[1]
     axes = inputs["positions"].shape[0]
     # [batch=1, S]; M-RoPE: [3 axes, batch=1, S] (the text model's (t, h, w) layout)
@@ -565,7 +567,7 @@ def run_transformers(model, proj, inputs, dtype, want_hidden):
 
 
 @torch.no_grad()
-def last_layer_output(model, proj, inputs, dtype):
+def last_layer_output(model, inputs, dtype):
     """Output of the last decoder layer (before the final norm), via a forward hook."""
     captured = {}
 
@@ -576,7 +578,7 @@ def last_layer_output(model, proj, inputs, dtype):
     try:
         saved = inputs["decode_steps"]
         inputs = dict(inputs, decode_steps=np.int64(1))
-        run_transformers(model, proj, inputs, dtype, want_hidden=False)
+        run_transformers(model, inputs, dtype, want_hidden=False)
         inputs["decode_steps"] = saved
     finally:
         handle.remove()
@@ -618,22 +620,18 @@ def generate(out_root: Path):
         mdir = out_root / name
         if mdir.exists():
             shutil.rmtree(mdir)
-        config, weights, proj = save_checkpoint(mdir, name, spec)
-        if spec["family"] == "qwen2_5_vl":
-            m64 = build_vl_model(mdir, weights, torch.float64)
-            m32 = build_vl_model(mdir, weights, torch.float32)
-        else:
-            m64 = build_model(spec, config, weights, torch.float64)
-            m32 = build_model(spec, config, weights, torch.float32)
+        weights = save_checkpoint(mdir, name, spec)
+        m64 = load_model(mdir, spec, weights, torch.float64)
+        m32 = load_model(mdir, spec, weights, torch.float32)
         (mdir / "cases").mkdir()
         for case in model_cases(spec):
             inputs = make_case_inputs(name, spec, case)
             with Float64Softmax():
-                r64 = run_transformers(m64, proj, inputs, torch.float64, want_hidden=True)
-                last64 = last_layer_output(m64, proj, inputs, torch.float64)
-            r32 = run_transformers(m32, proj, inputs, torch.float32, want_hidden=False)
+                r64 = run_transformers(m64, inputs, torch.float64, want_hidden=True)
+                last64 = last_layer_output(m64, inputs, torch.float64)
+            r32 = run_transformers(m32, inputs, torch.float32, want_hidden=False)
             if case["positions"] == "mrope":
-                check_mrope_case(m32, proj, inputs, r32)
+                check_mrope_case(m32, inputs, r32)
             for run, r in (("float64", r64), ("float32", r32)):
                 if r["min_margin"] < MIN_TOP2_MARGIN:
                     sys.exit(f"{name}/{case['name']} ({run}): greedy top-2 margin {r['min_margin']:.2e} "

@@ -2,7 +2,7 @@
 """Reroute traces from Hugging Face transformers: an independent torch implementation of the
 routing policies, written as "reroute.trace" v1 files (SPEC.md §9.1) for `reroute diff`.
 
-The compute is transformers' own: `model.model.layers[i]` (LlamaDecoderLayer /
+The compute is transformers' own: the text model's `layers[i]` (LlamaDecoderLayer /
 Qwen2DecoderLayer with eager attention), its rotary embedding, RMSNorms, LM head and
 DynamicCache. This module only decides which rows each layer sees (SPEC.md §5, §8):
 
@@ -70,7 +70,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 import transformers  # noqa: E402
 from safetensors import safe_open  # noqa: E402
-from transformers import AutoModelForCausalLM  # noqa: E402
+from transformers import AutoModelForCausalLM, LlavaForConditionalGeneration  # noqa: E402
 from transformers.models.llama.modeling_llama import repeat_kv  # noqa: E402
 
 from make_tiny_models import Float64Softmax, patch_float64  # noqa: E402
@@ -260,7 +260,7 @@ def validate_inputs(path, raw, vocab, hidden, vision_dim):
         raise InputError(path, "/inputs/decode_steps", f"{steps} < 0")
     width = vision_dim if vkey == "visual_features" else hidden
     if width is None:
-        raise InputError(path, f"/inputs/{vkey}", "visual features need the model's mm_projector.safetensors")
+        raise InputError(path, f"/inputs/{vkey}", "visual features need a model with a projector (LLaVA, or mm_projector.safetensors)")
     if visual.shape[1] != width:
         raise InputError(path, f"/inputs/{vkey}", f"width {visual.shape[1]}, the model expects {width}")
     if not np.isfinite(visual).all():
@@ -280,53 +280,61 @@ class Model:
             cfg = json.loads(cfg_path.read_text())
         except (OSError, ValueError) as e:
             raise InputError(str(cfg_path), None, f"cannot read config: {e}") from None
-        mtype = cfg.get("model_type")
+        outer_type = cfg.get("model_type")
+        if outer_type not in ("llama", "qwen2", "llava"):
+            raise InputError(str(cfg_path), "model_type", f"'{outer_type}' is not supported (llama, qwen2, llava; "
+                             "Qwen2.5-VL needs M-RoPE positions, which this tool does not implement)")
+        text_cfg = (cfg.get("text_config") or {}) if outer_type == "llava" else cfg
+        mtype = text_cfg.get("model_type", "llama") if outer_type == "llava" else outer_type
         if mtype not in ("llama", "qwen2"):
-            raise InputError(str(cfg_path), "model_type", f"'{mtype}' is not supported (llama, qwen2)")
-        rope = cfg.get("rope_parameters") or {}
-        if rope.get("rope_type", "default") != "default" or cfg.get("rope_scaling") not in (None, {}):
+            raise InputError(str(cfg_path), "text_config.model_type", f"'{mtype}' is not supported (llama, qwen2)")
+        rope = text_cfg.get("rope_parameters") or {}
+        if rope.get("rope_type", "default") != "default" or text_cfg.get("rope_scaling") not in (None, {}):
             raise InputError(str(cfg_path), "rope_parameters", "only default RoPE is supported")
-        if cfg.get("use_sliding_window"):
+        if text_cfg.get("use_sliding_window"):
             raise InputError(str(cfg_path), "use_sliding_window", "sliding-window attention is not supported")
         self.folder, self.dtype = folder, dtype
+        cls = LlavaForConditionalGeneration if outer_type == "llava" else AutoModelForCausalLM
         try:
-            model = AutoModelForCausalLM.from_pretrained(str(folder), dtype=torch.float32, attn_implementation="eager")
+            model = cls.from_pretrained(str(folder), dtype=torch.float32, attn_implementation="eager")
         except Exception as e:  # noqa: BLE001 — transformers raises many kinds
             raise InputError(str(folder), None, f"transformers cannot load the checkpoint: {e}") from None
         model = model.to(dtype).eval()
         if dtype == torch.float64:
             patch_float64(model)
         self.model = model
-        c = model.config
+        # The decoder stack and LM head: model.model (CausalLM) or model.model.language_model (LLaVA).
+        self.text = getattr(model.model, "language_model", model.model)
+        self.head = model.lm_head
+        c = model.config.get_text_config()
         self.family = mtype
         self.L, self.d = c.num_hidden_layers, c.hidden_size
         self.H, self.Hkv = c.num_attention_heads, c.num_key_value_heads
         self.hd = getattr(c, "head_dim", None) or c.hidden_size // c.num_attention_heads
         self.ff, self.V = c.intermediate_size, c.vocab_size
+        tie = model.config.tie_word_embeddings if getattr(c, "tie_word_embeddings", None) is None else c.tie_word_embeddings
         self.config_json = swift_json({
             "attentionBias": True if mtype == "qwen2" else bool(getattr(c, "attention_bias", False)),
             "family": mtype, "headDim": self.hd, "heads": self.H, "hiddenSize": self.d,
             "intermediateSize": self.ff, "kvHeads": self.Hkv, "layers": self.L,
             "maxPositionEmbeddings": int(c.max_position_embeddings), "rmsNormEps": float(c.rms_norm_eps),
-            "ropeTheta": float(c.rope_parameters["rope_theta"]), "tieWordEmbeddings": bool(c.tie_word_embeddings),
+            "ropeTheta": float(c.rope_parameters["rope_theta"]), "tieWordEmbeddings": bool(tie),
             "vocabSize": self.V})
-        self.projector = self._load_projector(folder / "mm_projector.safetensors")
+        # LLaVA: transformers' own multi_modal_projector; a CausalLM: mm_projector.safetensors.
+        self.projector_module = getattr(model.model, "multi_modal_projector", None)
+        self.projector = None if self.projector_module else self._load_projector(folder / "mm_projector.safetensors")
 
     def _load_projector(self, path):
         if not path.exists():
             return None
-        names = [("multi_modal_projector.linear_1", "multi_modal_projector.linear_2"),
-                 ("model.mm_projector.0", "model.mm_projector.2")]
         try:
             with safe_open(str(path), "pt") as f:
                 keys = set(f.keys())
-                for l1, l2 in names:
-                    if f"{l1}.weight" in keys:
-                        t = {k: f.get_tensor(f"{p}.{w}").to(torch.float32).to(self.dtype)
-                             for k, p, w in [("w1", l1, "weight"), ("b1", l1, "bias"), ("w2", l2, "weight"), ("b2", l2, "bias")]}
-                        break
-                else:
-                    raise InputError(str(path), "linear_1.weight", "no projector tensors")
+                l1, l2 = "multi_modal_projector.linear_1", "multi_modal_projector.linear_2"
+                if f"{l1}.weight" not in keys:
+                    raise InputError(str(path), "multi_modal_projector.linear_1.weight", "no projector tensors")
+                t = {k: f.get_tensor(f"{p}.{w}").to(torch.float32).to(self.dtype)
+                     for k, p, w in [("w1", l1, "weight"), ("b1", l1, "bias"), ("w2", l2, "weight"), ("b2", l2, "bias")]}
         except InputError:
             raise
         except Exception as e:  # noqa: BLE001
@@ -337,12 +345,16 @@ class Model:
 
     @property
     def vision_dim(self):
+        if self.projector_module is not None:
+            return self.projector_module.linear_1.in_features
         return None if self.projector is None else self.projector["w1"].shape[1]
 
     def embed(self, case):
-        emb = self.model.model.embed_tokens
+        emb = self.text.embed_tokens
         x = torch.from_numpy(np.ascontiguousarray(case["visual"])).to(torch.float32).to(self.dtype)
-        if case["visual_key"] == "visual_features":
+        if case["visual_key"] == "visual_features" and self.projector_module is not None:
+            visual = self.projector_module(x)
+        elif case["visual_key"] == "visual_features":
             p = self.projector
             act = transformers.activations.ACT2FN["gelu"]  # exact erf GELU, as LLaVA's projector
             visual = torch.nn.functional.linear(act(torch.nn.functional.linear(x, p["w1"], p["b1"])), p["w2"], p["b2"])
@@ -370,7 +382,7 @@ class Run:
         return list(range(self.P)) + [self.P + j for j in sorted(visual)] + list(range(self.P + self.N, self.S))
 
     def rope(self, x, pos):
-        return self.m.model.model.rotary_emb(x, pos[None])
+        return self.m.text.rotary_emb(x, pos[None])
 
     def layer_input_probabilities(self, layer, h, keys):
         """Softmax row of the last key for every head, from `layer`'s own input norm, q/k
@@ -391,7 +403,7 @@ class Run:
 
     @torch.no_grad()
     def execute(self):
-        m, layers = self.m, self.m.model.model.layers
+        m, layers = self.m, self.m.text.layers
         h = m.embed(self.case)  # [S, d] full residual stream
         hidden = [h.clone()]
         cache = transformers.DynamicCache(config=m.model.config)
@@ -425,7 +437,7 @@ class Run:
                 hidden.append(h.clone())
                 processed.append(active)
                 previous_active = active
-            norm, head = m.model.model.norm, m.model.lm_head
+            norm, head = m.text.norm, m.head
             logits = head(norm(h[-1:]))[0]
             kv_prefill = [cache.get_seq_length(l) for l in range(m.L)]
             decode_position = int(self.case["positions"].max()) + 1  # original positions (SPEC.md §8.6)
@@ -433,7 +445,7 @@ class Run:
             current = logits
             for t in range(self.case["decode_steps"]):
                 if t > 0:
-                    x = m.model.model.embed_tokens(torch.tensor([[tokens[-1]]]))
+                    x = m.text.embed_tokens(torch.tensor([[tokens[-1]]]))
                     pos = torch.tensor([decode_position + t - 1])
                     pe = self.rope(x, pos)
                     for layer in layers:  # a single query row attends to its layer's whole cache
@@ -575,7 +587,7 @@ def run_policy(m: Model, case, policy):
 def main(argv=None):
     ap = argparse.ArgumentParser(prog="torch_trace.py", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--model", required=True, help="model folder (config.json, safetensors, mm_projector.safetensors)")
+    ap.add_argument("--model", required=True, help="model folder as saved by transformers (LlamaForCausalLM / Qwen2ForCausalLM, optionally with mm_projector.safetensors, or LlavaForConditionalGeneration)")
     ap.add_argument("--inputs", required=True, help="trace or case file with an /inputs group")
     which = ap.add_mutually_exclusive_group(required=True)
     which.add_argument("--policy", choices=list(POLICIES), help="one policy")

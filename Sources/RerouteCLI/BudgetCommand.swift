@@ -10,7 +10,8 @@ struct BudgetCommand: ParsableCommand {
         abstract: "Print a policy's per-layer token counts, FLOPs and KV cache for a model shape.",
         discussion: """
             Needs only a config.json (no weights): a model folder, an HF config file, or one of
-            golden/configs (llava-1.5-7b.json, qwen2.5-vl-7b.json). Columns: processed text and
+            golden/configs (the published llava-1.5-7b.json, llava-1.5-13b.json, qwen2.5-vl-3b.json,
+            qwen2.5-vl-7b.json). Columns: processed text and
             visual tokens per layer; FLOPs exact for this architecture (GQA, causal attention,
             multiply-add = 2); MACs in the FastV-paper (n = all tokens, 2ndm) and PDrop-paper
             (n = image tokens, 3ndm) conventions; KV entries and bytes. Totals and avg_T

@@ -31,15 +31,27 @@ extension FastDecoder: TraceableDecoder {
         return state
     }
 
-    /// LLaVA projector on all feature rows: two sgemms and an exact GELU.
+    /// The projector on all feature rows: the merger's per-patch RMSNorm (Qwen2.5-VL), two
+    /// sgemms and an exact GELU.
     func project(_ f: Matrix, into out: UnsafeMutablePointer<Float>) {
         guard let p = weights.projector else { preconditionFailure("case validated without a projector") }
-        let n = f.rows, d = config.hiddenSize
-        var h = [Float](repeating: 0, count: n * d)
-        gemm(f.values, rows: n, inner: f.cols, weight: p.linear1, bias: p.bias1, into: &h)
+        let n = f.rows, d = config.hiddenSize, width = p.linear1.rows
+        var x = f.values
+        if let w = p.featureNorm {
+            w.withUnsafeBufferPointer { wp in
+                x.withUnsafeMutableBufferPointer { xp in
+                    for start in stride(from: 0, to: xp.count, by: w.count) {
+                        Kernels.rmsNorm(xp.baseAddress! + start, wp.baseAddress!, xp.baseAddress! + start, count: w.count,
+                                        eps: Float(ProjectorWeights.featureNormEps))
+                    }
+                }
+            }
+        }
+        var h = [Float](repeating: 0, count: n * width)
+        gemm(x, rows: n, inner: f.cols, weight: p.linear1, bias: p.bias1, into: &h)
         for i in 0..<h.count { h[i] = 0.5 * h[i] * (1 + erff(h[i] * 0.70710678118654752)) }
         var y = [Float](repeating: 0, count: n * d)
-        gemm(h, rows: n, inner: d, weight: p.linear2, bias: p.bias2, into: &y)
+        gemm(h, rows: n, inner: width, weight: p.linear2, bias: p.bias2, into: &y)
         y.withUnsafeBufferPointer { Kernels.copy(out, $0.baseAddress!, count: n * d) }
     }
 

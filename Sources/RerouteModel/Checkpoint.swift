@@ -40,6 +40,12 @@ public final class Checkpoint: Sendable {
         } else if fm.fileExists(atPath: single.path) {
             paths = [single.path]
         } else {
+            let pickles = ((try? fm.contentsOfDirectory(atPath: directory.path)) ?? []).filter { $0.hasSuffix(".bin") && $0.hasPrefix("pytorch_model") }.sorted()
+            if !pickles.isEmpty {
+                throw InputError(.unsupportedModel, file: directory.path, object: pickles[0],
+                                 "PyTorch pickle weights (\(pickles.joined(separator: ", "))) are not read (loading a pickle runs code); "
+                                 + "convert the folder to safetensors, e.g. save_pretrained(out, safe_serialization=True) or safetensors' convert script")
+            }
             throw InputError(.fileNotFound, file: directory.path, "neither model.safetensors nor model.safetensors.index.json is here")
         }
         let projector = directory.appendingPathComponent("mm_projector.safetensors")
@@ -68,6 +74,11 @@ public final class Checkpoint: Sendable {
     }
 
     public func has(_ name: String) -> Bool { location[name] != nil }
+
+    /// The tensor-name convention of this checkpoint (`CheckpointLayout.detect`).
+    public func layout() throws -> CheckpointLayout {
+        try CheckpointLayout.detect(has, names: tensorNames, directory: directory.path)
+    }
 
     /// Header entry of `name`; `missingTensor` names the folder when no file has it.
     public func info(_ name: String) throws -> TensorInfo {

@@ -85,9 +85,10 @@ public struct ModelConfig: Sendable, Equatable, Codable {
     /// Query heads per key/value head (GQA group size).
     public var groupSize: Int { heads / kvHeads }
 
-    /// Checks the invariants; `file` names the source in the error.
-    public func validate(file: String) throws {
-        func bad(_ key: String, _ why: String) -> InputError { InputError(.badConfig, file: file, object: key, why) }
+    /// Checks the invariants; `file` names the source in the error, `keyPrefix` (e.g.
+    /// `text_config.`) where in it the keys are.
+    public func validate(file: String, keyPrefix: String = "") throws {
+        func bad(_ key: String, _ why: String) -> InputError { InputError(.badConfig, file: file, object: keyPrefix + key, why) }
         for (key, v) in [("hidden_size", hiddenSize), ("num_hidden_layers", layers), ("num_attention_heads", heads),
                          ("num_key_value_heads", kvHeads), ("head_dim", headDim), ("intermediate_size", intermediateSize),
                          ("vocab_size", vocabSize)] where v <= 0 {
@@ -113,106 +114,177 @@ public struct ModelConfig: Sendable, Equatable, Codable {
 }
 
 extension ModelConfig {
-    /// Reads a Hugging Face `config.json` (`llama`, `qwen2`; for `llava` and `qwen2_5_vl` /
-    /// `qwen2_vl` the language model's `text_config`).
-    public static func load(from url: URL) throws -> ModelConfig {
+    /// Reads a Hugging Face `config.json` (see `read(json:file:)`).
+    public static func load(from url: URL) throws -> ModelConfig { try reading(from: url).config }
+
+    /// Reads a Hugging Face `config.json` and says how it was read.
+    public static func reading(from url: URL) throws -> ConfigReading {
         try FilePaths.requireRegularFile(url.path)
         let data: Data
         do { data = try Data(contentsOf: url) } catch {
             throw InputError(FileManager.default.fileExists(atPath: url.path) ? .unreadable : .fileNotFound,
                              file: url.path, "cannot read config: \(error.localizedDescription)")
         }
-        return try parse(json: data, file: url.path)
+        return try read(json: data, file: url.path)
     }
 
     /// Parses the bytes of a `config.json`; `file` names the source in errors.
-    public static func parse(json data: Data, file: String) throws -> ModelConfig {
+    public static func parse(json data: Data, file: String) throws -> ModelConfig { try read(json: data, file: file).config }
+
+    /// The model types read (SPEC.md §3.1), outer `model_type` first.
+    public static let supportedModelTypes = ["llama", "qwen2", "llava", "llava_llama", "qwen2_5_vl", "qwen2_vl"]
+
+    /// Parses a `config.json` as transformers reads it: `llama`, `qwen2` and original LLaVA's
+    /// `llava_llama` at the top level; `llava`'s `text_config` (a LLaMA, or a Qwen2, text
+    /// model); `qwen2_5_vl` / `qwen2_vl` from `text_config` (transformers 5) or the top level
+    /// (the published files). A missing key takes the default of the config class that reads
+    /// it (`ConfigDefaults`).
+    public static func read(json data: Data, file: String) throws -> ConfigReading {
         let any: Any
         do { any = try JSONSerialization.jsonObject(with: data) } catch {
             throw InputError(.badJSON, file: file, "not valid JSON: \(error.localizedDescription)")
         }
-        guard var obj = any as? [String: Any] else { throw InputError(.badJSON, file: file, "top level is not an object") }
-        var modelType = obj["model_type"] as? String
-        let multimodalRoPE = ["qwen2_5_vl", "qwen2_vl"].contains(modelType ?? "")
-        if ["llava", "qwen2_5_vl", "qwen2_vl"].contains(modelType ?? ""), var text = obj["text_config"] as? [String: Any] {
-            let outer = modelType!
+        guard let outer = any as? [String: Any] else { throw InputError(.badJSON, file: file, "top level is not an object") }
+        guard let modelType = outer["model_type"] as? String else {
+            throw InputError(.badConfig, file: file, object: "model_type", outer["model_type"] == nil ? "missing" : "expected a string")
+        }
+        func unsupported(_ key: String, _ type: String, _ supported: String) -> InputError {
+            InputError(.unsupportedModel, file: file, object: key, "'\(type)' is not supported (supported: \(supported))")
+        }
+        var obj = outer
+        var textKeys = "top level"
+        let defaults: ConfigDefaults
+        switch modelType {
+        case "llama", "llava_llama": defaults = .llama
+        case "qwen2": defaults = .qwen2
+        case "llava", "qwen2_5_vl", "qwen2_vl":
+            let raw = outer["text_config"]
+            if let raw, !(raw is NSNull) {
+                guard let text = raw as? [String: Any] else {
+                    throw InputError(.badConfig, file: file, object: "text_config", "must be an object")
+                }
+                obj = text
+                textKeys = "text_config"
+            } else if modelType == "llava" {
+                obj = [:]  // LlavaConfig builds a default LlamaConfig
+                textKeys = "text_config"
+            }
+            if let t = obj["model_type"], !(t is String) {
+                throw InputError(.badConfig, file: file, object: "text_config.model_type", "expected a string")
+            }
+            if modelType == "llava" {
+                let textType = obj["model_type"] as? String ?? "llama"
+                switch textType {
+                case "llama": defaults = .llama
+                case "qwen2": defaults = .qwen2
+                default: throw unsupported("text_config.model_type", textType, "llama, qwen2")
+                }
+            } else {
+                defaults = modelType == "qwen2_vl" ? .qwen2_vl : .qwen2_5_vl
+                if textKeys == "text_config", let t = obj["model_type"] as? String, t != modelType + "_text" {
+                    throw unsupported("text_config.model_type", t, modelType + "_text")
+                }
+            }
             // transformers 5 keeps tie_word_embeddings on the outer config of VLMs.
-            if text["tie_word_embeddings"] == nil, let tie = obj["tie_word_embeddings"] { text["tie_word_embeddings"] = tie }
-            obj = text
-            modelType = (text["model_type"] as? String) ?? (outer == "llava" ? "llama" : "qwen2")
-            if modelType == "qwen2_5_vl_text" || modelType == "qwen2_vl_text" { modelType = "qwen2" }
+            if obj["tie_word_embeddings"] == nil || obj["tie_word_embeddings"] is NSNull, let tie = outer["tie_word_embeddings"] {
+                obj["tie_word_embeddings"] = tie
+            }
+        default:
+            throw unsupported("model_type", modelType, supportedModelTypes.joined(separator: ", "))
         }
-        guard let type = modelType else { throw InputError(.badConfig, file: file, object: "model_type", "missing") }
-        guard let family = ModelFamily(rawValue: type) else {
-            throw InputError(.unsupportedModel, file: file, object: "model_type",
-                             "'\(type)' is not supported (supported: llama, qwen2, llava, qwen2_5_vl)")
+        let family = defaults.family
+        let prefix = textKeys == "text_config" ? "text_config." : ""
+        let j = JSONFields(obj: obj, file: file, prefix: prefix)
+        var defaulted: [(key: String, value: String)] = []
+        func int(_ key: String, _ d: Int) throws -> Int {
+            if let v = try j.optionalInt(key) { return v }
+            // transformers fails on an explicit null size; only an absent key takes the default.
+            if obj[key] is NSNull, ["hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size", "vocab_size"].contains(key) {
+                throw InputError(.badConfig, file: file, object: prefix + key, "null; leave the key out to take \(defaults.configClass)'s default \(d)")
+            }
+            defaulted.append((prefix + key, "\(d)"))
+            return d
         }
-        let j = JSONFields(obj: obj, file: file)
-        let hidden = try j.int("hidden_size")
-        let heads = try j.int("num_attention_heads")
+        func double(_ key: String, _ d: Double) throws -> Double {
+            if j.has(key) { return try j.double(key) }
+            defaulted.append((prefix + key, "\(d)"))
+            return d
+        }
+        let hidden = try int("hidden_size", defaults.hiddenSize)
+        let heads = try int("num_attention_heads", defaults.heads)
         let act = try j.string("hidden_act", default: "silu")
-        if act != "silu" { throw InputError(.badConfig, file: file, object: "hidden_act", "only silu (SwiGLU) is supported, got '\(act)'") }
+        if act != "silu" { throw InputError(.badConfig, file: file, object: prefix + "hidden_act", "only silu (SwiGLU) is supported, got '\(act)'") }
         if try j.bool("mlp_bias", default: false) {
-            throw InputError(.badConfig, file: file, object: "mlp_bias", "MLP biases are not supported")
+            throw InputError(.badConfig, file: file, object: prefix + "mlp_bias", "MLP biases are not supported")
         }
         // transformers 5 nests RoPE under rope_parameters; older configs use rope_theta / rope_scaling.
-        var theta = 10000.0
+        var theta: Double?
         var mropeSection: [Int]?
-        func section(_ dict: [String: Any], _ prefix: String) throws -> [Int]? {
+        func section(_ dict: [String: Any], _ at: String) throws -> [Int]? {
             guard let raw = dict["mrope_section"], !(raw is NSNull) else { return nil }
             guard let list = raw as? [NSNumber], list.allSatisfy({ $0.doubleValue == $0.doubleValue.rounded() && abs($0.doubleValue) < 1e6 }) else {
-                throw InputError(.badConfig, file: file, object: prefix + "mrope_section", "expected a list of integers")
+                throw InputError(.badConfig, file: file, object: at + "mrope_section", "expected a list of integers")
             }
             return list.map(\.intValue)
         }
         if let raw = obj["rope_parameters"], !(raw is NSNull), !(raw is [String: Any]) {
-            throw InputError(.badConfig, file: file, object: "rope_parameters", "must be an object (rope_type, rope_theta, …)")
+            throw InputError(.badConfig, file: file, object: prefix + "rope_parameters", "must be an object (rope_type, rope_theta, …)")
         }
         if let rp = obj["rope_parameters"] as? [String: Any] {
-            let r = JSONFields(obj: rp, file: file, prefix: "rope_parameters.")
-            theta = try r.double("rope_theta", default: 10000.0)
-            mropeSection = try section(rp, "rope_parameters.")
+            let r = JSONFields(obj: rp, file: file, prefix: prefix + "rope_parameters.")
+            if r.has("rope_theta") { theta = try r.double("rope_theta") }
+            mropeSection = try section(rp, prefix + "rope_parameters.")
             let ropeType = try r.string("rope_type", default: "default")
             if ropeType != "default" && ropeType != "mrope" {
-                throw InputError(.badConfig, file: file, object: "rope_parameters.rope_type", "only default RoPE is supported, got '\(ropeType)'")
+                throw InputError(.badConfig, file: file, object: prefix + "rope_parameters.rope_type", "only default RoPE is supported, got '\(ropeType)'")
             }
-        } else {
-            theta = try j.double("rope_theta", default: 10000.0)
         }
+        if theta == nil, j.has("rope_theta") { theta = try j.double("rope_theta") }
+        if theta == nil { defaulted.append((prefix + "rope_theta", "\(defaults.ropeTheta)")) }
         if let scaling = obj["rope_scaling"], !(scaling is NSNull) {
             let t = ((scaling as? [String: Any])?["rope_type"] ?? (scaling as? [String: Any])?["type"]) as? String
             if t != "default" && t != "mrope" {
-                throw InputError(.badConfig, file: file, object: "rope_scaling", "RoPE scaling '\(t ?? "?")' is not supported")
+                throw InputError(.badConfig, file: file, object: prefix + "rope_scaling", "RoPE scaling '\(t ?? "?")' is not supported")
             }
-            if mropeSection == nil, let dict = scaling as? [String: Any] { mropeSection = try section(dict, "rope_scaling.") }
+            if mropeSection == nil, let dict = scaling as? [String: Any] { mropeSection = try section(dict, prefix + "rope_scaling.") }
         }
-        // transformers' default for Qwen2-VL / Qwen2.5-VL text models without an explicit section.
-        if multimodalRoPE, mropeSection == nil { mropeSection = [16, 24, 24] }
+        if mropeSection == nil, let d = defaults.mropeSection {
+            mropeSection = d
+            defaulted.append((prefix + "rope_parameters.mrope_section", "\(d)"))
+        }
         if family == .qwen2, try j.bool("use_sliding_window", default: false) {
-            throw InputError(.badConfig, file: file, object: "use_sliding_window", "sliding-window attention is not supported")
+            throw InputError(.badConfig, file: file, object: prefix + "use_sliding_window", "sliding-window attention is not supported")
+        }
+        let kvHeads = try int("num_key_value_heads", defaults.kvHeads ?? heads)
+        let headDim: Int
+        if let h = try j.optionalInt("head_dim") { headDim = h } else {
+            headDim = heads > 0 ? hidden / heads : 0
+            defaulted.append((prefix + "head_dim", "\(headDim) (hidden_size / num_attention_heads)"))
         }
         let config = ModelConfig(
             family: family,
             hiddenSize: hidden,
-            layers: try j.int("num_hidden_layers"),
+            layers: try int("num_hidden_layers", defaults.layers),
             heads: heads,
-            kvHeads: try j.int("num_key_value_heads", default: heads),
-            headDim: try j.optionalInt("head_dim") ?? (heads > 0 ? hidden / heads : 0),
-            intermediateSize: try j.int("intermediate_size"),
-            rmsNormEps: try j.double("rms_norm_eps", default: 1e-6),
-            ropeTheta: theta,
-            vocabSize: try j.int("vocab_size"),
+            kvHeads: kvHeads,
+            headDim: headDim,
+            intermediateSize: try int("intermediate_size", defaults.intermediateSize),
+            rmsNormEps: try double("rms_norm_eps", defaults.rmsNormEps),
+            ropeTheta: theta ?? defaults.ropeTheta,
+            vocabSize: try int("vocab_size", defaults.vocabSize),
             tieWordEmbeddings: try j.bool("tie_word_embeddings", default: false),
             attentionBias: family == .qwen2 ? true : try j.bool("attention_bias", default: false),
-            maxPositionEmbeddings: try j.int("max_position_embeddings", default: 4096),
+            maxPositionEmbeddings: try int("max_position_embeddings", defaults.maxPositionEmbeddings),
             mropeSection: mropeSection)
-        // Validate first: the divisibility check below divides by num_attention_heads (fuzzing
-        // found the division by zero; FuzzRegressionTests).
-        try config.validate(file: file)
+        if !j.has("tie_word_embeddings") { defaulted.append((prefix + "tie_word_embeddings", "false")) }
+        // Validate first: the divisibility check below divides by num_attention_heads.
+        try config.validate(file: file, keyPrefix: prefix)
         if family == .llama, hidden % heads != 0, j.has("head_dim") == false {
-            throw InputError(.badConfig, file: file, object: "num_attention_heads", "\(heads) does not divide hidden_size \(hidden)")
+            throw InputError(.badConfig, file: file, object: prefix + "num_attention_heads", "\(heads) does not divide hidden_size \(hidden)")
         }
-        return config
+        let architecture = (outer["architectures"] as? [Any])?.first as? String
+        return ConfigReading(config: config, modelType: modelType, architecture: architecture, textKeys: textKeys,
+                             defaults: defaults, defaulted: defaulted)
     }
 }
 

@@ -34,20 +34,35 @@ public struct LayerWeights: Sendable {
     }
 }
 
-/// A LLaVA-style multimodal projector: `linear_2(GELU(linear_1(x)))`, GELU exact (erf).
+/// The multimodal projector: `linear_2(GELU(linear_1(n(x))))`, GELU exact (erf), where
+/// `n` is the identity (LLaVA) or, for Qwen2.5-VL's merger, an RMSNorm (ε = 1e-6, weight
+/// `featureNorm`) of each `featureNorm.count`-wide chunk of the feature row (one chunk per
+/// patch of the 2×2 merge unit).
 public struct ProjectorWeights: Sendable {
-    public var linear1: Matrix              // [d, d_vision]
-    public var bias1: [Float]?              // [d]
-    public var linear2: Matrix              // [d, d]
+    public var linear1: Matrix              // [h, d_vision]
+    public var bias1: [Float]?              // [h]
+    public var linear2: Matrix              // [d, h]
     public var bias2: [Float]?              // [d]
+    /// Qwen2.5-VL merger `ln_q.weight` [d_vision / unit]; nil for LLaVA.
+    public var featureNorm: [Float]?
     /// Width of the vision features the projector takes.
     public var visionDim: Int { linear1.cols }
+    /// ε of the feature RMSNorm (transformers' `Qwen2_5_VLPatchMerger`).
+    public static let featureNormEps = 1e-6
 
-    public init(linear1: Matrix, bias1: [Float]?, linear2: Matrix, bias2: [Float]?) {
+    public init(linear1: Matrix, bias1: [Float]?, linear2: Matrix, bias2: [Float]?, featureNorm: [Float]? = nil) {
         self.linear1 = linear1
         self.bias1 = bias1
         self.linear2 = linear2
         self.bias2 = bias2
+        self.featureNorm = featureNorm
+    }
+
+    /// One-line description (`inspect`).
+    public var summary: String {
+        let core = "linear \(linear1.cols) -> \(linear1.rows), GELU, linear -> \(linear2.rows)"
+        guard let n = featureNorm else { return "LLaVA: " + core }
+        return "Qwen2.5-VL merger: RMSNorm of each \(n.count)-wide patch feature, " + core
     }
 }
 
@@ -80,15 +95,6 @@ public struct ModelWeights: Sendable {
         self.projector = projector
     }
 
-    /// Prefixes under which checkpoints put the language model: a plain CausalLM
-    /// (`model.`), LLaVA-HF before transformers 5 (`language_model.model.`) and after.
-    static let languageModelPrefixes = ["model.", "language_model.model.", "model.language_model."]
-    static let lmHeadNames = ["lm_head.weight", "language_model.lm_head.weight"]
-    /// (linear_1 prefix, linear_2 prefix): LLaVA-HF and original LLaVA (`mm_projector.0/.2`).
-    static let projectorNames = [("multi_modal_projector.linear_1", "multi_modal_projector.linear_2"),
-                                 ("model.multi_modal_projector.linear_1", "model.multi_modal_projector.linear_2"),
-                                 ("model.mm_projector.0", "model.mm_projector.2")]
-
     /// Loads `config.json` and the weights of a model folder, checking every tensor's
     /// shape against the config.
     public static func load(directory: URL, storage: WeightStorage = .float32) throws -> ModelWeights {
@@ -97,11 +103,10 @@ public struct ModelWeights: Sendable {
         return try load(config: config, checkpoint: ckpt, storage: storage)
     }
 
+    /// The weights of `ckpt` read in its `CheckpointLayout`; vision-tower tensors are not read.
     public static func load(config c: ModelConfig, checkpoint ckpt: Checkpoint, storage: WeightStorage = .float32) throws -> ModelWeights {
-        guard let prefix = languageModelPrefixes.first(where: { ckpt.has($0 + "embed_tokens.weight") }) else {
-            throw InputError(.missingTensor, file: ckpt.directory.path, object: "model.embed_tokens.weight",
-                             "no token embedding under any known prefix (\(languageModelPrefixes.joined(separator: ", ")))")
-        }
+        let layout = try ckpt.layout()
+        let prefix = layout.languageModel
         func mat(_ name: String, _ rows: Int, _ cols: Int) throws -> Matrix {
             try ckpt.matrix(name, rows: rows, cols: cols, storage: storage)
         }
@@ -150,25 +155,40 @@ public struct ModelWeights: Sendable {
         if c.tieWordEmbeddings {
             lmHead = embedding
         } else {
-            guard let name = lmHeadNames.first(where: { ckpt.has($0) }) else {
-                throw InputError(.missingTensor, file: ckpt.directory.path, object: "lm_head.weight",
-                                 "tie_word_embeddings is false but there is no LM head")
+            guard ckpt.has(layout.lmHead) else {
+                throw InputError(.missingTensor, file: ckpt.directory.path, object: layout.lmHead,
+                                 "tie_word_embeddings is false but there is no LM head (layout \(layout.name))")
             }
-            lmHead = try mat(name, c.vocabSize, d)
+            lmHead = try mat(layout.lmHead, c.vocabSize, d)
         }
         var projector: ProjectorWeights?
-        if let (n1, n2) = projectorNames.first(where: { ckpt.has($0.0 + ".weight") }) {
-            let info = try ckpt.info(n1 + ".weight")
-            guard info.shape.count == 2, info.shape[0] == d, info.shape[1] > 0 else {
-                throw InputError(.shapeMismatch, file: ckpt.file(of: n1 + ".weight")!, object: n1 + ".weight",
-                                 "shape \(info.shape), the projector needs [\(d), vision_dim]")
+        if let names = layout.projector, ckpt.has(names.linear1) {
+            let bias = { (w: String) in w.replacingOccurrences(of: ".weight", with: ".bias") }
+            let i1 = try ckpt.info(names.linear1), i2 = try ckpt.info(names.linear2)
+            guard i1.shape.count == 2, i1.shape[0] > 0, i1.shape[1] > 0 else {
+                throw InputError(.shapeMismatch, file: ckpt.file(of: names.linear1)!, object: names.linear1,
+                                 "shape \(i1.shape), the projector needs [hidden, vision_dim]")
             }
-            let dv = info.shape[1]
+            let (h, dv) = (i1.shape[0], i1.shape[1])
+            guard i2.shape == [d, h] else {
+                throw InputError(.shapeMismatch, file: ckpt.file(of: names.linear2)!, object: names.linear2,
+                                 "shape \(i2.shape), the projector needs [\(d), \(h)] (hidden_size, linear_1's outputs)")
+            }
+            var featureNorm: [Float]?
+            if let n = names.featureNorm {
+                let info = try ckpt.info(n)
+                guard info.shape.count == 1, info.shape[0] > 0, dv % info.shape[0] == 0 else {
+                    throw InputError(.shapeMismatch, file: ckpt.file(of: n) ?? ckpt.directory.path, object: n,
+                                     "shape \(info.shape), must be one patch feature wide and divide the merger's input width \(dv)")
+                }
+                featureNorm = try vec(n, info.shape[0])
+            }
             projector = ProjectorWeights(
-                linear1: try small(n1 + ".weight", d, dv),
-                bias1: ckpt.has(n1 + ".bias") ? try vec(n1 + ".bias", d) : nil,
-                linear2: try small(n2 + ".weight", d, d),
-                bias2: ckpt.has(n2 + ".bias") ? try vec(n2 + ".bias", d) : nil)
+                linear1: try small(names.linear1, h, dv),
+                bias1: ckpt.has(bias(names.linear1)) ? try vec(bias(names.linear1), h) : nil,
+                linear2: try small(names.linear2, d, h),
+                bias2: ckpt.has(bias(names.linear2)) ? try vec(bias(names.linear2), d) : nil,
+                featureNorm: featureNorm)
         }
         return ModelWeights(config: c, embedding: embedding, layers: layers,
                             finalNorm: try vec(prefix + "norm.weight", d), lmHead: lmHead, projector: projector)

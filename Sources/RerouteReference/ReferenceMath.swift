@@ -114,8 +114,15 @@ public enum ReferenceMath {
         return linear(hidden, down)
     }
 
-    /// LLaVA projector (§2.8): `linear_2(GELU(linear_1(x)))`.
+    /// Projector (§2.8): `linear_2(GELU(linear_1(n(x))))`, `n` the RMSNorm of each patch
+    /// chunk for Qwen2.5-VL's merger, the identity for LLaVA.
     public static func project(_ x: [Double], _ p: ProjectorWeights) -> [Double] {
+        var x = x
+        if let w = p.featureNorm {
+            x = stride(from: 0, to: x.count, by: w.count).flatMap { start in
+                rmsNorm(Array(x[start..<start + w.count]), weight: w, eps: ProjectorWeights.featureNormEps)
+            }
+        }
         let h = linear(x, p.linear1, bias: p.bias1).map(gelu)
         return linear(h, p.linear2, bias: p.bias2)
     }

@@ -58,9 +58,43 @@ import Testing
     @Test func inspectPrintsTheModel() throws {
         let r = try run(["inspect", "golden/models/tiny-qwen2", "--tensors"])
         #expect(r.status == 0, "\(r.err)")
-        #expect(r.out.contains("qwen2") && r.out.contains("4 / 2") && r.out.contains("model.layers.7.self_attn.k_proj.bias"))
+        #expect(r.out.contains("qwen2") && r.out.contains("4 / 2"))
+        #expect(r.out.contains("model.language_model.layers.7.self_attn.k_proj.bias  F32  [32]  language model"), "\(r.out)")
+        #expect(r.out.contains("model.multi_modal_projector.linear_1.weight  F16  [64, 48]  projector"), "\(r.out)")
+        #expect(r.out.contains("layout            llava-hf-modules") && r.out.contains("23 vision-tower tensors under model.vision_tower."), "\(r.out)")
         let missing = try run(["inspect", "/nonexistent"])
         #expect(missing.status == 2 && missing.err.contains("/nonexistent/config.json"))
+        let llava = try run(["inspect", "golden/models/tiny-llama"])
+        #expect(llava.out.contains("layout            llava-hf (") && llava.out.contains("23 vision-tower tensors under vision_tower.")
+                && llava.out.contains("unrecognised      none"), "\(llava.out)")
+        let qwen = try run(["inspect", "golden/models/tiny-qwen2-vl"])
+        #expect(qwen.out.contains("layout            qwen2.5-vl (") && qwen.out.contains("Qwen2.5-VL merger: RMSNorm of each 8-wide patch feature")
+                && qwen.out.contains("vision-tower tensors under visual."), "\(qwen.out)")
+    }
+
+    /// The published configs (golden/configs, verbatim) give the shapes their model cards
+    /// state, through both inspect and budget; LLaVA-1.5-7B's relies on LlamaConfig defaults
+    /// and inspect names them.
+    @Test(arguments: [
+        ("llava-1.5-7b.json", 4096, 32, 32, 32, 11008, 32064, false),
+        ("llava-1.5-13b.json", 5120, 40, 40, 40, 13824, 32064, false),
+        ("qwen2.5-vl-3b.json", 2048, 36, 16, 2, 11008, 151936, true),
+        ("qwen2.5-vl-7b.json", 3584, 28, 28, 4, 18944, 152064, false),
+    ])
+    func publishedConfigsThroughInspectAndBudget(file: String, d: Int, layers: Int, heads: Int, kv: Int, m: Int, vocab: Int, tied: Bool) throws {
+        let path = "golden/configs/" + file
+        let r = try run(["inspect", path, "--json"])
+        #expect(r.status == 0, "\(r.err)")
+        let json = try JSONSerialization.jsonObject(with: Data(r.out.utf8)) as! [String: Any]
+        let c = json["config"] as! [String: Any]
+        #expect(c["hidden_size"] as? Int == d && c["layers"] as? Int == layers && c["heads"] as? Int == heads && c["kv_heads"] as? Int == kv
+                && c["intermediate_size"] as? Int == m && c["vocab_size"] as? Int == vocab && c["tie_word_embeddings"] as? Bool == tied
+                && c["head_dim"] as? Int == 128, "\(c)")
+        if file.hasPrefix("qwen") { #expect(c["mrope_section"] as? [Int] == [16, 24, 24] && c["rope_theta"] as? Double == 1e6) }
+        let defaulted = (json["defaulted"] as! [[String: Any]]).compactMap { $0["key"] as? String }
+        #expect(defaulted.contains("text_config.hidden_size") == (file == "llava-1.5-7b.json"), "\(defaulted)")
+        let b = try run(["budget", "--config", path, "--policy", "reroute-fastv-192"])
+        #expect(b.status == 0 && b.out.contains("\(layers) layers, d=\(d), H=\(heads), H_kv=\(kv), m=\(m)"), "\(b.out)\(b.err)")
     }
 
     @Test func budgetForLLaVAWithoutWeights() throws {

@@ -31,12 +31,12 @@ import Testing
         // Rewrite the checkpoint without one tensor.
         let file = try SafeTensorsFile(path: dir.path("model.safetensors"))
         var b = SafeTensorsBuilder()
-        for name in file.tensors.keys.sorted() where name != "model.layers.3.mlp.up_proj.weight" {
+        for name in file.tensors.keys.sorted() where name != "language_model.model.layers.3.mlp.up_proj.weight" {
             b.addF32(name, shape: try file.info(name).shape, try file.floats(name))
         }
         try b.bytes().write(to: dir.path("model.safetensors"))
         let e = inputError { _ = try ModelWeights.load(directory: dir.url) }
-        #expect(e?.kind == .missingTensor && e?.object == "model.layers.3.mlp.up_proj.weight")
+        #expect(e?.kind == .missingTensor && e?.object == "language_model.model.layers.3.mlp.up_proj.weight")
     }
 
     @Test func wrongShapeForConfigIsNamed() throws {
@@ -47,7 +47,7 @@ import Testing
         config = config.replacingOccurrences(of: "\"intermediate_size\": 172", with: "\"intermediate_size\": 170")
         try config.write(toFile: dir.path("config.json"), atomically: true, encoding: .utf8)
         let e = inputError { _ = try ModelWeights.load(directory: dir.url) }
-        #expect(e?.kind == .shapeMismatch && e?.object == "model.layers.0.mlp.gate_proj.weight")
+        #expect(e?.kind == .shapeMismatch && e?.object == "language_model.model.layers.0.mlp.gate_proj.weight")
         #expect(e?.file.hasSuffix("model.safetensors") == true)
     }
 
@@ -68,12 +68,12 @@ import Testing
         let indexPath = dir.path("model.safetensors.index.json")
         let index = try String(contentsOfFile: indexPath, encoding: .utf8)
         // Point one tensor at the wrong shard.
-        let moved = index.replacingOccurrences(of: "\"model.norm.weight\": \"model-00002-of-00002.safetensors\"",
-                                               with: "\"model.norm.weight\": \"model-00001-of-00002.safetensors\"")
+        let moved = index.replacingOccurrences(of: "\"model.language_model.norm.weight\": \"model-00002-of-00002.safetensors\"",
+                                               with: "\"model.language_model.norm.weight\": \"model-00001-of-00002.safetensors\"")
         try #require(moved != index)
         try moved.write(toFile: indexPath, atomically: true, encoding: .utf8)
         let e = inputError { _ = try Checkpoint(directory: dir.url) }
-        #expect(e?.kind == .missingTensor && e?.object == "model.norm.weight")
+        #expect(e?.kind == .missingTensor && e?.object == "model.language_model.norm.weight")
         // A path outside the folder is refused.
         try index.replacingOccurrences(of: "\"model-00001-of-00002.safetensors\"", with: "\"../x.safetensors\"")
             .write(toFile: indexPath, atomically: true, encoding: .utf8)
@@ -125,7 +125,11 @@ import Testing
     }
 
     @Test(arguments: [
-        ("{\"model_type\": \"llama\"}", InputError.Kind.badConfig, "hidden_size"),
+        ("{\"model_type\": \"llama\", \"hidden_size\": 0}", InputError.Kind.badConfig, "hidden_size"),
+        ("{\"model_type\": \"llava\", \"text_config\": {\"model_type\": \"mistral\"}}", .unsupportedModel, "text_config.model_type"),
+        ("{\"model_type\": \"llava\", \"text_config\": [1]}", .badConfig, "text_config"),
+        ("{\"model_type\": \"qwen2_5_vl\", \"text_config\": {\"model_type\": \"llama\"}}", .unsupportedModel, "text_config.model_type"),
+        ("{\"model_type\": \"llava\", \"text_config\": {\"hidden_act\": \"gelu\"}}", .badConfig, "text_config.hidden_act"),
         ("{\"model_type\": \"gpt2\"}", .unsupportedModel, "model_type"),
         ("{\"hidden_size\": 4}", .badConfig, "model_type"),
         ("not json", .badJSON, ""),

@@ -99,9 +99,10 @@ import Testing
         #expect(SafeTensorsFile.repeatedTopLevelKey(Data(#"{"a":{"dtype":"a","shape":[1]},"b":"a"}"#.utf8)) == nil)
     }
 
-    @Test(arguments: [("model.norm.weight", UInt16(0x7FC0), WeightStorage.float32),
-                      ("model.layers.3.mlp.up_proj.weight", UInt16(0x7F80), WeightStorage.mappedBF16),
-                      ("model.layers.0.self_attn.q_proj.weight", UInt16(0xFF80), WeightStorage.float32)])
+    @Test(arguments: [("language_model.model.norm.weight", UInt16(0x7FC0), WeightStorage.float32),
+                      ("language_model.model.layers.3.mlp.up_proj.weight", UInt16(0x7F80), WeightStorage.mappedBF16),
+                      ("language_model.model.layers.0.self_attn.q_proj.weight", UInt16(0xFF80), WeightStorage.float32),
+                      ("multi_modal_projector.linear_1.weight", UInt16(0x7FC0), WeightStorage.mappedBF16)])
     func nonFiniteWeightsAreRefusedNamingTheTensor(tensor: String, bits: UInt16, storage: WeightStorage) throws {
         let dir = try TempDir()
         defer { dir.cleanup() }
@@ -121,11 +122,15 @@ import Testing
     }
 
     @Test func unsupportedConfigValuesAreRefused() throws {
+        // A LLaVA config: the language model's keys are under text_config, and so is the name.
         let base = try JSONSerialization.jsonObject(with: Data(contentsOf: Repo.model("tiny-qwen2").appendingPathComponent("config.json"))) as! [String: Any]
-        for (key, value, object) in [("rope_parameters", "yarn" as Any, "rope_parameters"), ("max_position_embeddings", -1 as Any, "max_position_embeddings"),
-                                     ("rope_scaling", ["rope_type": "yarn", "factor": 4] as Any, "rope_scaling")] {
+        for (key, value, object) in [("rope_parameters", "yarn" as Any, "text_config.rope_parameters"),
+                                     ("max_position_embeddings", -1 as Any, "text_config.max_position_embeddings"),
+                                     ("rope_scaling", ["rope_type": "yarn", "factor": 4] as Any, "text_config.rope_scaling")] {
             var c = base
-            c[key] = value
+            var text = c["text_config"] as! [String: Any]
+            text[key] = value
+            c["text_config"] = text
             let e = inputError { _ = try ModelConfig.parse(json: try JSONSerialization.data(withJSONObject: c), file: "config.json") }
             #expect(e?.object == object, "\(key): \(String(describing: e))")
         }

@@ -146,8 +146,9 @@ struct CLIOutcome: CustomStringConvertible {
 enum Battery {
     static let tinyLlama = Repo.model("tiny-llama")
     static let tinyQwen2 = Repo.model("tiny-qwen2")
-    /// F16 LLaVA projector of the Qwen2 model (15 KB).
-    static let projectorFile = tinyQwen2.appendingPathComponent("mm_projector.safetensors").path
+    /// The Qwen2 model's second shard (0.7 MB): f32 language-model and vision-tower tensors
+    /// and the f16 LLaVA projector.
+    static let projectorFile = tinyQwen2.appendingPathComponent("model-00002-of-00002.safetensors").path
     static let indexFile = tinyQwen2.appendingPathComponent("model.safetensors.index.json").path
     static let configFile = tinyLlama.appendingPathComponent("config.json").path
     /// 5 prefix tokens, 12×12 features of width 48, 7 suffix tokens (S = 156), 4 decode steps.
@@ -275,6 +276,16 @@ enum Battery {
         }
         try edit(&obj)
         try JSONSerialization.data(withJSONObject: obj, options: [.prettyPrinted, .sortedKeys]).write(to: URL(fileURLWithPath: path))
+    }
+
+    /// Edits the language model's keys of a config: `text_config` when there is one (LLaVA,
+    /// transformers 5 Qwen2.5-VL), else the top level.
+    static func editTextConfig(_ path: String, _ edit: (inout [String: Any]) throws -> Void) throws {
+        try editJSON(path) { obj in
+            guard var text = obj["text_config"] as? [String: Any] else { return try edit(&obj) }
+            try edit(&text)
+            obj["text_config"] = text
+        }
     }
 
     /// Rewrites the JSON header of a safetensors file; the data section is kept (offsets are
@@ -697,17 +708,17 @@ final class DamageBench {
 
     @Suite struct CheckpointsAndConfigs {
         static let configChanges: [(String, String, InputError.Kind, String)] = [
-            ("hidden_size", "128", .shapeMismatch, "model.layers.0.input_layernorm.weight"),
-            ("num_attention_heads", "8", .shapeMismatch, "model.layers.0.self_attn.q_proj.weight"),
-            ("head_dim", "8", .shapeMismatch, "model.layers.0.self_attn.q_proj.weight"),
-            ("num_key_value_heads", "2", .shapeMismatch, "model.layers.0.self_attn.k_proj.weight"),
-            ("vocab_size", "300", .shapeMismatch, "model.embed_tokens.weight"),
-            ("num_hidden_layers", "9", .missingTensor, "model.layers.8.input_layernorm.weight"),
-            ("num_hidden_layers", "7", .shapeMismatch, "model.layers.7.input_layernorm.weight"),
-            ("attention_bias", "true", .missingTensor, "model.layers.0.self_attn.q_proj.bias"),
+            ("hidden_size", "128", .shapeMismatch, "language_model.model.layers.0.input_layernorm.weight"),
+            ("num_attention_heads", "8", .shapeMismatch, "language_model.model.layers.0.self_attn.q_proj.weight"),
+            ("head_dim", "8", .shapeMismatch, "language_model.model.layers.0.self_attn.q_proj.weight"),
+            ("num_key_value_heads", "2", .shapeMismatch, "language_model.model.layers.0.self_attn.k_proj.weight"),
+            ("vocab_size", "300", .shapeMismatch, "language_model.model.embed_tokens.weight"),
+            ("num_hidden_layers", "9", .missingTensor, "language_model.model.layers.8.input_layernorm.weight"),
+            ("num_hidden_layers", "7", .shapeMismatch, "language_model.model.layers.7.input_layernorm.weight"),
+            ("attention_bias", "true", .missingTensor, "language_model.model.layers.0.self_attn.q_proj.bias"),
         ]
 
-        /// A tiny-llama folder whose config.json disagrees with its weights (wider hidden size,
+        /// A tiny-llama folder (LLaVA: the keys under text_config) whose config.json disagrees with its weights (wider hidden size,
         /// more heads, other head width or KV heads, larger vocabulary, one layer more or fewer,
         /// attention bias): ModelWeights.load names the first tensor that does not fit, in a file
         /// of the folder.
@@ -717,19 +728,19 @@ final class DamageBench {
             defer { dir.cleanup() }
             try Battery.copyModel(Battery.tinyLlama, to: dir.url)
             let value = try Battery.jsonValue(json)
-            try Battery.editJSON(dir.path("config.json")) { $0[key] = value }
+            try Battery.editTextConfig(dir.path("config.json")) { $0[key] = value }
             let e = try #require(inputError { _ = try ModelWeights.load(directory: dir.url) }, "\(key) = \(json) was accepted")
             #expect(e.kind == kind && e.object == object, "\(e)")
             #expect(e.file.hasPrefix(dir.url.path) && e.description.contains(object), "\(e)")
         }
 
         static let headerEdits: [(String, String, String, InputError.Kind)] = [
-            ("model.layers.2.self_attn.v_proj.weight", "dtype", #""I16""#, .unsupportedDType),  // same size, not a float
-            ("model.embed_tokens.weight", "dtype", #""U16""#, .unsupportedDType),
-            ("model.layers.2.self_attn.v_proj.weight", "dtype", #""F32""#, .badShape),          // twice the bytes of the range
-            ("model.layers.5.mlp.gate_proj.weight", "shape", "[64, 172]", .shapeMismatch),     // transposed
-            ("model.layers.5.mlp.gate_proj.weight", "shape", "[172, 64, 1]", .shapeMismatch),  // an extra axis
-            ("model.norm.weight", "shape", "[32, 2]", .shapeMismatch),
+            ("language_model.model.layers.2.self_attn.v_proj.weight", "dtype", #""I16""#, .unsupportedDType),  // same size, not a float
+            ("language_model.model.embed_tokens.weight", "dtype", #""U16""#, .unsupportedDType),
+            ("language_model.model.layers.2.self_attn.v_proj.weight", "dtype", #""F32""#, .badShape),          // twice the bytes of the range
+            ("language_model.model.layers.5.mlp.gate_proj.weight", "shape", "[64, 172]", .shapeMismatch),     // transposed
+            ("language_model.model.layers.5.mlp.gate_proj.weight", "shape", "[172, 64, 1]", .shapeMismatch),  // an extra axis
+            ("language_model.model.norm.weight", "shape", "[32, 2]", .shapeMismatch),
         ]
 
         /// Wrong dtypes and shapes in tiny-llama's weights (the header rewritten, the bytes kept):
@@ -753,9 +764,9 @@ final class DamageBench {
 
         static let extraTensors: [(String, [Int], InputError.Kind?)] = [
             ("model.vision_tower.patch_embed.weight", [4], nil),               // an unknown name: ignored
-            ("model.layers.3.self_attn.k_proj.bias", [64], .shapeMismatch),   // a bias the config does not declare
-            ("model.layers.8.input_layernorm.weight", [64], .shapeMismatch),  // a layer beyond num_hidden_layers
-            ("model.layers.8.mlp.up_proj.weight", [172, 64], .shapeMismatch), // the same, without its norm
+            ("language_model.model.layers.3.self_attn.k_proj.bias", [64], .shapeMismatch),   // a bias the config does not declare
+            ("language_model.model.layers.8.input_layernorm.weight", [64], .shapeMismatch),  // a layer beyond num_hidden_layers
+            ("language_model.model.layers.8.mlp.up_proj.weight", [172, 64], .shapeMismatch), // the same, without its norm
         ]
 
         /// Extra tensors in tiny-llama's weights (SPEC.md §3): a name the loader does not know is
@@ -803,29 +814,29 @@ final class DamageBench {
             let expected: (kind: InputError.Kind, file: String, object: String?)
             switch damage {
             case "missingShard":
-                try mapEntry("model.norm.weight", "model-00003-of-00003.safetensors")
+                try mapEntry("model.language_model.norm.weight", "model-00003-of-00003.safetensors")
                 expected = (.fileNotFound, dir.path("model-00003-of-00003.safetensors"), nil)
             case "tensorNotInItsShard":
                 try mapEntry("model.layers.0.mlp.bogus_proj.weight", "model-00001-of-00002.safetensors")
                 expected = (.missingTensor, shard1, "model.layers.0.mlp.bogus_proj.weight")
             case "tensorInTwoShards":
-                // model.norm.weight lives in shard 2; give shard 1 a copy too.
+                // model.language_model.norm.weight lives in shard 2; give shard 1 a copy too.
                 try Battery.editSafeTensorsHeader(shard1, extraData: [UInt8](repeating: 0, count: 256)) { header, dataSize in
-                    header["model.norm.weight"] = ["dtype": "F32", "shape": [64], "data_offsets": [dataSize, dataSize + 256]] as [String: Any]
+                    header["model.language_model.norm.weight"] = ["dtype": "F32", "shape": [64], "data_offsets": [dataSize, dataSize + 256]] as [String: Any]
                 }
-                expected = (.duplicateTensor, shard2, "model.norm.weight")
+                expected = (.duplicateTensor, shard2, "model.language_model.norm.weight")
             case "weightMapNotAnObject":
                 try Battery.editJSON(index) { $0["weight_map"] = ["model-00001-of-00002.safetensors"] }
                 expected = (.badJSON, index, "weight_map")
             case "shardNotAString":
-                try mapEntry("model.norm.weight", 2)
-                expected = (.badJSON, index, "weight_map.model.norm.weight")
+                try mapEntry("model.language_model.norm.weight", 2)
+                expected = (.badJSON, index, "weight_map.model.language_model.norm.weight")
             case "absolutePath":
-                try mapEntry("model.norm.weight", "/etc/hostname")
-                expected = (.badJSON, index, "weight_map.model.norm.weight")
+                try mapEntry("model.language_model.norm.weight", "/etc/hostname")
+                expected = (.badJSON, index, "weight_map.model.language_model.norm.weight")
             case "parentFolder":
-                try mapEntry("model.norm.weight", "..")
-                expected = (.badJSON, index, "weight_map.model.norm.weight")
+                try mapEntry("model.language_model.norm.weight", "..")
+                expected = (.badJSON, index, "weight_map.model.language_model.norm.weight")
             default:
                 try Array("[]".utf8).write(to: index)
                 expected = (.badJSON, index, nil)
@@ -836,34 +847,34 @@ final class DamageBench {
 
         static let configFields: [(String, String, InputError.Kind, String)] = [
             // Wrong types.
-            ("hidden_size", #""64""#, .badConfig, "hidden_size"),
-            ("hidden_size", "64.5", .badConfig, "hidden_size"),
-            ("num_hidden_layers", "null", .badConfig, "num_hidden_layers"),
-            ("num_attention_heads", "[4]", .badConfig, "num_attention_heads"),
-            ("num_attention_heads", "1e300", .badConfig, "num_attention_heads"),
-            ("rms_norm_eps", #""1e-5""#, .badConfig, "rms_norm_eps"),
-            ("tie_word_embeddings", #""false""#, .badConfig, "tie_word_embeddings"),
-            ("hidden_act", "7", .badConfig, "hidden_act"),
+            ("hidden_size", #""64""#, .badConfig, "text_config.hidden_size"),
+            ("hidden_size", "64.5", .badConfig, "text_config.hidden_size"),
+            ("num_hidden_layers", "null", .badConfig, "text_config.num_hidden_layers"),
+            ("num_attention_heads", "[4]", .badConfig, "text_config.num_attention_heads"),
+            ("num_attention_heads", "1e300", .badConfig, "text_config.num_attention_heads"),
+            ("rms_norm_eps", #""1e-5""#, .badConfig, "text_config.rms_norm_eps"),
+            ("tie_word_embeddings", #""false""#, .badConfig, "text_config.tie_word_embeddings"),
+            ("hidden_act", "7", .badConfig, "text_config.hidden_act"),
             ("model_type", "5", .badConfig, "model_type"),
-            ("rope_parameters", #"{"rope_theta": "big"}"#, .badConfig, "rope_parameters.rope_theta"),
+            ("rope_parameters", #"{"rope_theta": "big"}"#, .badConfig, "text_config.rope_parameters.rope_theta"),
             // Values the decoder cannot run.
-            ("num_key_value_heads", "0", .badConfig, "num_key_value_heads"),
-            ("rms_norm_eps", "-1", .badConfig, "rms_norm_eps"),
-            ("hidden_act", #""gelu""#, .badConfig, "hidden_act"),
-            ("mlp_bias", "true", .badConfig, "mlp_bias"),
+            ("num_key_value_heads", "0", .badConfig, "text_config.num_key_value_heads"),
+            ("rms_norm_eps", "-1", .badConfig, "text_config.rms_norm_eps"),
+            ("hidden_act", #""gelu""#, .badConfig, "text_config.hidden_act"),
+            ("mlp_bias", "true", .badConfig, "text_config.mlp_bias"),
             ("model_type", #""mistral""#, .unsupportedModel, "model_type"),
-            ("rope_parameters", #"{"rope_theta": 10000.0, "rope_type": "yarn"}"#, .badConfig, "rope_parameters.rope_type"),
-            ("rope_parameters", #"{"rope_theta": 0.5}"#, .badConfig, "rope_theta"),
-            ("vocab_size", "-1", .badConfig, "vocab_size"),
+            ("rope_parameters", #"{"rope_theta": 10000.0, "rope_type": "yarn"}"#, .badConfig, "text_config.rope_parameters.rope_type"),
+            ("rope_parameters", #"{"rope_theta": 0.5}"#, .badConfig, "text_config.rope_theta"),
+            ("vocab_size", "-1", .badConfig, "text_config.vocab_size"),
             // Absurd sizes: refused by the caps, before any weight is read or allocated.
-            ("vocab_size", "1000000000000", .badConfig, "vocab_size"),
-            ("hidden_size", "1048576", .badConfig, "hidden_size"),
-            ("num_hidden_layers", "100000", .badConfig, "num_hidden_layers"),
-            ("intermediate_size", "1e12", .badConfig, "intermediate_size"),
-            ("head_dim", "100000", .badConfig, "head_dim"),
+            ("vocab_size", "1000000000000", .badConfig, "text_config.vocab_size"),
+            ("hidden_size", "1048576", .badConfig, "text_config.hidden_size"),
+            ("num_hidden_layers", "100000", .badConfig, "text_config.num_hidden_layers"),
+            ("intermediate_size", "1e12", .badConfig, "text_config.intermediate_size"),
+            ("head_dim", "100000", .badConfig, "text_config.head_dim"),
         ]
 
-        /// config.json fields of the wrong type, values the decoder cannot run and absurd sizes
+        /// config.json fields (of tiny-llama's LLaVA config: the outer model_type, the rest in text_config) of the wrong type, values the decoder cannot run and absurd sizes
         /// (vocab_size 10^12, …): ModelWeights.load(directory:) refuses the config first, naming
         /// the config.json path and the key, without touching the weights.
         @Test(arguments: MalformedInputBatteryTests.CheckpointsAndConfigs.configFields)
@@ -874,7 +885,7 @@ final class DamageBench {
             let config = dir.path("config.json")
             try FileManager.default.copyItem(atPath: Battery.configFile, toPath: config)
             let value = try Battery.jsonValue(json)
-            try Battery.editJSON(config) { $0[key] = value }
+            if key == "model_type" { try Battery.editJSON(config) { $0[key] = value } } else { try Battery.editTextConfig(config) { $0[key] = value } }
             let e = try #require(inputError { _ = try ModelWeights.load(directory: dir.url) }, "\(key) = \(json) was accepted")
             #expect(e.kind == kind && e.object == object && e.file == config, "\(e)")
         }
@@ -1413,7 +1424,7 @@ final class DamageBench {
                     try Battery.copyModel(Battery.tinyQwen2, to: folder)
                     try Battery.editJSON(folder.appendingPathComponent("model.safetensors.index.json").path) { obj in
                         var map = obj["weight_map"] as? [String: Any] ?? [:]
-                        map["model.norm.weight"] = "model-00003-of-00003.safetensors"
+                        map["model.language_model.norm.weight"] = "model-00003-of-00003.safetensors"
                         obj["weight_map"] = map
                     }
                     return (folder, [folder.appendingPathComponent("model-00003-of-00003.safetensors").path])
@@ -1424,23 +1435,24 @@ final class DamageBench {
                 let weights = folder.appendingPathComponent("model.safetensors").path
                 switch self {
                 case .absurdVocabSize:
-                    try Battery.editJSON(config) { $0["vocab_size"] = 1_000_000_000_000 }
-                    return (folder, [config, "vocab_size"])
+                    try Battery.editTextConfig(config) { $0["vocab_size"] = 1_000_000_000_000 }
+                    return (folder, [config, "text_config.vocab_size"])
                 case .hiddenSizeDisagrees:
-                    try Battery.editJSON(config) { $0["hidden_size"] = 128 }
-                    return (folder, [weights, "model.layers.0.input_layernorm.weight"])
+                    try Battery.editTextConfig(config) { $0["hidden_size"] = 128 }
+                    return (folder, [weights, "language_model.model.layers.0.input_layernorm.weight"])
                 case .truncatedWeights:
+                    // The last tensor of the file is the vision tower's: still named, though never read.
                     try Array(try Battery.bytes(of: weights).dropLast(64)).write(to: weights)
-                    return (folder, [weights, "model.norm.weight"])
+                    return (folder, [weights, "vision_tower.pre_layrnorm.weight"])
                 case .transposedWeight:
                     try Battery.editSafeTensorsHeader(weights) { header, _ in
-                        guard var entry = header["model.layers.5.mlp.gate_proj.weight"] as? [String: Any] else {
+                        guard var entry = header["language_model.model.layers.5.mlp.gate_proj.weight"] as? [String: Any] else {
                             throw BatteryPlumbingError("no gate_proj in layer 5")
                         }
                         entry["shape"] = [64, 172]
-                        header["model.layers.5.mlp.gate_proj.weight"] = entry
+                        header["language_model.model.layers.5.mlp.gate_proj.weight"] = entry
                     }
-                    return (folder, [weights, "model.layers.5.mlp.gate_proj.weight"])
+                    return (folder, [weights, "language_model.model.layers.5.mlp.gate_proj.weight"])
                 case .indexNamesAMissingShard:
                     throw BatteryPlumbingError("handled above")
                 }
