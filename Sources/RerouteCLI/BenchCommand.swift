@@ -41,6 +41,14 @@ struct BenchCommand: ParsableCommand {
     @Option(help: "Model folder of the small model for fast vs reference.") var smallModel = "golden/models/tiny-llama"
     @Option(help: "Products with at most this many rows use the packed-weight kernel (0: OpenBLAS only).") var packedRowLimit = 128
 
+    func validate() throws {
+        try OptionLimits.check("--repeats", repeats, OptionLimits.repeats)
+        try OptionLimits.check("--threads", threads, OptionLimits.threads)
+        try OptionLimits.check("--layers", layers, OptionLimits.benchLayers)
+        try OptionLimits.check("--policy-rounds", policyRounds, OptionLimits.policyRounds)
+        try OptionLimits.check("--packed-row-limit", packedRowLimit, OptionLimits.packedRowLimit)
+    }
+
     func run() throws {
         var suite = BenchSuite(out: { print($0) }, progress: { progress($0) })
         suite.repeats = repeats

@@ -42,6 +42,12 @@ struct BudgetCommand: ParsableCommand {
     @Flag(help: "Machine-readable JSON on standard output (reroute.budget v1): every policy's per-layer budget and scoring costs.")
     var json = false
 
+    func validate() throws {
+        try OptionLimits.check("--text-tokens", textTokens, OptionLimits.textTokens)
+        try OptionLimits.check("--kv-bytes", kvBytes, OptionLimits.kvBytes)
+        try OptionLimits.check("--text-tokens plus the grid's tokens", textTokens + grid.count, OptionLimits.textTokens)
+    }
+
     func run() throws {
         var url = URL(fileURLWithPath: config)
         var isDir: ObjCBool = false
@@ -49,7 +55,6 @@ struct BudgetCommand: ParsableCommand {
             url.appendPathComponent("config.json")
         }
         let c = try ModelConfig.load(from: url)
-        guard textTokens >= 1 else { throw ValidationError("--text-tokens must be at least 1") }
         let g = grid
         let policies: [RoutingPolicy]
         if !policyFile.isEmpty {

@@ -36,6 +36,7 @@ struct CheckLayersCommand: ParsableCommand {
     }
 
     func validate() throws {
+        try OptionLimits.check("--threads", threads, OptionLimits.threads)
         if (policy == nil) == (policyFile == nil) { throw ValidationError("give --policy NAME or --policy-file FILE (one of them)") }
         if (caseFile == nil) == (grid == nil) { throw ValidationError("give --case FILE or --grid ROWSxCOLS (one of them)") }
         if layerList == nil { throw ValidationError("--layers: '\(layers)' is not a comma-separated list of layer indices") }

@@ -36,6 +36,9 @@ struct TimeCommand: ParsableCommand {
     @Option(help: "Worker threads of the fast decoder (default: all cores).") var threads: Int?
 
     func validate() throws {
+        try OptionLimits.check("--warmup", warmup, OptionLimits.warmup)
+        try OptionLimits.check("--repeats", repeats, OptionLimits.repeats)
+        try OptionLimits.check("--threads", threads, OptionLimits.threads)
         if (caseFile == nil) == (grid == nil) { throw ValidationError("give --case FILE or --grid ROWSxCOLS (one of them)") }
         if !["f32", "mapped-bf16"].contains(weights) { throw ValidationError("--weights: f32 or mapped-bf16, got '\(weights)'") }
     }

@@ -105,8 +105,8 @@ struct DiffCommand: ParsableCommand {
     func validate() throws {
         if replay, model == nil { throw ValidationError("--replay needs --model DIR (the model folder to re-run)") }
         if !replay, model != nil { throw ValidationError("--model is only used with --replay") }
-        if let m = routeSlack, !(0...(1 << 24)).contains(m) { throw ValidationError("--route-slack must be 0…\(1 << 24), got \(m)") }
-        if !(0...100_000).contains(maxReported) { throw ValidationError("--max-reported must be 0…100000, got \(maxReported)") }
+        try OptionLimits.check("--route-slack", routeSlack, OptionLimits.routeSlack)
+        try OptionLimits.check("--max-reported", maxReported, OptionLimits.maxReported)
         for (name, v) in [("--rtol", rtol), ("--row-floor", rowFloor), ("--nmse", nmse), ("--tie-epsilon", tieEpsilon),
                           ("--score-rtol", scoreRtol), ("--score-floor", scoreFloor), ("--score-nmse", scoreNmse)] {
             if let v, !(v >= 0 && v.isFinite) { throw ValidationError("\(name) must be a finite number ≥ 0, got \(v)") }

@@ -37,9 +37,9 @@ struct VerifyCommand: ParsableCommand {
     var decoders: [DecoderKind] = DecoderKind.allCases
 
     func validate() throws {
-        if let jobs, jobs < 1 { throw ValidationError("--jobs must be at least 1, got \(jobs)") }
+        try OptionLimits.check("--jobs", jobs, OptionLimits.jobs)
         if shard != nil, report == nil { throw ValidationError("--shard needs --report FILE (the shard's JSON report, for `reroute report merge`)") }
-        if !(0...100_000).contains(maxReported) { throw ValidationError("--max-reported must be 0…100000, got \(maxReported)") }
+        try OptionLimits.check("--max-reported", maxReported, OptionLimits.maxReported)
     }
 
     @Flag(name: .shortAndLong, help: "Print every compared tensor, not only failures.")

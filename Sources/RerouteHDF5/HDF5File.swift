@@ -95,11 +95,11 @@ public final class HDF5File: @unchecked Sendable {
     }
 
     /// A float32/float64 dataset read as `Float` (float64 is rounded).
-    public func readFloats(_ objectPath: String) throws -> (values: [Float], shape: [Int]) {
+    public func readFloats(_ objectPath: String, maxElements: Int = HDF5File.maxElements) throws -> (values: [Float], shape: [Int]) {
         HDF5Library.lock.lock()
         defer { HDF5Library.lock.unlock() }
         HDF5Library.initialize()
-        return try read(objectPath, expect: .float, memType: chdf5_t_native_float(), zero: Float(0))
+        return try read(objectPath, expect: .float, memType: chdf5_t_native_float(), zero: Float(0), maxElements: maxElements)
     }
 
     /// A float dataset read as `Double` (float32 widens exactly).
@@ -107,15 +107,15 @@ public final class HDF5File: @unchecked Sendable {
         HDF5Library.lock.lock()
         defer { HDF5Library.lock.unlock() }
         HDF5Library.initialize()
-        return try read(objectPath, expect: .float, memType: chdf5_t_native_double(), zero: Double(0))
+        return try read(objectPath, expect: .float, memType: chdf5_t_native_double(), zero: Double(0), maxElements: Self.maxElements)
     }
 
     /// An integer dataset of any width read as `Int` (through int64).
-    public func readInts(_ objectPath: String) throws -> (values: [Int], shape: [Int]) {
+    public func readInts(_ objectPath: String, maxElements: Int = HDF5File.maxElements) throws -> (values: [Int], shape: [Int]) {
         HDF5Library.lock.lock()
         defer { HDF5Library.lock.unlock() }
         HDF5Library.initialize()
-        let (v, s) = try read(objectPath, expect: .integer, memType: chdf5_t_native_int64(), zero: Int64(0))
+        let (v, s) = try read(objectPath, expect: .integer, memType: chdf5_t_native_int64(), zero: Int64(0), maxElements: maxElements)
         return (v.map { Int($0) }, s)
     }
 
@@ -232,6 +232,10 @@ public final class HDF5File: @unchecked Sendable {
         let space = H5Dget_space(ds)
         guard space >= 0 else { throw HDF5Error(.ioFailed, file: file, object: object, "no dataspace") }
         defer { H5Sclose(space) }
+        // A null dataspace holds no element at all; reading it would give a made-up zero.
+        if H5Sget_simple_extent_type(space) == H5S_NULL {
+            throw HDF5Error(.wrongShape, file: file, object: object, "null dataspace (no elements)")
+        }
         let rank = H5Sget_simple_extent_ndims(space)
         guard rank >= 0, rank <= 32 else { throw HDF5Error(.wrongShape, file: file, object: object, "rank \(rank)") }
         var dims = [hsize_t](repeating: 0, count: Int(rank))
@@ -239,7 +243,8 @@ public final class HDF5File: @unchecked Sendable {
         return dims.map { Int(clamping: $0) }
     }
 
-    private func read<T>(_ objectPath: String, expect: HDF5ElementKind, memType: hid_t, zero: T) throws -> (values: [T], shape: [Int]) {
+    /// Reads a whole dataset after checking its declared element count against `maxElements`.
+    private func read<T>(_ objectPath: String, expect: HDF5ElementKind, memType: hid_t, zero: T, maxElements: Int) throws -> (values: [T], shape: [Int]) {
         try withDataset(objectPath) { ds in
             let t = H5Dget_type(ds)
             defer { H5Tclose(t) }
@@ -251,8 +256,8 @@ public final class HDF5File: @unchecked Sendable {
             var count = 1
             for d in shape {
                 let (p, o) = count.multipliedReportingOverflow(by: d)
-                guard !o, p <= Self.maxElements else {
-                    throw HDF5Error(.tooLarge, file: path, object: objectPath, "shape \(shape) exceeds \(Self.maxElements) elements")
+                guard !o, p <= maxElements else {
+                    throw HDF5Error(.tooLarge, file: path, object: objectPath, "shape \(shape) exceeds \(maxElements) elements")
                 }
                 count = p
             }

@@ -78,6 +78,18 @@ public struct ModelConfig: Sendable, Equatable, Codable {
         return ropeFrequencyAxes.map { ids.axes[min($0, last)][i] }
     }
 
+    /// Language-model parameters the config describes (embedding, LM head unless tied, every
+    /// layer's projections, norms and biases), as a Double so that no product can overflow.
+    public var parameterCount: Double {
+        let d = Double(hiddenSize), dh = Double(headDim), h = Double(heads), kv = Double(kvHeads), m = Double(intermediateSize)
+        let attention = (h + 2 * kv) * dh * d + h * dh * d + (attentionBias ? (h + 2 * kv) * dh : 0)
+        let layer = attention + 3 * m * d + 2 * d
+        return Double(vocabSize) * d * (tieWordEmbeddings ? 1 : 2) + Double(layers) * layer + d
+    }
+
+    /// The model-size budget (SPEC.md §12): 2^37 parameters, twice a 72B model.
+    public static let maxParameters = Double(1 << 37)
+
     /// Width of all query heads together, H · d_head.
     public var queryWidth: Int { heads * headDim }
     /// Width of all key (or value) heads together, H_kv · d_head.
@@ -96,12 +108,17 @@ public struct ModelConfig: Sendable, Equatable, Codable {
         }
         // Caps that keep a hostile config from asking for absurd allocations.
         for (key, v, cap) in [("hidden_size", hiddenSize, 1 << 16), ("num_hidden_layers", layers, 1024),
-                              ("num_attention_heads", heads, 1024), ("intermediate_size", intermediateSize, 1 << 18),
+                              ("num_attention_heads", heads, 1024), ("num_key_value_heads", kvHeads, 1024), ("intermediate_size", intermediateSize, 1 << 18),
                               ("vocab_size", vocabSize, 1 << 22), ("head_dim", headDim, 4096)] where v > cap {
             throw bad(key, "\(v) is larger than the supported maximum \(cap)")
         }
         if heads % kvHeads != 0 { throw bad("num_key_value_heads", "\(kvHeads) does not divide num_attention_heads \(heads)") }
         if headDim % 2 != 0 { throw bad("head_dim", "RoPE needs an even head dimension, got \(headDim)") }
+        // One budget for the whole model, so sizes each under its cap cannot multiply into an
+        // allocation the run would then refuse (computed in Double: no overflow).
+        if Double(parameterCount) > Self.maxParameters {
+            throw bad("num_hidden_layers", "the config describes \(parameterCount.formatted()) parameters; the supported maximum is 2^37")
+        }
         if !(rmsNormEps > 0) || !rmsNormEps.isFinite { throw bad("rms_norm_eps", "must be positive and finite, got \(rmsNormEps)") }
         if !(ropeTheta > 1) || !ropeTheta.isFinite { throw bad("rope_theta", "must be finite and > 1, got \(ropeTheta)") }
         if maxPositionEmbeddings <= 0 || maxPositionEmbeddings > 1 << 30 {

@@ -6,8 +6,8 @@ public struct ImageGrid: Sendable, Equatable, Codable {
     /// Number of visual tokens, rows · cols.
     public var count: Int { rows * cols }
 
-    /// Largest `rows · cols` accepted from text (4096², far beyond any VLM's grid).
-    public static let maxCountFromText = 1 << 24
+    /// Largest `rows · cols` accepted from text: a case's whole sequence limit.
+    public static let maxCountFromText = PromptCase.maxSequenceLength
 
     /// Parses `ROWSxCOLS` (e.g. `24x24`; `X` also accepted): two positive integers whose
     /// product is at most `maxCountFromText`. The one grid syntax of the command line.
@@ -163,6 +163,15 @@ public struct PromptCase: Sendable, Equatable {
     /// run overflow or allocate without bound; LLaVA-1.5 uses 24, Qwen2.5-VL a few hundred).
     public static let maxGridSide = 4096
     public static let maxDecodeSteps = 1 << 16
+    /// Largest prefill sequence S (text + visual tokens; SPEC.md §12): 64 Ki tokens, far
+    /// beyond LLaVA's 600 and a long Qwen2.5-VL video's tens of thousands.
+    public static let maxSequenceLength = 1 << 16
+    /// Largest position id (the `max_position_embeddings` cap), so decode positions
+    /// `max + k` never overflow.
+    public static let maxPositionID = 1 << 30
+    /// Largest number of float elements in a case's visual inputs (1 GiB of f32), checked on
+    /// the declared dataset shapes before anything is read.
+    public static let maxVisualElements = 1 << 28
 
     /// Checks the case against a model; `file` names the source in errors. With
     /// `checkProjector: false` (traces, whose model folder is not at hand) the feature width
@@ -173,6 +182,10 @@ public struct PromptCase: Sendable, Equatable {
             throw bad("grid", "\(grid.rows)x\(grid.cols) must be 1 ... \(Self.maxGridSide) rows and columns")
         }
         if decodeSteps > Self.maxDecodeSteps { throw bad("decode_steps", "\(decodeSteps) exceeds the supported \(Self.maxDecodeSteps)") }
+        if prefixTokens.count > Self.maxSequenceLength || suffixTokens.count > Self.maxSequenceLength
+            || prefixTokens.count + suffixTokens.count + visual.count > Self.maxSequenceLength {
+            throw bad("prefix_ids", "the sequence (\(prefixTokens.count) + \(visual.count) + \(suffixTokens.count) tokens) exceeds \(Self.maxSequenceLength)")
+        }
         if visual.count < 1 { throw bad("visual", "a case needs at least one visual token") }
         if suffixTokens.isEmpty { throw bad("suffix_ids", "a case needs at least one text token after the image (the scoring query)") }
         if let idx = visualGridIndices {
@@ -200,6 +213,9 @@ public struct PromptCase: Sendable, Equatable {
             throw bad("positions", "\(positions.count) position ids for \(sequenceLength) tokens")
         }
         if positions.axes.contains(where: { $0.contains { $0 < 0 } }) { throw bad("positions", "negative position id") }
+        if let p = positions.axes.joined().first(where: { $0 > Self.maxPositionID }) {
+            throw bad("positions", "position id \(p) exceeds \(Self.maxPositionID)")
+        }
         if positions.isMultimodal, config.mropeSection == nil {
             throw bad("positions", "3-D (t, h, w) positions need a model with M-RoPE (mrope_section); this one has 1-D RoPE")
         }

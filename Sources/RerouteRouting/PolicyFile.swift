@@ -166,8 +166,8 @@ public enum PolicyFile {
             }
         case (false, true):
             let c = try sc.ints("keep_counts")
-            for (i, x) in c.enumerated() where !(1...(1 << 24)).contains(x) {
-                throw bad("schedule.keep_counts[\(i)]", "\(x) is outside 1…\(1 << 24)")
+            for (i, x) in c.enumerated() where !(1...RoutingPolicy.maxKeepCount).contains(x) {
+                throw bad("schedule.keep_counts[\(i)]", "\(x) is outside 1…\(RoutingPolicy.maxKeepCount)")
             }
             if c.count != layers.count { throw bad("schedule.keep_counts", "\(c.count) counts for \(layers.count) decision layers") }
             counts = c

@@ -63,8 +63,29 @@ public struct RoutingPolicy: Sendable, Equatable, Codable {
         return Schedule(decisionLayers: mapped, counts: counts)
     }
 
+    /// Largest reference depth (the `num_hidden_layers` cap) and keep count / query rows
+    /// (a case's sequence limit).
+    public static let maxDepth = 1024
+    public static let maxKeepCount = 1 << 16
+
     /// Checks the combination of values is one the suite can execute.
     public func validate() throws {
+        // Bounds first: the remap multiplies and divides by these (SPEC.md §12).
+        if !(1...RoutingPolicy.maxDepth).contains(referenceDepth) {
+            throw RoutingError.badSchedule("\(name): reference depth \(referenceDepth) outside 1…\(RoutingPolicy.maxDepth)")
+        }
+        if let l = decisionLayers.first(where: { !(1..<referenceDepth).contains($0) }) {
+            throw RoutingError.badSchedule("\(name): decision layer \(l) outside 1 ..< \(referenceDepth) (the reference depth)")
+        }
+        if let c = keepCounts?.first(where: { $0 > RoutingPolicy.maxKeepCount }) {
+            throw RoutingError.badSchedule("\(name): keep count \(c) above \(RoutingPolicy.maxKeepCount)")
+        }
+        if case .lastRows(let k) = scorer.query, k > RoutingPolicy.maxKeepCount {
+            throw RoutingError.badSchedule("\(name): lastRows(\(k)) above \(RoutingPolicy.maxKeepCount)")
+        }
+        if let v = visionStage, !(v.keepRatio > 0 && v.keepRatio <= 1) || !(1...4).contains(v.perRegion) || !(v.penaltyQuantile >= 0 && v.penaltyQuantile <= 1) {
+            throw RoutingError.badSchedule("\(name): vision stage keep ratio \(v.keepRatio), per region \(v.perRegion), quantile \(v.penaltyQuantile) outside (0, 1], 1…4, [0, 1]")
+        }
         if let counts = keepCounts {
             if !keepRatios.isEmpty { throw RoutingError.badSchedule("\(name): both keep ratios and keep counts") }
             if decisionLayers.count != counts.count {

@@ -6,13 +6,14 @@ public enum PromptCaseIO {
     /// Reads a prompt case from `group` (e.g. `/inputs`); `name` becomes the case name.
     public static func read(_ f: HDF5File, group g: String = "/inputs", name: String) throws -> PromptCase {
         let path = f.path
-        func ints(_ p: String, rank: Int) throws -> (values: [Int], shape: [Int]) {
-            let r = try f.readInts(p)
+        // Declared sizes are bounded before anything is read (SPEC.md §12).
+        func ints(_ p: String, rank: Int, max: Int = PromptCase.maxSequenceLength) throws -> (values: [Int], shape: [Int]) {
+            let r = try f.readInts(p, maxElements: max)
             guard r.shape.count == rank else { throw InputError(.badCase, file: path, object: p, "rank \(r.shape.count), expected \(rank)") }
             return r
         }
         func matrix(_ p: String) throws -> Matrix {
-            let r = try f.readFloats(p)
+            let r = try f.readFloats(p, maxElements: PromptCase.maxVisualElements)
             guard r.shape.count == 2 else { throw InputError(.badCase, file: path, object: p, "shape \(r.shape), expected [rows, cols]") }
             return Matrix(rows: r.shape[0], cols: r.shape[1], values: r.values)
         }
@@ -32,7 +33,7 @@ public enum PromptCaseIO {
         } else {
             throw InputError(.badCase, file: path, object: g, "neither visual_features nor visual_embeddings")
         }
-        let pos = try ints("\(g)/positions", rank: 2)
+        let pos = try ints("\(g)/positions", rank: 2, max: 3 * PromptCase.maxSequenceLength)
         guard pos.shape[0] == 1 || pos.shape[0] == 3 else {
             throw InputError(.badCase, file: path, object: "\(g)/positions", "\(pos.shape[0]) axes, expected 1 or 3")
         }
@@ -41,7 +42,7 @@ public enum PromptCaseIO {
         let steps = try ints("\(g)/decode_steps", rank: 0).values[0]
         var side: VisionSideInputs?
         if f.exists("\(g)/vision_side") {
-            let cls = try f.readFloats("\(g)/vision_side/cls_attention")
+            let cls = try f.readFloats("\(g)/vision_side/cls_attention", maxElements: PromptCase.maxVisualElements)
             guard cls.shape.count == 1 else { throw InputError(.badCase, file: path, object: "\(g)/vision_side/cls_attention", "expected [N]") }
             side = VisionSideInputs(clsAttention: cls.values, similarityFeatures: try matrix("\(g)/vision_side/similarity_features"))
         }

@@ -129,6 +129,7 @@ extension Trace {
         let config = try decode(ModelConfig.self, "model_config")
         try config.validate(file: path)
         let policy = try decode(RoutingPolicy.self, "policy")
+        do { try policy.validate() } catch let e as RoutingError { throw bad("/@policy", "\(e)") }
         let producer = try f.stringAttribute("producer"), producerVersion = try f.stringAttribute("producer_version")
         let producerCommit = try f.stringAttribute("producer_commit"), decoderName = try f.stringAttribute("decoder")
         let modeName = try f.stringAttribute("mode"), model = try f.stringAttribute("model"), seed = try f.intAttribute("seed")
@@ -158,6 +159,18 @@ extension Trace {
             let r = try f.readInts(p)
             return r.values
         }
+        // Every integer is range-checked where it is read (SPEC.md §12): nothing later does
+        // arithmetic on, or indexes with, a number the file chose.
+        func bounded(_ p: String, _ values: [Int], _ range: ClosedRange<Int>) throws -> [Int] {
+            if let v = values.first(where: { !range.contains($0) }) {
+                throw InputError(.badValue, file: path, object: p, "\(v) is outside \(range.lowerBound)…\(range.upperBound)")
+            }
+            return values
+        }
+        func distinct(_ p: String, _ values: [Int]) throws -> [Int] {
+            if Set(values).count != values.count { throw InputError(.badValue, file: path, object: p, "repeats an index") }
+            return values
+        }
         func check(_ p: String, _ actual: [Int], _ expected: [Int?]) throws {
             guard actual.count == expected.count, zip(actual, expected).allSatisfy({ $1 == nil || $0 == $1 }) else {
                 throw InputError(.badShape, file: path, object: p,
@@ -177,7 +190,7 @@ extension Trace {
             let active = (0..<S).filter { mask[l * S + $0] != 0 }
             processed.append(active)
             let axes = (0..<A).map { a in active.map { pos[(l * A + a) * S + $0] } }
-            if let bad = axes.joined().first(where: { $0 < 0 }) {
+            if let bad = axes.joined().first(where: { $0 < 0 || $0 > PromptCase.maxPositionID }) {
                 throw InputError(.badValue, file: path, object: "/prefill/positions", "layer \(l): position \(bad) for a processed token")
             }
             layerPositions.append(PositionIDs(axes: axes))
@@ -196,30 +209,43 @@ extension Trace {
             throw InputError(.badShape, file: path, object: "/prefill/hidden_states",
                              "\(S) sequence rows, the inputs give \(input.prefixTokens.count + llmVisual + input.suffixTokens.count)")
         }
+        // Decision indices are visual-span indices (one per original visual token or grid cell).
+        let span = 0...(max(input.visual.count, input.grid.count) - 1)
         var decisions: [RoutingDecision] = []
         for g in try f.children(of: "/prefill/decisions") {
             let p = "/prefill/decisions/\(g)"
-            let candidates = try ints("\(p)/candidates", [nil])
+            let candidates = try distinct("\(p)/candidates", try bounded("\(p)/candidates", try ints("\(p)/candidates", [nil]), span))
             let scores = try doubles("\(p)/scores", [candidates.count])
             let layer = try f.intAttribute("layer", of: p)
             guard (1..<L).contains(layer) else { throw bad("\(p)@layer", "\(layer) is outside 1 ..< \(L) (a decision layer of this model)") }
-            decisions.append(RoutingDecision(layer: layer, candidates: candidates,
-                                             kept: try ints("\(p)/kept", [nil]), deferred: try ints("\(p)/deferred", [nil]),
-                                             scores: scores, budget: try f.intAttribute("budget", of: p)))
+            let kept = try distinct("\(p)/kept", try bounded("\(p)/kept", try ints("\(p)/kept", [nil]), span))
+            let deferred = try distinct("\(p)/deferred", try bounded("\(p)/deferred", try ints("\(p)/deferred", [nil]), span))
+            let budget = try bounded("\(p)@budget", [try f.intAttribute("budget", of: p)], 0...span.upperBound + 1)[0]
+            decisions.append(RoutingDecision(layer: layer, candidates: candidates, kept: kept, deferred: deferred,
+                                             scores: scores, budget: budget))
         }
-        let tokens = try ints("/decode/tokens", [nil])
+        let tokens = try bounded("/decode/tokens", try ints("/decode/tokens", [nil]), 0...(V - 1))
+        guard tokens.count <= PromptCase.maxDecodeSteps else {
+            throw InputError(.badShape, file: path, object: "/decode/tokens", "\(tokens.count) tokens exceed \(PromptCase.maxDecodeSteps) decode steps")
+        }
         let step = try floats("/decode/step_logits", [tokens.count, V])
-        let budgetLayers = try readBudget(f, L: L, ints: ints, doubles: doubles)
-        let imageTokens = try f.intAttribute("image_tokens", of: "/budget")
-        let llmVisualTokens = try f.intAttribute("llm_visual_tokens", of: "/budget")
+        let maxTokens = S + tokens.count
+        let bytesPerElement = try bounded("/budget@bytes_per_element", [try f.intAttribute("bytes_per_element", of: "/budget")], 1...16)[0]
+        let budgetLayers = try readBudget(f, L: L, ints: { p, shape in
+            // Token and KV-entry counts are at most the sequence; bytes at most entries · 2 · H_kv · d_h · 16.
+            let limit = p.hasSuffix("kv_bytes") ? maxTokens * 2 * config.kvWidth * 16 : maxTokens
+            return try bounded(p, try ints(p, shape), 0...limit)
+        }, doubles: doubles)
+        let imageTokens = try bounded("/budget@image_tokens", [try f.intAttribute("image_tokens", of: "/budget")], 0...span.upperBound + 1)[0]
+        let llmVisualTokens = try bounded("/budget@llm_visual_tokens", [try f.intAttribute("llm_visual_tokens", of: "/budget")], 0...span.upperBound + 1)[0]
         let matching = try decode(BudgetMatching.self, "matching", of: "/budget")
-        let bytesPerElement = try f.intAttribute("bytes_per_element", of: "/budget")
         let budget = BudgetReport(policy: policy.name, layers: budgetLayers, imageTokens: imageTokens, llmVisualTokens: llmVisualTokens,
                                   matching: matching, bytesPerElement: bytesPerElement)
-        let decodePositions = try ints("/prefill/decode_positions", [L])
-        let kvLength = try ints("/prefill/kv_length", [L])
+        let decodePositions = try bounded("/prefill/decode_positions", try ints("/prefill/decode_positions", [L]),
+                                          0...(PromptCase.maxPositionID + PromptCase.maxDecodeSteps + 1))
+        let kvLength = try bounded("/prefill/kv_length", try ints("/prefill/kv_length", [L]), 0...S)
         let lastLogits = try floats("/prefill/logits", [V])
-        let kvAfter = try ints("/decode/kv_length", [L])
+        let kvAfter = try bounded("/decode/kv_length", try ints("/decode/kv_length", [L]), 0...maxTokens)
         let stepLogits: [[Float]] = (0..<tokens.count).map { Array(step[($0 * V)..<(($0 + 1) * V)]) }
         return Trace(provenance: provenance, config: config, policy: policy, input: input, llmGridIndices: llmGrid,
                      hiddenStates: hidden, processed: processed, layerPositions: layerPositions,

@@ -1,0 +1,195 @@
+import Foundation
+import Testing
+@testable import RerouteModel
+@testable import RerouteRouting
+@testable import RerouteTrace
+import RerouteHDF5
+
+/// Extreme integers (0, −1, ±2^31, 2^63 − 1, −2^63) in every integer field of every input
+/// format and every numeric command-line option: each is refused naming the field (exit 2
+/// from the CLI), or — where the value is inside the documented limit (SPEC.md §12) —
+/// accepted; never a crash, an overflow trap or an unbounded allocation.
+@Suite struct ExtremeIntegerTests {
+    static let extremes: [Int] = [0, -1, 1 << 31, -(1 << 31), Int.max, Int.min]
+
+    /// The error `body` throws as text, nil when it succeeds.
+    static func failure(_ body: () throws -> Void) -> String? {
+        do { try body(); return nil } catch { return "\(error)" }
+    }
+
+    // MARK: command line
+
+    static let model = "golden/models/tiny-llama", caseFile = "golden/traces/tiny-llama/dense.h5"
+    /// (arguments before the option, option, accepted range). Commands that would then run
+    /// long (bench) are only given out-of-range values.
+    static let options: [([String], String, ClosedRange<Int>)] = [
+        (["budget"], "--text-tokens", 1...PromptCase.maxSequenceLength),
+        (["budget"], "--kv-bytes", 1...16),
+        (["time", "--model", model, "--case", caseFile], "--repeats", 1...10_000),
+        (["time", "--model", model, "--case", caseFile], "--warmup", 0...10_000),
+        (["time", "--model", model, "--case", caseFile], "--threads", 1...256),
+        (["check-layers", "--model", model, "--case", caseFile, "--policy", "fastv", "--layers", "0"], "--threads", 1...256),
+        (["verify", "--traces", "none", "--models", "/nonexistent"], "--jobs", 1...256),
+        (["diff", caseFile, caseFile], "--max-reported", 0...100_000),
+        (["diff", caseFile, caseFile], "--route-slack", 0...(1 << 24)),
+        (["bench"], "--repeats", 1...10_000),
+        (["bench"], "--threads", 1...256),
+        (["bench"], "--layers", 1...128),
+        (["bench"], "--policy-rounds", 1...10_000),
+        (["bench"], "--packed-row-limit", 0...(1 << 16)),
+    ]
+
+    @Test(arguments: 0..<options.count)
+    func numericOptionsAreBoundedAndNamed(index: Int) throws {
+        let (prefix, option, range) = Self.options[index]
+        for v in Self.extremes {
+            if range.contains(v) && (prefix[0] == "bench" || v > 10_000) { continue }
+            let r = try Subprocess.run(prefix + [option, "\(v)"], deadline: 60)
+            #expect(!r.signaled && !r.timedOut, "\(option) \(v): \(r.err.prefix(400))")
+            if range.contains(v) {
+                #expect(r.status != 2 || !r.err.contains(option), "\(option) \(v) is inside \(range): \(r.err.prefix(300))")
+            } else {
+                #expect(r.status == 2 && r.err.contains("reroute: error:") && r.err.contains(option), "\(option) \(v): exit \(r.status), \(r.err.prefix(300))")
+            }
+        }
+        // Grids: sides or products past the limits are refused by the one grid syntax.
+        if index == 0 {
+            for g in ["0x24", "-1x24", "\(Int.max)x2", "4000000000x4000000000", "300x300"] {
+                let r = try Subprocess.run(["budget", "--grid", g], deadline: 60)
+                #expect(r.status == 2 && !r.signaled && r.err.contains("--grid"), "--grid \(g): \(r.err.prefix(300))")
+            }
+        }
+    }
+
+    // MARK: config.json
+
+    static let configKeys = ["hidden_size", "num_hidden_layers", "num_attention_heads", "num_key_value_heads", "head_dim",
+                             "intermediate_size", "vocab_size", "max_position_embeddings"]
+
+    @Test(arguments: configKeys)
+    func configIntegersAreBoundedAndNamed(key: String) throws {
+        let base: [String: Any] = ["model_type": "llama", "hidden_size": 64, "num_hidden_layers": 2, "num_attention_heads": 4,
+                                   "num_key_value_heads": 4, "head_dim": 16, "intermediate_size": 8, "vocab_size": 10,
+                                   "max_position_embeddings": 128]
+        for v in Self.extremes {
+            var c = base
+            c[key] = v
+            let e = inputError { _ = try ModelConfig.parse(json: try JSONSerialization.data(withJSONObject: c), file: "config.json") }
+            #expect(e?.object == key, "\(key) = \(v): \(String(describing: e))")
+        }
+    }
+
+    /// Sizes each under its own cap but too big together: refused by the one model-size
+    /// budget before any weight is looked at.
+    @Test func theModelSizeBudgetBoundsTheProduct() throws {
+        let c = #"{"model_type": "llama", "hidden_size": 65536, "num_attention_heads": 512, "vocab_size": 4000000, "num_hidden_layers": 2}"#
+        let e = inputError { _ = try ModelConfig.parse(json: Data(c.utf8), file: "config.json") }
+        #expect(e?.detail.contains("2^37") == true, "\(String(describing: e))")
+        // LLaVA-1.5-13B and Qwen2.5-VL-7B fit (their published configs are in golden/configs).
+        for f in ["llava-1.5-13b.json", "qwen2.5-vl-7b.json"] {
+            #expect(throws: Never.self) { _ = try ModelConfig.load(from: Repo.root.appendingPathComponent("golden/configs/" + f)) }
+        }
+    }
+
+    /// A case whose token list is longer than a case may be is refused on its declared shape,
+    /// naming the dataset, before it is read.
+    @Test func caseSizesAreBoundedBeforeReading() throws {
+        let source = try HDF5File(readingFrom: Repo.root.appendingPathComponent(Self.caseFile).path)
+        var c = try PromptCaseIO.read(source, name: "c")
+        c.prefixTokens = [Int](repeating: 1, count: PromptCase.maxSequenceLength + 1)
+        let dir = try TempDir()
+        defer { dir.cleanup() }
+        let w = try HDF5Writer(creating: dir.path("long.h5"))
+        try PromptCaseIO.write(c, to: w)
+        try w.commit()
+        let error = Self.failure { _ = try PromptCaseIO.read(try HDF5File(readingFrom: dir.path("long.h5")), name: "c") }
+        #expect(error?.contains("prefix_ids") == true && error?.contains("\(PromptCase.maxSequenceLength)") == true, "\(String(describing: error))")
+    }
+
+    // MARK: policy files
+
+    @Test(arguments: ["reference_depth", "decision_layers", "keep_counts", "per_region", "last_rows"])
+    func policyIntegersAreBoundedAndNamed(field: String) throws {
+        for v in Self.extremes {
+            var p = PolicyCatalog.named("reroute-nuwa-64")!
+            switch field {
+            case "reference_depth": p.referenceDepth = v
+            case "decision_layers": p.decisionLayers[0] = v
+            case "keep_counts": p.keepCounts = p.decisionLayers.map { _ in v }; p.keepRatios = []
+            case "per_region": p.visionStage!.perRegion = v
+            default: p.scorer.query = .lastRows(v)
+            }
+            let text = PolicyFile.encode(p)
+            let error = Self.failure { _ = try PolicyFile.decode(Data(text.utf8), file: "p.json") }
+            #expect(error != nil && error!.contains("p.json"), "\(field) = \(v) accepted")
+        }
+    }
+
+    // MARK: prompt cases
+
+    /// A shipped case with one integer replaced, written and read back, then validated
+    /// against tiny-llama: refused naming the dataset.
+    @Test(arguments: ["prefix_ids", "suffix_ids", "grid", "positions", "decode_steps"])
+    func caseIntegersAreBoundedAndNamed(dataset: String) throws {
+        let source = try HDF5File(readingFrom: Repo.root.appendingPathComponent(Self.caseFile).path)
+        let original = try PromptCaseIO.read(source, name: "c")
+        let config = try ModelConfig.load(from: Repo.model("tiny-llama").appendingPathComponent("config.json"))
+        let dir = try TempDir()
+        defer { dir.cleanup() }
+        for (k, v) in Self.extremes.enumerated() {
+            var c = original
+            switch dataset {
+            case "prefix_ids": c.prefixTokens[0] = v
+            case "suffix_ids": c.suffixTokens[0] = v
+            case "grid": c.grid = ImageGrid(rows: v, cols: c.grid.cols)
+            case "positions":
+                var axis = c.positions.axes[0]
+                axis[3] = v
+                c.positions = PositionIDs(axes: [axis])
+            default: c.decodeSteps = v
+            }
+            if v == 0, dataset != "grid" { continue }  // a valid token id, position and step count
+            let path = dir.path("c\(k).h5")
+            let w = try HDF5Writer(creating: path)
+            try PromptCaseIO.write(c, to: w)
+            try w.commit()
+            let error = Self.failure {
+                let read = try PromptCaseIO.read(try HDF5File(readingFrom: path), name: "c")
+                try read.validate(for: config, projector: nil, file: path, checkProjector: false)
+            }
+            #expect(error != nil && error!.contains(dataset), "\(dataset) = \(v): \(String(describing: error))")
+        }
+    }
+
+    // MARK: traces
+
+    /// A golden trace with one integer replaced, written and read back: refused naming the
+    /// dataset or attribute (so no later arithmetic or indexing meets the value).
+    @Test(arguments: ["kv_length", "decode_positions", "tokens", "kept", "candidates", "budget", "layer", "kv_entries", "bytes_per_element"])
+    func traceIntegersAreBoundedAndNamed(field: String) throws {
+        let golden = try Trace.read(from: Repo.root.appendingPathComponent("golden/traces/tiny-llama/reroute-fastv-64.h5").path)
+        let dir = try TempDir()
+        defer { dir.cleanup() }
+        for (k, v) in Self.extremes.enumerated() {
+            var t = golden
+            switch field {
+            case "kv_length": t.kvLength[2] = v
+            case "decode_positions": t.decodePositions[0] = v
+            case "tokens": t.decodeTokens[0] = v
+            case "kept": t.decisions[0].kept[0] = v
+            case "candidates": t.decisions[0].candidates[0] = v
+            case "budget": t.decisions[0].budget = v
+            case "layer": t.decisions[0].layer = v
+            case "kv_entries": t.budget.layers[1].kvEntries = v
+            default: t.budget.bytesPerElement = v
+            }
+            // 0 is a valid kv length, decode position and token id; the golden's own values pass.
+            let path = dir.path("t\(k).h5")
+            try t.write(to: path)
+            let error = Self.failure { _ = try Trace.read(from: path) }
+            if v == 0, ["decode_positions", "tokens", "kv_entries", "budget", "kv_length", "kept", "candidates"].contains(field) { continue }
+            let name = field == "bytes_per_element" ? "bytes_per_element" : field
+            #expect(error != nil && error!.contains(name), "\(field) = \(v): \(String(describing: error))")
+        }
+    }
+}
