@@ -87,7 +87,8 @@ let package = Package(
 // .build-fuzz; they have no `main` of their own, so they are not part of normal builds).
 if ProcessInfo.processInfo.environment["REROUTE_FUZZ"] != nil {
     for (name, deps) in [("FuzzSafeTensors", ["RerouteModel"]), ("FuzzModelConfig", ["RerouteModel"]),
-                         ("FuzzTraceReader", ["RerouteTrace", "RerouteConformance"])] {
+                         ("FuzzTraceReader", ["RerouteTrace", "RerouteConformance"]), ("FuzzPolicyFile", ["RerouteRouting"]),
+                         ("FuzzPromptCase", ["RerouteModel"])] {
         package.targets.append(.executableTarget(name: name, dependencies: deps.map { .target(name: $0) }, path: "Fuzz/\(name)",
                                                  swiftSettings: [.unsafeFlags(["-parse-as-library"])],
                                                  linkerSettings: [.unsafeFlags(["-sanitize=fuzzer", "-use-ld=lld"])]))

@@ -2,7 +2,8 @@
 # Build and run the libFuzzer targets (Swift's -sanitize=fuzzer) for a given time each.
 #
 #   tools/fuzz.sh [SECONDS] [TARGET...]      default: 600 s each for FuzzSafeTensors,
-#                                            FuzzModelConfig, FuzzTraceReader
+#                                            FuzzModelConfig, FuzzTraceReader, FuzzPolicyFile,
+#                                            FuzzPromptCase
 #
 # Builds in .build-fuzz (never touches .build). Seed corpora come from the shipped files
 # (golden/models, golden/configs, golden/traces); the working corpus grows in
@@ -14,12 +15,14 @@ cd "$(dirname "$0")/.."
 seconds=${1:-600}
 shift || true
 targets=("$@")
-[ ${#targets[@]} -gt 0 ] || targets=(FuzzSafeTensors FuzzModelConfig FuzzTraceReader)
+[ ${#targets[@]} -gt 0 ] || targets=(FuzzSafeTensors FuzzModelConfig FuzzTraceReader FuzzPolicyFile FuzzPromptCase)
 tools/bootstrap.sh
 export REROUTE_FUZZ=1
 # Let libFuzzer, not Swift's backtracer, handle traps (SIGILL), so it saves the crashing input.
 export SWIFT_BACKTRACE=enable=no
 root=.build-fuzz
+mkdir -p "$root"
+[ -x .build/debug/reroute ] || swift build --product reroute  # writes the policy seeds
 status=0
 for t in "${targets[@]}"; do
     echo "== building $t"
@@ -31,6 +34,7 @@ for t in "${targets[@]}"; do
     case "$t" in
         FuzzSafeTensors) for f in golden/models/*/*.safetensors; do head -c 16384 "$f" > "$seeds/head-$(basename "$(dirname "$f")")-$(basename "$f")"; done ;;
         FuzzModelConfig) for f in golden/models/*/config.json golden/configs/*.json; do cp "$f" "$seeds/$(echo "$f" | tr / _)"; done ;;
+        FuzzPolicyFile) for p in dense fastv reroute-fastv-64 reroute-nuwa-64 pdrop-release-64; do .build/debug/reroute policy show "$p" --json > "$seeds/$p.json"; done ;;
         FuzzTraceReader) for m in tiny-llama tiny-qwen2-vl; do cp "golden/traces/$m/dense.h5" "$seeds/$m-dense.h5"; cp "golden/traces/$m/reroute-fastv-64.h5" "$seeds/$m-reroute.h5"; done ;;
     esac
     echo "== fuzzing $t for $seconds s"
