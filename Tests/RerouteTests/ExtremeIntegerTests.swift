@@ -61,6 +61,26 @@ import RerouteHDF5
         }
     }
 
+    // MARK: safetensors headers
+
+    /// One F32 tensor whose shape or data offsets hold an extreme integer: refused naming
+    /// the tensor (sizes are overflow-checked and matched to the byte range before any read).
+    @Test(arguments: ["shape", "begin", "end"])
+    func safetensorsIntegersAreBoundedAndNamed(field: String) throws {
+        let dir = try TempDir()
+        defer { dir.cleanup() }
+        for (k, v) in Self.extremes.enumerated() {
+            let shape = field == "shape" ? "[\(v), 2]" : "[1, 2]"
+            let offsets = field == "begin" ? "[\(v), 8]" : field == "end" ? "[0, \(v)]" : "[0, 8]"
+            let header = #"{"t":{"dtype":"F32","shape":"# + shape + #","data_offsets":"# + offsets + "}}"
+            let path = dir.path("x\(k).safetensors")
+            try SafeTensorsBuilder.file(header: header, data: [UInt8](repeating: 0, count: 8)).write(to: path)
+            let error = Self.failure { _ = try SafeTensorsFile(path: path).floats("t") }
+            if field == "begin", v == 0 { #expect(error == nil, "\(String(describing: error))"); continue }  // the valid file
+            #expect(error != nil && error!.contains(path), "\(field) = \(v): \(String(describing: error))")
+        }
+    }
+
     // MARK: config.json
 
     static let configKeys = ["hidden_size", "num_hidden_layers", "num_attention_heads", "num_key_value_heads", "head_dim",
