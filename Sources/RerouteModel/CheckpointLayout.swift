@@ -20,19 +20,17 @@ public struct CheckpointLayout: Sendable, Equatable {
 
     /// Names of a projector's tensors.
     public struct ProjectorNames: Sendable, Equatable {
-        public enum Kind: String, Sendable { case llava, qwenMerger }
-        public var kind: Kind
         /// `linear_1` / `linear_2` weights (biases: the same names with `.bias`).
         public var linear1: String, linear2: String
-        /// Qwen2.5-VL's `merger.ln_q.weight`, the RMSNorm of each patch feature.
+        /// Qwen2.5-VL's `merger.ln_q.weight`, the RMSNorm of each patch feature; nil for LLaVA.
         public var featureNorm: String?
     }
 
     static func llavaProjector(_ p: String) -> ProjectorNames {
-        ProjectorNames(kind: .llava, linear1: p + "linear_1.weight", linear2: p + "linear_2.weight", featureNorm: nil)
+        ProjectorNames(linear1: p + "linear_1.weight", linear2: p + "linear_2.weight", featureNorm: nil)
     }
     static func merger(_ p: String) -> ProjectorNames {
-        ProjectorNames(kind: .qwenMerger, linear1: p + "mlp.0.weight", linear2: p + "mlp.2.weight", featureNorm: p + "ln_q.weight")
+        ProjectorNames(linear1: p + "mlp.0.weight", linear2: p + "mlp.2.weight", featureNorm: p + "ln_q.weight")
     }
 
     /// A `LlamaForCausalLM` / `Qwen2ForCausalLM`, with the LLaVA projector optionally in
@@ -56,7 +54,7 @@ public struct CheckpointLayout: Sendable, Equatable {
     public static let llavaOriginal = CheckpointLayout(
         name: "llava-original", writtenBy: "haotian-liu/LLaVA LlavaLlamaForCausalLM",
         languageModel: "model.", lmHead: "lm_head.weight",
-        projector: ProjectorNames(kind: .llava, linear1: "model.mm_projector.0.weight", linear2: "model.mm_projector.2.weight", featureNorm: nil),
+        projector: ProjectorNames(linear1: "model.mm_projector.0.weight", linear2: "model.mm_projector.2.weight", featureNorm: nil),
         visionTower: ["model.vision_tower."])
     /// `Qwen2_5_VLForConditionalGeneration` (and Qwen2-VL) as published and as
     /// `save_pretrained` writes it; the vision merger is the projector.
@@ -68,8 +66,6 @@ public struct CheckpointLayout: Sendable, Equatable {
         name: "qwen2.5-vl-modules", writtenBy: "Qwen2_5_VLForConditionalGeneration state_dict() (transformers ≥ 4.52 module names)",
         languageModel: "model.language_model.", lmHead: "lm_head.weight", projector: merger("model.visual.merger."),
         visionTower: ["model.visual."])
-
-    public static let all: [CheckpointLayout] = [causalLM, llavaHF, llavaHFModules, llavaOriginal, qwenVL, qwenVLModules]
 
     /// The layout of a checkpoint with these tensor names: by where `embed_tokens.weight` is,
     /// then (for `model.`) by the vision tensors present. `directory` names the folder in the

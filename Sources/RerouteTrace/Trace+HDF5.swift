@@ -167,7 +167,9 @@ extension Trace {
             }
             return values
         }
-        func distinct(_ p: String, _ values: [Int]) throws -> [Int] {
+        /// Visual-span indices of a decision: each in `span`, none repeated.
+        func indices(_ p: String, _ span: ClosedRange<Int>) throws -> [Int] {
+            let values = try bounded(p, try ints(p, [nil]), span)
             if Set(values).count != values.count { throw InputError(.badValue, file: path, object: p, "repeats an index") }
             return values
         }
@@ -214,12 +216,11 @@ extension Trace {
         var decisions: [RoutingDecision] = []
         for g in try f.children(of: "/prefill/decisions") {
             let p = "/prefill/decisions/\(g)"
-            let candidates = try distinct("\(p)/candidates", try bounded("\(p)/candidates", try ints("\(p)/candidates", [nil]), span))
+            let candidates = try indices("\(p)/candidates", span)
             let scores = try doubles("\(p)/scores", [candidates.count])
             let layer = try f.intAttribute("layer", of: p)
             guard (1..<L).contains(layer) else { throw bad("\(p)@layer", "\(layer) is outside 1 ..< \(L) (a decision layer of this model)") }
-            let kept = try distinct("\(p)/kept", try bounded("\(p)/kept", try ints("\(p)/kept", [nil]), span))
-            let deferred = try distinct("\(p)/deferred", try bounded("\(p)/deferred", try ints("\(p)/deferred", [nil]), span))
+            let kept = try indices("\(p)/kept", span), deferred = try indices("\(p)/deferred", span)
             let budget = try bounded("\(p)@budget", [try f.intAttribute("budget", of: p)], 0...span.upperBound + 1)[0]
             decisions.append(RoutingDecision(layer: layer, candidates: candidates, kept: kept, deferred: deferred,
                                              scores: scores, budget: budget))
