@@ -59,20 +59,23 @@ let package = Package(
         // The benchmark harness: one median, prefill timing, allocation counts, machine probes.
         .target(name: "RerouteBench", dependencies: ["CRerouteAllocationCounter", "CBLAS", "RerouteModel", "RerouteFixtures", "RerouteFast",
                                                      "RerouteReference", "RerouteRouting", "RerouteVerify"]),
-        // The `reroute` command.
-        .executableTarget(
-            name: "RerouteCLI",
+        // The `reroute` commands (swift-argument-parser): parse, validate, call the libraries, print.
+        .target(
+            name: "RerouteCommands",
             dependencies: [
-                "CRerouteAllocationCounter", "RerouteBench", "RerouteVerify", "RerouteConformance", "RerouteModel", "RerouteFixtures", "RerouteReference", "RerouteFast", "RerouteRouting", "RerouteTrace",
+                "RerouteBench", "RerouteVerify", "RerouteConformance", "RerouteModel", "RerouteFixtures", "RerouteReference", "RerouteFast", "RerouteRouting", "RerouteTrace",
                 "RerouteHDF5", "CBLAS", "CHDF5",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
+        // The `reroute` executable: RerouteCommands' entry point, with the counting allocator.
+        .executableTarget(name: "RerouteCLI", dependencies: ["RerouteCommands", "CRerouteAllocationCounter"]),
         .testTarget(
             name: "RerouteTests",
             dependencies: [
                 "RerouteModel", "RerouteFixtures", "RerouteHDF5", "RerouteReference", "RerouteFast", "RerouteRouting", "RerouteTrace",
                 "RerouteVerify", "RerouteConformance", "DARTStyleAdapter",
+                "RerouteCommands",  // the argument surface in-process
                 "RerouteCLI",  // built so the end-to-end tests can run the `reroute` binary
                 "CRerouteAllocationCounter",  // per-thread allocation counts of the fast decoder
                 "CRerouteKernels",  // the packed-weight kernel against a Double product
@@ -86,10 +89,11 @@ let package = Package(
 // libFuzzer targets (tools/fuzz.sh builds them with REROUTE_FUZZ=1 and -sanitize=fuzzer in
 // .build-fuzz; they have no `main` of their own, so they are not part of normal builds).
 if ProcessInfo.processInfo.environment["REROUTE_FUZZ"] != nil {
+    let argumentParser = Target.Dependency.product(name: "ArgumentParser", package: "swift-argument-parser")
     for (name, deps) in [("FuzzSafeTensors", ["RerouteModel"]), ("FuzzModelConfig", ["RerouteModel"]),
                          ("FuzzTraceReader", ["RerouteTrace", "RerouteConformance"]), ("FuzzPolicyFile", ["RerouteRouting"]),
-                         ("FuzzPromptCase", ["RerouteModel"])] {
-        package.targets.append(.executableTarget(name: name, dependencies: deps.map { .target(name: $0) }, path: "Fuzz/\(name)",
+                         ("FuzzPromptCase", ["RerouteModel"]), ("FuzzCommandLine", ["RerouteCommands", argumentParser])] as [(String, [Target.Dependency])] {
+        package.targets.append(.executableTarget(name: name, dependencies: deps, path: "Fuzz/\(name)",
                                                  swiftSettings: [.unsafeFlags(["-parse-as-library"])],
                                                  linkerSettings: [.unsafeFlags(["-sanitize=fuzzer", "-use-ld=lld"])]))
     }

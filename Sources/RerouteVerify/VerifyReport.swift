@@ -12,11 +12,18 @@ public struct Shard: Sendable, Codable, Equatable {
         self.count = count
     }
 
+    /// The most shards a run splits into.
+    public static let maxCount = 10_000
+
+    /// Whether 0 ≤ index < count ≤ `maxCount`.
+    public var isValid: Bool { (1...Self.maxCount).contains(count) && (0..<count).contains(index) }
+
     /// Parses `I/N` (0 ≤ I < N ≤ 10000).
     public init?(parsing text: String) {
         let parts = text.split(separator: "/", omittingEmptySubsequences: false)
-        guard parts.count == 2, let i = Int(parts[0]), let n = Int(parts[1]), (1...10_000).contains(n), (0..<n).contains(i) else { return nil }
+        guard parts.count == 2, let i = Int(parts[0]), let n = Int(parts[1]) else { return nil }
         self.init(index: i, count: n)
+        guard isValid else { return nil }
     }
 
     public func owns(job k: Int) -> Bool { k % count == index }
@@ -133,12 +140,61 @@ public struct VerifyReportData: Codable, Sendable {
             guard r.schema == "reroute.verify", r.schemaVersion == 2 else {
                 throw InputError(.badValue, file: file, object: "schema", "'\(r.schema)' v\(r.schemaVersion); expected reroute.verify v2")
             }
+            try r.validate(file: file)
             return r
         } catch let e as InputError {
             throw e
         } catch {
             throw InputError(.badJSON, file: file, "not a reroute.verify report: \(error)")
         }
+    }
+
+    /// The most jobs one verify run holds (cases and golden trace runs).
+    public static let maxJobs = 1 << 20
+
+    /// A report read from a file holds what a verify run writes: its shard (if any) is
+    /// `I/N` with 0 ≤ I < N ≤ 10000; job indices are 0 ..< 2^20 and none repeats; counts,
+    /// rows and columns are ≥ 0 with mismatched ≤ total (the seed and exact values are only
+    /// printed or compared, any value); `checks`, `failed` and `passed` are what its entries give.
+    func validate(file: String) throws {
+        func bad(_ object: String, _ why: String) -> InputError { InputError(.badValue, file: file, object: object, why) }
+        if let s = shard, !s.isValid {
+            let object = (1...Shard.maxCount).contains(s.count) ? "shard.index" : "shard.count"
+            throw bad(object, "\(s.index)/\(s.count); expected I/N with 0 ≤ I < N ≤ \(Shard.maxCount)")
+        }
+        var jobs = Set<Int>()
+        func job(_ k: Int, _ object: String) throws {
+            guard (0..<Self.maxJobs).contains(k) else { throw bad(object, "job \(k) outside 0 ..< \(Self.maxJobs)") }
+            guard jobs.insert(k).inserted else { throw bad(object, "job \(k) appears twice") }
+        }
+        func count(_ n: Int, _ object: String) throws {
+            guard n >= 0 else { throw bad(object, "negative count \(n)") }
+        }
+        for (i, c) in transformersCases.enumerated() {
+            try job(c.job, "transformers_cases[\(i)].job")
+            for (j, t) in c.tensors.enumerated() {
+                let at = "transformers_cases[\(i)].tensors[\(j)]"
+                try count(t.total, at + ".total")
+                guard (0...t.total).contains(t.mismatched) else { throw bad(at + ".mismatched", "\(t.mismatched) of \(t.total) elements") }
+                for (k, m) in t.worst.enumerated() {
+                    try count(m.row, at + ".worst[\(k)].row")
+                    try count(m.column, at + ".worst[\(k)].column")
+                }
+            }
+        }
+        for (i, r) in goldenTraces.enumerated() {
+            try job(r.job, "golden_traces[\(i)].job")
+            for (name, n) in [("compared", r.compared), ("failed", r.failed), ("accepted", r.accepted), ("skipped", r.skipped)] {
+                try count(n, "golden_traces[\(i)].\(name)")
+            }
+        }
+        if let m = manifest { try count(m.files, "manifest.files") }
+        let recounted = VerifyReportData(shard: shard, manifest: manifest, cases: transformersCases, runs: goldenTraces, seconds: seconds)
+        for (name, stated, held) in [("checks", checks, recounted.checks), ("failed", failed, recounted.failed)] where stated != held {
+            throw bad(name, "\(stated), but the report's entries give \(held)")
+        }
+        if passed != recounted.passed { throw bad("passed", "\(passed), but the report's entries give \(recounted.passed)") }
+        guard seconds.isFinite, seconds >= 0 else { throw bad("seconds", "\(seconds); expected a finite time ≥ 0") }
     }
 
     /// Merges the reports of all shards of one run into the report an unsharded run gives

@@ -338,6 +338,12 @@ import Testing
         var runs = failed["golden_traces"] as! [[String: Any]]
         runs[0]["passed"] = false
         failed["golden_traces"] = runs
+        // A report whose summary disagrees with its entries is refused; a consistent failed shard fails the merge.
+        try JSONSerialization.data(withJSONObject: failed).write(to: URL(fileURLWithPath: dir.path("inconsistent.json")))
+        let inconsistent = try run(["report", "merge", shards[0], dir.path("inconsistent.json"), shards[2]])
+        #expect(inconsistent.status == 2 && inconsistent.err.contains("inconsistent.json: failed"), "\(inconsistent.err)")
+        failed["failed"] = (failed["failed"] as! Int) + 1
+        failed["passed"] = false
         try JSONSerialization.data(withJSONObject: failed).write(to: URL(fileURLWithPath: dir.path("bad.json")))
         #expect(try run(["report", "merge", shards[0], dir.path("bad.json"), shards[2]]).status == 1)
         #expect(try run(["verify", "--shard", "3/3", "--report", dir.path("x.json")]).status == 2)

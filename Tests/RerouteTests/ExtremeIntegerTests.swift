@@ -3,6 +3,7 @@ import Testing
 @testable import RerouteModel
 @testable import RerouteRouting
 @testable import RerouteTrace
+@testable import RerouteVerify
 import RerouteHDF5
 
 /// Extreme integers (0, −1, ±2^31, 2^63 − 1, −2^63) in every integer field of every input
@@ -215,5 +216,85 @@ import RerouteHDF5
             if v == 0, ["decode_positions", "tokens", "kv_entries", "budget", "kv_length", "kept", "candidates"].contains(field) { continue }
             #expect(error != nil && error!.contains(field), "\(field) = \(v): \(String(describing: error))")
         }
+    }
+
+    // MARK: verify reports (`report merge`)
+
+    /// A shard report as `reroute verify --shard 0/2 --report` writes it: one transformers case
+    /// with one tensor and one mismatch, one golden trace run, the manifest.
+    static func shardReport() throws -> [String: Any] {
+        let tensor = VerifyReportData.Tensor(name: "reference/hidden", passed: true, gate: nil, nmse: 1e-9, nmseLimit: 1e-6, worstRatio: 0.5,
+                                             mismatched: 0, total: 64, worst: [Mismatch(row: 1, column: 2, expected: 1, actual: 1, bound: 1)])
+        let c = VerifyReportData.Case(job: 0, model: "tiny-llama", caseName: "c", file: "c.h5", passed: true, tensors: [tensor], exact: [])
+        let run = VerifyReportData.Run(job: 2, file: "t.h5", model: "tiny-llama", policy: "fastv", decoder: "fast", mode: "replay", preset: "default",
+                                       passed: true, firstDivergence: nil, compared: 5, failed: 0, accepted: 1, skipped: 0, failures: [],
+                                       acceptedFindings: [], report: "")
+        let manifest = VerifyReportData.Manifest(folder: "golden/traces", files: 3, generator: "g", seed: 7, problems: [])
+        let r = VerifyReportData(shard: Shard(index: 0, count: 2), manifest: manifest, cases: [c], runs: [run], seconds: 1.5)
+        return try JSONSerialization.jsonObject(with: Data(try r.json().utf8)) as! [String: Any]
+    }
+
+    /// `object` with the value at `path` (keys and array indices) replaced by `value`.
+    static func replacing(_ object: Any, _ path: ArraySlice<Any>, with value: Any) -> Any {
+        guard let step = path.first else { return value }
+        if var d = object as? [String: Any], let key = step as? String {
+            d[key] = replacing(d[key]!, path.dropFirst(), with: value)
+            return d
+        }
+        var a = object as! [Any]
+        a[step as! Int] = replacing(a[step as! Int], path.dropFirst(), with: value)
+        return a
+    }
+
+    /// The report's integer fields as the errors name them.
+    static let reportFields = [
+        "shard.index", "shard.count", "checks", "failed", "manifest.files",
+        "transformers_cases[0].job", "transformers_cases[0].tensors[0].total", "transformers_cases[0].tensors[0].mismatched",
+        "transformers_cases[0].tensors[0].worst[0].row", "transformers_cases[0].tensors[0].worst[0].column",
+        "golden_traces[0].job", "golden_traces[0].compared", "golden_traces[0].failed", "golden_traces[0].accepted", "golden_traces[0].skipped",
+    ]
+
+    /// Every integer of a verify report read back: refused naming the field, unless inside
+    /// what a verify run can write (then the report reads; a merge of it must not trap).
+    @Test(arguments: 0..<reportFields.count)
+    func reportIntegersAreBoundedAndNamed(index: Int) throws {
+        let name = Self.reportFields[index]
+        let path: [Any] = name.split(whereSeparator: { ".[]".contains($0) }).map { Int($0).map { $0 as Any } ?? String($0) }
+        let field = "\(path.last!)"
+        let report = try Self.shardReport()
+        #expect(Self.failure { _ = try VerifyReportData.read(try JSONSerialization.data(withJSONObject: report), file: "r.json") } == nil)
+        for v in Self.extremes {
+            let data = try JSONSerialization.data(withJSONObject: Self.replacing(report, path[...], with: v))
+            var read: VerifyReportData?
+            let error = Self.failure { read = try VerifyReportData.read(data, file: "r.json") }
+            if let read {
+                // Accepted values are those a run can write; merging the shard alone must end in an error, not a trap.
+                let valid: Bool = switch field {
+                case "index": v == 0 || v == 1
+                case "count": v >= 1 && v <= Shard.maxCount
+                case "job": v >= 0 && v < VerifyReportData.maxJobs && v != (path[0] as? String == "golden_traces" ? 0 : 2)  // no repeats
+                case "checks": false
+                case "failed" where path.count == 1: v == 0
+                case "mismatched": v == 0
+                default: v >= 0
+                }
+                #expect(valid, "\(name) = \(v) was accepted")
+                _ = try? VerifyReportData.merge([("r.json", read)])
+            } else {
+                #expect(error!.contains("r.json") && error!.contains(name), "\(name) = \(v): \(error!)")
+            }
+        }
+    }
+
+    /// The CLI: a shard count of −1 (which once trapped the merge) is refused with exit 2.
+    @Test func reportMergeRefusesABadShardCount() throws {
+        let dir = try TempDir()
+        defer { dir.cleanup() }
+        for (i, count) in [(0, -1), (1, -1)] {
+            let r = Self.replacing(Self.replacing(try Self.shardReport(), ["shard", "count"][...], with: count), ["shard", "index"][...], with: i)
+            try JSONSerialization.data(withJSONObject: r).write(to: URL(fileURLWithPath: dir.path("s\(i).json")))
+        }
+        let r = try Subprocess.run(["report", "merge", dir.path("s0.json"), dir.path("s1.json")], deadline: 60)
+        #expect(r.status == 2 && !r.signaled && r.err.contains("s0.json: shard"), "\(r.err)")
     }
 }

@@ -8,9 +8,8 @@ import RerouteVerify
 
 /// `reroute`: the suite's command line. Exit codes are fixed (as h5diff's):
 /// 0 = everything matched, 1 = differences found, 2 = error (bad input, bad usage).
-@main
-struct RerouteCommand: ParsableCommand {
-    static let configuration = CommandConfiguration(
+public struct RerouteCommand: ParsableCommand {
+    public static let configuration = CommandConfiguration(
         commandName: "reroute",
         abstract: "Reference-model verification suite for visual-token routing in VLMs.",
         discussion: """
@@ -21,40 +20,48 @@ struct RerouteCommand: ParsableCommand {
         subcommands: [CheckFileCommand.self, VerifyCommand.self, RunCommand.self, DiffCommand.self, PolicyCommand.self, CheckLayersCommand.self, ReportCommand.self, ShowCommand.self, RoutesCommand.self, BudgetCommand.self,
                       ConformCommand.self, BenchCommand.self, TimeCommand.self, GoldenCommand.self, InspectCommand.self, EnvCommand.self])
 
-    static func main() {
+    public init() {}
+
+    public static func main() {
         // Process-wide settings are chosen here, once: the fast decoder splits its work over its
         // own workers and expects single-threaded OpenBLAS (BLASThreads).
         BLASThreads.set(1)
+        let arguments = Array(CommandLine.arguments.dropFirst())
         do {
-            var command = try parseAsRoot()
+            var command = try parseAsRoot(arguments)
             try command.run()
-        } catch let code as ExitCode {
-            Foundation.exit(code.rawValue)
-        } catch let error as InputError {
-            fail(error.description)
-        } catch let error as HDF5Error {
-            fail(error.description)
-        } catch let error as RoutingError {
-            fail(error.description)
-        } catch let error as VerifyError {
-            fail(error.description)
         } catch {
-            let code = exitCode(for: error)
-            if code == .success {
-                print(fullMessage(for: error))  // --help, --version
-                Foundation.exit(0)
+            let ending = ending(for: error, arguments: arguments)
+            if let message = ending.message {
+                if ending.code == 0 { print(message) } else { FileHandle.standardError.write(Data((message + "\n").utf8)) }
             }
-            FileHandle.standardError.write(Data((usageMessage(for: error) + "\n").utf8))
-            Foundation.exit(2)
+            Foundation.exit(ending.code)
+        }
+    }
+
+    /// How the command line ends for an error thrown while parsing or running `arguments`: the
+    /// exit code (0 for `--help`/`--version`, whose text is the message, else 1 or 2) and the
+    /// message, which for every failure starts with `reroute: error: `. `nil` when the command
+    /// already printed its own verdict and only sets the code.
+    public static func ending(for error: Error, arguments: [String]) -> (code: Int32, message: String?) {
+        switch error {
+        case let code as ExitCode: return (code.rawValue, nil)
+        case let error as InputError: return (2, "reroute: error: \(error.description)")
+        case let error as HDF5Error: return (2, "reroute: error: \(error.description)")
+        case let error as RoutingError: return (2, "reroute: error: \(error.description)")
+        case let error as VerifyError: return (2, "reroute: error: \(error.description)")
+        default:
+            if exitCode(for: error) == .success { return (0, fullMessage(for: error)) }
+            return (2, usageMessage(for: error, arguments: arguments))
         }
     }
 
     /// A usage error in the suite's voice (`reroute: error: …`). The argument parser reports a
     /// missing option or a failed validation before an unknown option, so `run --bogus` would
     /// say "missing --model": an option the (sub)command does not have is reported first.
-    static func usageMessage(for error: Error) -> String {
+    public static func usageMessage(for error: Error, arguments: [String]) -> String {
         var message = fullMessage(for: error)
-        if let unknown = unknownOption(in: Array(CommandLine.arguments.dropFirst())) {
+        if let unknown = unknownOption(in: arguments) {
             message = "Error: unknown option '\(unknown.option)' for '\(unknown.command)'; see '\(unknown.command) --help'"
         }
         if message.hasPrefix("Error: ") { message = "reroute: error: " + message.dropFirst("Error: ".count) }
@@ -82,10 +89,6 @@ struct RerouteCommand: ParsableCommand {
         return nil
     }
 
-    static func fail(_ message: String) -> Never {
-        FileHandle.standardError.write(Data("reroute: error: \(message)\n".utf8))
-        Foundation.exit(2)
-    }
 }
 
 /// Writes a progress line to standard error (standard output stays machine-readable).
