@@ -5,7 +5,7 @@
 # `reroute conform --trace`; the same policies in float32, bfloat16 and float16 must be accepted
 # by the preset `reroute diff` chooses from their /@dtype.
 #
-#   tools/torch_interop.sh [PYTHON]     (default: python3 with tools/requirements.txt installed)
+#   tools/torch_interop.sh [PYTHON]     (default: python3 with tools/requirements.txt and ./python installed)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 py=${1:-python3}

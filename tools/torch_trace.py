@@ -44,7 +44,7 @@ transformers' float32 islands (RoPE angles, RMSNorm, attention softmax) lifted t
 by tools/make_tiny_models.py's `patch_float64` / `Float64Softmax`; `--dtype float32` is
 stock transformers in float32, `--dtype bfloat16` / `float16` the model cast to that type (as
 research code runs it); the trace records `/@dtype`, so `reroute diff` picks the matching
-tolerance preset. Outputs are written atomically (tools/reroute_trace.py
+tolerance preset. Outputs are written atomically (the reroute-trace package,
 `write_trace`); an existing file is replaced only with `--force`. With `--all` every trace is
 computed before the first one is written.
 

@@ -1,0 +1,166 @@
+"""The Python reader and writer against the shipped goldens and the Swift reader."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+
+from conftest import GOLDEN, run
+from reroute_trace import TraceError, read_trace, write_trace
+
+TRACES = sorted(str(p.relative_to(GOLDEN)) for p in (GOLDEN / "traces").glob("*/*.h5"))
+
+
+def test_every_golden_reads_with_consistent_shapes():
+    assert len(TRACES) >= 40
+    for rel in TRACES:
+        t = read_trace(str(GOLDEN / rel))
+        cfg = json.loads(t["attrs"]["model_config"])
+        hs = t["prefill"]["hidden_states"]
+        assert hs.shape[0] == cfg["layers"] + 1 and hs.shape[2] == cfg["hiddenSize"], rel
+        for d in t["prefill"]["decisions"]:
+            # The trace laws the Swift side also checks: kept and deferred split the candidates.
+            assert set(d["kept"]) | set(d["deferred"]) <= set(d["candidates"]), rel
+            assert not set(d["kept"]) & set(d["deferred"]), rel
+
+
+@pytest.mark.parametrize("rel", ["traces/tiny-llama/reroute-fastv-64.h5", "traces/tiny-qwen2/reroute-nuwa-64.h5",
+                                 "traces/tiny-qwen2-vl/reroute-fastv-64.h5"])
+def test_copy_is_identical_for_both_readers(rel, tmp_path, reroute):
+    out = tmp_path / "copy.h5"
+    write_trace(str(out), read_trace(str(GOLDEN / rel)))
+    a, b = read_trace(str(GOLDEN / rel)), read_trace(str(out))
+    for group in ["prefill", "decode", "budget", "inputs", "llm"]:
+        for k, v in a[group].items():
+            if k != "decisions":
+                assert np.array_equal(np.asarray(v), np.asarray(b[group][k])), f"{group}/{k}"
+    assert a["attrs"] == b["attrs"] and a["budget_attrs"] == b["budget_attrs"]
+    r = run(reroute, "diff", str(GOLDEN / rel), str(out))
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert [p.name for p in tmp_path.iterdir()] == ["copy.h5"]  # no temporary file left
+
+
+def test_writer_never_replaces_without_overwrite_and_never_writes_an_invalid_trace(tmp_path):
+    t = read_trace(str(GOLDEN / "traces/tiny-llama/dense.h5"))
+    out = tmp_path / "t.h5"
+    out.write_bytes(b"keep me")
+    with pytest.raises(FileExistsError):
+        write_trace(str(out), t)
+    assert out.read_bytes() == b"keep me"
+    t["prefill"]["kv_length"] = t["prefill"]["kv_length"] + 10_000
+    with pytest.raises(TraceError, match=r"/prefill/kv_length: bad value: .* \(not written\)"):
+        write_trace(str(out), t, overwrite=True)
+    assert out.read_bytes() == b"keep me"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["t.h5"]
+
+
+def test_writer_removes_temporary_files_of_killed_writers(tmp_path):
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    stale, live = tmp_path / f".reroute-{dead.pid}-7.tmp", tmp_path / f".reroute-{os.getpid()}-8.tmp"
+    stale.write_bytes(b"x")
+    live.write_bytes(b"x")
+    write_trace(str(tmp_path / "t.h5"), read_trace(str(GOLDEN / "traces/tiny-llama/dense.h5")))
+    assert not stale.exists() and live.exists()
+
+
+# ---------------------------------------------------------------------------------------
+# Malformed traces: both readers refuse each with the same message.
+
+def _json_attr(f, name, edit):
+    v = json.loads(f.attrs[name])
+    edit(v)
+    f.attrs[name] = json.dumps(v, separators=(",", ":"), sort_keys=True)
+
+
+def _replace(f, name, data):
+    attrs = dict(f[name].attrs)
+    del f[name]
+    ds = f.create_dataset(name, data=data)
+    for k, v in attrs.items():
+        ds.attrs[k] = v
+
+
+def _set(f, name, edit):
+    v = f[name][()]
+    v = np.array(v)
+    edit(v)
+    _replace(f, name, v)
+
+
+MUTATIONS = {
+    "schema": lambda f: f.attrs.__setitem__("schema", "reroute.other"),
+    "schema_version": lambda f: f.attrs.__setitem__("schema_version", np.int64(2)),
+    "missing_producer": lambda f: f.attrs.__delitem__("producer"),
+    "seed_as_string": lambda f: f.attrs.__setitem__("seed", "seven"),
+    "mode": lambda f: f.attrs.__setitem__("mode", "replayed"),
+    "config_hidden_zero": lambda f: _json_attr(f, "model_config", lambda c: c.__setitem__("hiddenSize", 0)),
+    "config_head_dim_odd": lambda f: _json_attr(f, "model_config", lambda c: c.__setitem__("headDim", 15)),
+    "config_kv_heads": lambda f: _json_attr(f, "model_config", lambda c: c.__setitem__("kvHeads", c["heads"] + 1)),
+    "config_eps": lambda f: _json_attr(f, "model_config", lambda c: c.__setitem__("rmsNormEps", -1.0)),
+    "config_huge": lambda f: _json_attr(f, "model_config", lambda c: c.update(layers=1024, hiddenSize=65536, intermediateSize=262144)),
+    "policy_not_increasing": lambda f: _json_attr(f, "policy", lambda p: p.__setitem__("decisionLayers", [3, 3, 15, 23])),
+    "policy_depth": lambda f: _json_attr(f, "policy", lambda p: p.__setitem__("referenceDepth", 0)),
+    "policy_ratio": lambda f: _json_attr(f, "policy", lambda p: p.__setitem__("keepRatios", [0.5, 1.5, 0.5, 0.5])),
+    "grid_zero": lambda f: _set(f, "inputs/grid", lambda v: v.__setitem__(0, 0)),
+    "grid_mismatch": lambda f: _set(f, "inputs/grid", lambda v: v.__setitem__(0, v[0] + 1)),
+    "prefix_token": lambda f: _set(f, "inputs/prefix_ids", lambda v: v.__setitem__(0, 99999)),
+    "input_position_negative": lambda f: _set(f, "inputs/positions", lambda v: v.__setitem__((0, 0), -4)),
+    "visual_nan": lambda f: _set(f, "inputs/" + next(k for k in f["inputs"] if k.startswith("visual_")), lambda v: v.__setitem__((0, 0), np.nan)),
+    "hidden_rank": lambda f: _replace(f, "prefill/hidden_states", f["prefill/hidden_states"][0]),
+    "hidden_rows": lambda f: _replace(f, "prefill/hidden_states", f["prefill/hidden_states"][:, :-1]),
+    "hidden_nan": lambda f: _set(f, "prefill/hidden_states", lambda v: v.__setitem__((2, 3, 4), np.nan)),
+    "hidden_as_ints": lambda f: _replace(f, "prefill/hidden_states", f["prefill/hidden_states"][()].astype(np.int64)),
+    "processed_shape": lambda f: _replace(f, "prefill/processed", f["prefill/processed"][:-1]),
+    "position_of_processed": lambda f: _set(f, "prefill/positions", lambda v: v.__setitem__((1, 0), -1)),
+    "kept_outside_span": lambda f: _set(f, "prefill/decisions/00/kept", lambda v: v.__setitem__(0, 100000)),
+    "candidates_repeated": lambda f: _set(f, "prefill/decisions/00/candidates", lambda v: v.__setitem__(1, v[0])),
+    "scores_length": lambda f: _replace(f, "prefill/decisions/00/scores", f["prefill/decisions/00/scores"][:-1]),
+    "decision_layer": lambda f: f["prefill/decisions/00"].attrs.__setitem__("layer", np.int64(0)),
+    "decision_budget": lambda f: f["prefill/decisions/00"].attrs.__setitem__("budget", np.int64(-1)),
+    "no_decisions_group": lambda f: f.__delitem__("prefill/decisions"),
+    "token_outside_vocabulary": lambda f: _set(f, "decode/tokens", lambda v: v.__setitem__(0, 1 << 40)),
+    "step_logits_shape": lambda f: _replace(f, "decode/step_logits", f["decode/step_logits"][:-1]),
+    "bytes_per_element": lambda f: f["budget"].attrs.__setitem__("bytes_per_element", np.int64(0)),
+    "kv_entries": lambda f: _set(f, "budget/kv_entries", lambda v: v.__setitem__(0, 1 << 62)),
+    "kv_length": lambda f: _set(f, "prefill/kv_length", lambda v: v.__setitem__(0, 1 << 20)),
+    "decode_position": lambda f: _set(f, "prefill/decode_positions", lambda v: v.__setitem__(0, -1)),
+    "logits_missing": lambda f: f.__delitem__("prefill/logits"),
+    "logits_null_dataspace": lambda f: _replace(f, "prefill/logits", h5py.Empty("f4")),
+    "decode_kv_length": lambda f: _set(f, "decode/kv_length", lambda v: v.__setitem__(0, -5)),
+}
+
+
+def _swift_message(reroute: str, path: Path) -> str:
+    r = run(reroute, "show", str(path))
+    assert r.returncode == 2, r.stdout + r.stderr
+    assert r.stderr.startswith("reroute: error: "), r.stderr
+    return r.stderr[len("reroute: error: "):].strip()
+
+
+@pytest.mark.parametrize("name", sorted(MUTATIONS))
+@pytest.mark.parametrize("rel", ["traces/tiny-llama/reroute-fastv-64.h5", "traces/tiny-qwen2-vl/reroute-fastv-64.h5"])
+def test_malformed_traces_are_refused_by_both_readers_with_one_message(name, rel, copy_of, reroute):
+    path = copy_of(rel)
+    with h5py.File(path, "r+") as f:
+        MUTATIONS[name](f)
+    with pytest.raises(TraceError) as e:
+        read_trace(str(path))
+    assert str(e.value) == _swift_message(reroute, path)
+
+
+@pytest.mark.parametrize("content", [b"", b"not an HDF5 file\n"])
+def test_unreadable_files_are_refused_by_both_readers_with_one_message(content, tmp_path, reroute):
+    path = tmp_path / "t.h5"
+    path.write_bytes(content)
+    with pytest.raises(TraceError) as e:
+        read_trace(str(path))
+    assert str(e.value) == _swift_message(reroute, path)
+    with pytest.raises(TraceError, match="no such file"):
+        read_trace(str(tmp_path / "absent.h5"))
