@@ -49,7 +49,7 @@ struct ConformCommand: ParsableCommand {
         var reports: [ConformanceReport] = []
         if trace {
             for file in names {
-                let t = try readingUntrusted(file) { try Trace.read(from: file) }
+                let t = try readTrace(file)
                 if !json { progress("checking \(file) (\(t.policy.name), decoder \(t.provenance.decoder))") }
                 reports.append(checkConformance(trace: t, name: file))
             }

@@ -25,7 +25,7 @@ struct RoutesCommand: ParsableCommand {
 
     func run() throws {
         if let svg { try FilePaths.checkOutput(svg, inputs: [file], overwrite: overwrite) }
-        let t = try readingUntrusted(file) { try Trace.read(from: file) }
+        let t = try readTrace(file)
         let grid = t.input.grid
         let stages = t.routeStages
         func title(_ s: RouteStage) -> String { "layers \(s.firstLayer)–\(s.lastLayer)" + (s.budget.map { " (k=\($0))" } ?? "") }

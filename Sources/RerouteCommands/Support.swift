@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import RerouteModel
+import RerouteTrace
 import RerouteVerify
 
 /// `ROWSxCOLS` on the command line (`ImageGrid(parsing:)`, the one grid syntax).
@@ -111,4 +112,14 @@ final class LayerProgress {
 enum WeightStorageOption: String, ExpressibleByArgument, CaseIterable {
     case f32, mappedBF16 = "mapped-bf16"
     var storage: WeightStorage { self == .f32 ? .float32 : .mappedBF16 }
+}
+
+/// A trace from outside, read safely (`readingUntrusted`); a trace without `/budget` gets the
+/// budget of its processed sets, and standard error says so.
+func readTrace(_ file: String) throws -> Trace {
+    let t = try readingUntrusted(file) { try Trace.read(from: file) }
+    if t.budgetComputed {
+        progress("reroute: note: \(file) has no /budget; computed from its config and processed sets (SPEC.md §9.1)")
+    }
+    return t
 }

@@ -114,8 +114,8 @@ struct DiffCommand: ParsableCommand {
     }
 
     func run() throws {
-        let e = try readingUntrusted(expected) { try Trace.read(from: expected) }
-        let a = try readingUntrusted(actual) { try Trace.read(from: actual) }
+        let e = try readTrace(expected)
+        let a = try readTrace(actual)
         var rules = preset.map {
             var r = ComparisonRules.preset($0, config: a.config, maxPosition: max(e.input.positions.maxPosition, a.input.positions.maxPosition))
             r.reason = "preset \($0.rawValue) (--preset); " + r.reason
@@ -159,7 +159,7 @@ struct ShowCommand: ParsableCommand {
     @Flag(help: "Machine-readable JSON on standard output (reroute.show v1).") var json = false
 
     func run() throws {
-        let t = try readingUntrusted(file) { try Trace.read(from: file) }
+        let t = try readTrace(file)
         if json { return print(try ReportJSON.encode(TraceSummary(t, file: file))) }
         let c = t.config
         print("""

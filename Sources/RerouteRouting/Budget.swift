@@ -97,6 +97,15 @@ public enum BudgetCalculator {
     public static func report(config c: ModelConfig, policy: RoutingPolicy, textTokens: Int, grid: ImageGrid,
                               bytesPerElement: Int = 2) throws -> BudgetReport {
         let (n, llmN, _, visual) = try counts(config: c, policy: policy, grid: grid)
+        return report(config: c, policy: policy.name, matching: policy.budgetMatching, textTokens: textTokens, visualTokens: visual,
+                      imageTokens: n, llmVisualTokens: llmN, bytesPerElement: bytesPerElement)
+    }
+
+    /// The budget of a run whose layer `l` processed `textTokens + visualTokens[l]` tokens
+    /// (the formulas of SPEC.md §8.13; `report(config:policy:…)` gives the counts from a
+    /// policy's schedule, a trace without `/budget` from its processed sets).
+    public static func report(config c: ModelConfig, policy: String, matching: BudgetMatching, textTokens: Int, visualTokens visual: [Int],
+                              imageTokens n: Int, llmVisualTokens llmN: Int, bytesPerElement: Int) -> BudgetReport {
         let d = Double(c.hiddenSize), m = Double(c.intermediateSize)
         let q = Double(c.queryWidth), kv = Double(c.kvWidth)
         var layers: [LayerBudget] = []
@@ -110,8 +119,8 @@ public enum BudgetCalculator {
                                       flopsPDropPaper: pdrop, kvEntries: entries,
                                       kvBytes: entries * 2 * c.kvWidth * bytesPerElement))
         }
-        return BudgetReport(policy: policy.name, layers: layers, imageTokens: n, llmVisualTokens: llmN,
-                            matching: policy.budgetMatching, bytesPerElement: bytesPerElement)
+        return BudgetReport(policy: policy, layers: layers, imageTokens: n, llmVisualTokens: llmN,
+                            matching: matching, bytesPerElement: bytesPerElement)
     }
 
     /// The scoring work of each decision of `policy` (not part of `report`'s budget): the

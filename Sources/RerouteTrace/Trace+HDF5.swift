@@ -128,7 +128,13 @@ extension Trace {
         }
         let config = try decode(ModelConfig.self, "model_config")
         try config.validate(file: path)
-        let policy = try decode(RoutingPolicy.self, "policy")
+        // `/@policy` is RoutingPolicy's own JSON, or a policy file (reroute.policy v1) as
+        // `reroute policy show NAME --json` prints it, for producers outside this package.
+        let policyText = try f.stringAttribute("policy")
+        let policyObject = try? JSONSerialization.jsonObject(with: Data(policyText.utf8)) as? [String: Any]
+        let policy = policyObject?["schema"] as? String == PolicyFile.schema
+            ? try PolicyFile.decode(Data(policyText.utf8), file: "\(path): /@policy")
+            : try decode(RoutingPolicy.self, "policy")
         do { try policy.validate() } catch let e as RoutingError { throw bad("/@policy", "\(e)") }
         let producer = try f.stringAttribute("producer"), producerVersion = try f.stringAttribute("producer_version")
         let producerCommit = try f.stringAttribute("producer_commit"), decoderName = try f.stringAttribute("decoder")
@@ -231,6 +237,28 @@ extension Trace {
         }
         let step = try floats("/decode/step_logits", [tokens.count, V])
         let maxTokens = S + tokens.count
+        let decodePositions = try bounded("/prefill/decode_positions", try ints("/prefill/decode_positions", [L]),
+                                          0...(PromptCase.maxPositionID + PromptCase.maxDecodeSteps + 1))
+        let kvLength = try bounded("/prefill/kv_length", try ints("/prefill/kv_length", [L]), 0...S)
+        let lastLogits = try floats("/prefill/logits", [V])
+        let kvAfter = try bounded("/decode/kv_length", try ints("/decode/kv_length", [L]), 0...maxTokens)
+        let stepLogits: [[Float]] = (0..<tokens.count).map { Array(step[($0 * V)..<(($0 + 1) * V)]) }
+        func trace(_ budget: BudgetReport) -> Trace {
+            Trace(provenance: provenance, config: config, policy: policy, input: input, llmGridIndices: llmGrid,
+                  hiddenStates: hidden, processed: processed, layerPositions: layerPositions,
+                  decodePositions: decodePositions, kvLength: kvLength, lastLogits: lastLogits, decisions: decisions,
+                  decodeTokens: tokens, stepLogits: stepLogits, kvLengthAfterDecode: kvAfter, budget: budget)
+        }
+        guard f.exists("/budget") else {
+            // Left to the suite: the budget of what the run processed (SPEC.md §8.13), 16-bit KV.
+            let P = input.prefixTokens.count
+            let visual = processed.map { $0.filter { (P..<(P + llmVisual)).contains($0) }.count }
+            var t = trace(BudgetCalculator.report(config: config, policy: policy.name, matching: policy.budgetMatching,
+                                                  textTokens: S - llmVisual, visualTokens: visual, imageTokens: input.grid.count,
+                                                  llmVisualTokens: llmVisual, bytesPerElement: 2))
+            t.budgetComputed = true
+            return t
+        }
         let bytesPerElement = try bounded("/budget@bytes_per_element", [try f.intAttribute("bytes_per_element", of: "/budget")], 1...16)[0]
         let budgetLayers = try readBudget(f, L: L, ints: { p, shape in
             // Token and KV-entry counts are at most the sequence; bytes at most entries · 2 · H_kv · d_h · 16.
@@ -242,16 +270,7 @@ extension Trace {
         let matching = try decode(BudgetMatching.self, "matching", of: "/budget")
         let budget = BudgetReport(policy: policy.name, layers: budgetLayers, imageTokens: imageTokens, llmVisualTokens: llmVisualTokens,
                                   matching: matching, bytesPerElement: bytesPerElement)
-        let decodePositions = try bounded("/prefill/decode_positions", try ints("/prefill/decode_positions", [L]),
-                                          0...(PromptCase.maxPositionID + PromptCase.maxDecodeSteps + 1))
-        let kvLength = try bounded("/prefill/kv_length", try ints("/prefill/kv_length", [L]), 0...S)
-        let lastLogits = try floats("/prefill/logits", [V])
-        let kvAfter = try bounded("/decode/kv_length", try ints("/decode/kv_length", [L]), 0...maxTokens)
-        let stepLogits: [[Float]] = (0..<tokens.count).map { Array(step[($0 * V)..<(($0 + 1) * V)]) }
-        return Trace(provenance: provenance, config: config, policy: policy, input: input, llmGridIndices: llmGrid,
-                     hiddenStates: hidden, processed: processed, layerPositions: layerPositions,
-                     decodePositions: decodePositions, kvLength: kvLength, lastLogits: lastLogits, decisions: decisions,
-                     decodeTokens: tokens, stepLogits: stepLogits, kvLengthAfterDecode: kvAfter, budget: budget)
+        return trace(budget)
     }
 
     private static func readBudget(_ f: HDF5File, L: Int, ints: (String, [Int?]) throws -> [Int],

@@ -86,6 +86,9 @@ public struct Trace: Sendable {
     public var kvLengthAfterDecode: [Int]
     /// Per-layer text and visual counts, FLOPs and KV bytes of the policy on this case.
     public var budget: BudgetReport
+    /// Whether `budget` was computed on reading (the file has no `/budget`: a producer that
+    /// knows only its run leaves it to the suite), from the config and the processed sets.
+    public var budgetComputed = false
 
     public init(provenance: TraceProvenance, config: ModelConfig, policy: RoutingPolicy, input: PromptCase,
                 llmGridIndices: [Int]?, hiddenStates: [[[Float]]], processed: [[Int]], layerPositions: [PositionIDs],

@@ -200,6 +200,24 @@ enum Goldens {
         #expect(e.contains("/@schema_version") && e.contains("99") && e.contains(path))
     }
 
+    /// A producer that knows only its run leaves `/budget` out; the reader computes it from
+    /// the config and the processed sets, and for the shipped goldens (whose runs follow their
+    /// schedules) that is the budget the suite wrote.
+    @Test(arguments: ["tiny-llama/reroute-fastv-64.h5", "tiny-qwen2/reroute-nuwa-64.h5", "tiny-qwen2-vl/pdrop-release-64.h5", "tiny-llama/dense.h5"])
+    func aTraceWithoutBudgetGetsTheBudgetOfItsProcessedSets(file: String) throws {
+        let golden = Goldens.traces.appendingPathComponent(file).path
+        let dir = try TempDir()
+        defer { dir.cleanup() }
+        let path = dir.path("t.h5")
+        try FileManager.default.copyItem(atPath: golden, toPath: path)
+        let fid = H5Fopen(path, chdf5_acc_rdwr(), chdf5_p_default())
+        #expect(H5Ldelete(fid, "/budget", chdf5_p_default()) >= 0)
+        H5Fclose(fid)
+        let expected = try Trace.read(from: golden), t = try Trace.read(from: path)
+        #expect(!expected.budgetComputed && t.budgetComputed)
+        #expect(t.budget == expected.budget)
+    }
+
     @Test func missingDatasetIsNamed() throws {
         let (dir, path) = try editedTrace { fid in H5Ldelete(fid, "/prefill/kv_length", chdf5_p_default()) }
         defer { dir.cleanup() }

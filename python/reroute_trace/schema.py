@@ -5,6 +5,8 @@ from __future__ import annotations
 
 SCHEMA = "reroute.trace"
 SCHEMA_VERSION = 1
+#: Policy files (SPEC.md §8.14); a trace's /@policy may hold one.
+POLICY_SCHEMA = "reroute.policy"
 
 #: How each dataset is compared (its ``compare`` attribute).
 COMPARE = {

@@ -259,11 +259,20 @@ def _case_name(v: Any) -> str | None:
 
 
 def validate_policy(p: Any, path: str) -> dict[str, Any]:
-    """/@policy: the keys RoutingPolicy encodes, then RoutingPolicy.validate's rules."""
+    """/@policy: the keys RoutingPolicy encodes, then RoutingPolicy.validate's rules. A policy
+    file (``reroute.policy`` v1, as ``reroute policy show NAME --json`` prints it) is also
+    accepted; here only its schema and name are checked, ``reroute`` checks every field."""
     def bad_json(why: str) -> TraceError:
         return TraceError(path, "/@policy", "bad case", f"not a valid RoutingPolicy JSON: {why}")
     if not isinstance(p, dict):
         raise bad_json("not an object")
+    if p.get("schema") == S.POLICY_SCHEMA:
+        where = f"{path}: /@policy"
+        if p.get("schema_version") != 1:
+            raise TraceError(where, "schema_version", "bad value", f"version {p.get('schema_version')}; this build reads version 1")
+        if not isinstance(p.get("name"), str):
+            raise TraceError(where, "name", "bad value", "expected a string")
+        return p
     for k, t in [("name", str), ("decisionLayers", list), ("referenceDepth", int), ("keepRatios", list), ("countRule", str),
                  ("positions", str), ("scorer", dict)]:
         if k not in p or not _is(p[k], t):
@@ -552,6 +561,18 @@ def _read(f: _File, path: str) -> TraceDict:
         raise TraceError(path, "/decode/tokens", "bad shape", f"{len(tokens)} tokens exceed {S.MAX_DECODE_STEPS} decode steps")
     step = floats("/decode/step_logits", [len(tokens), V])
     max_tokens = seq + len(tokens)
+    prefill["decode_positions"] = bounded("/prefill/decode_positions", ints("/prefill/decode_positions", [L]), 0,
+                                          S.MAX_POSITION_ID + S.MAX_DECODE_STEPS + 1)
+    prefill["kv_length"] = bounded("/prefill/kv_length", ints("/prefill/kv_length", [L]), 0, seq)
+    prefill["logits"] = floats("/prefill/logits", [V]).astype(np.float32)
+    prefill["decisions"] = decisions
+    kv_after = bounded("/decode/kv_length", ints("/decode/kv_length", [L]), 0, max_tokens)
+    decode_group = {"tokens": tokens, "step_logits": step.astype(np.float32), "kv_length": kv_after}
+    # Inputs are kept bit for bit as stored (the compare kind is bitwise).
+    raw_inputs = {k: f.f[f"/inputs/{k}"][()] for k in inputs}
+    out: TraceDict = {"attrs": attrs, "inputs": raw_inputs, "llm": llm, "prefill": prefill, "decode": decode_group}
+    if not f.exists("/budget"):
+        return out  # left to the suite: `reroute` computes it from the config and the processed sets
     bytes_per_element = int(bounded("/budget@bytes_per_element", [f.int_attr("bytes_per_element", "/budget")], 1, 16)[0])
     budget: dict[str, np.ndarray] = {}
     kv_width = cfg["kvHeads"] * cfg["headDim"]
@@ -569,17 +590,8 @@ def _read(f: _File, path: str) -> TraceDict:
         raise TraceError(path, "/budget@matching", "bad case", "not a valid BudgetMatching JSON")
     budget_attrs = {"avg_visual_tokens": f.float_attr("avg_visual_tokens", "/budget"), "image_tokens": image_tokens,
                     "llm_visual_tokens": llm_visual_tokens, "bytes_per_element": bytes_per_element, "matching": matching_text}
-    prefill["decode_positions"] = bounded("/prefill/decode_positions", ints("/prefill/decode_positions", [L]), 0,
-                                          S.MAX_POSITION_ID + S.MAX_DECODE_STEPS + 1)
-    prefill["kv_length"] = bounded("/prefill/kv_length", ints("/prefill/kv_length", [L]), 0, seq)
-    prefill["logits"] = floats("/prefill/logits", [V]).astype(np.float32)
-    prefill["decisions"] = decisions
-    kv_after = bounded("/decode/kv_length", ints("/decode/kv_length", [L]), 0, max_tokens)
-    decode_group = {"tokens": tokens, "step_logits": step.astype(np.float32), "kv_length": kv_after}
-    # Inputs are kept bit for bit as stored (the compare kind is bitwise).
-    raw_inputs = {k: f.f[f"/inputs/{k}"][()] for k in inputs}
-    return {"attrs": attrs, "inputs": raw_inputs, "llm": llm, "prefill": prefill, "decode": decode_group,
-            "budget": budget, "budget_attrs": budget_attrs}
+    out["budget"], out["budget_attrs"] = budget, budget_attrs
+    return out
 
 
 # ---------------------------------------------------------------------------------------
@@ -647,9 +659,9 @@ def write_trace(path: str, t: TraceDict, overwrite: bool = False) -> None:
                     g.create_dataset(k, data=np.asarray(d[k], dtype=np.float64 if k == "scores" else np.int64)).attrs["compare"] = kind
             for k, v in t["decode"].items():
                 put(f"decode/{k}", np.asarray(v, dtype=np.float32 if k == "step_logits" else np.int64), S.COMPARE[f"decode/{k}"])
-            for k, v in t["budget"].items():
+            for k, v in t.get("budget", {}).items():
                 put(f"budget/{k}", np.asarray(v, dtype=np.float64 if k in S.BUDGET_FLOAT else np.int64), "exact")
-            for k, v in t["budget_attrs"].items():
+            for k, v in t.get("budget_attrs", {}).items():
                 f["budget"].attrs[k] = str(v) if isinstance(v, str) else (np.float64(v) if k == "avg_visual_tokens" else np.int64(v))
         try:
             read_trace(tmp)

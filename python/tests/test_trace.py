@@ -164,3 +164,40 @@ def test_unreadable_files_are_refused_by_both_readers_with_one_message(content, 
     assert str(e.value) == _swift_message(reroute, path)
     with pytest.raises(TraceError, match="no such file"):
         read_trace(str(tmp_path / "absent.h5"))
+
+
+# ---------------------------------------------------------------------------------------
+# What an outside producer may leave to the suite
+
+def test_a_trace_without_budget_is_read_by_both_and_the_suite_computes_it(copy_of, reroute):
+    rel = "traces/tiny-llama/reroute-fastv-64.h5"
+    path = copy_of(rel)
+    with h5py.File(path, "r+") as f:
+        del f["budget"]
+    t = read_trace(str(path))
+    assert "budget" not in t
+    shown = run(reroute, "show", str(path))
+    assert shown.returncode == 0 and "has no /budget; computed from its config and processed sets" in shown.stderr, shown.stderr
+    # The computed budget is the one the suite wrote: the diff against the golden finds nothing.
+    r = run(reroute, "diff", str(GOLDEN / rel), str(path))
+    assert r.returncode == 0, r.stdout + r.stderr
+    out = path.with_name("copy.h5")
+    write_trace(str(out), t)
+    with h5py.File(out) as f:
+        assert "budget" not in f
+
+
+def test_a_policy_file_may_stand_in_for_the_policy_json(copy_of, reroute):
+    rel = "traces/tiny-qwen2/reroute-nuwa-64.h5"
+    path = copy_of(rel)
+    policy_file = run(reroute, "policy", "show", "reroute-nuwa-64", "--json").stdout
+    with h5py.File(path, "r+") as f:
+        f.attrs["policy"] = policy_file
+    assert json.loads(read_trace(str(path))["attrs"]["policy"])["schema"] == "reroute.policy"
+    r = run(reroute, "diff", str(GOLDEN / rel), str(path))
+    assert r.returncode == 0, r.stdout + r.stderr
+    with h5py.File(path, "r+") as f:
+        f.attrs["policy"] = policy_file.replace('"schema_version": 1', '"schema_version": 2')
+    with pytest.raises(TraceError) as e:
+        read_trace(str(path))
+    assert str(e.value) == _swift_message(reroute, path)
