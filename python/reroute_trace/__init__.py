@@ -9,10 +9,19 @@ Every file the reader refuses is refused by ``reroute`` with the same message, a
 writer never leaves a file the readers refuse.
 """
 
+__version__ = "0.1.0"
+
 from .errors import TraceError
 from .schema import SCHEMA, SCHEMA_VERSION
+from .cases import case_span, model_inputs, read_case
 from .trace import Decision, TraceDict, read_trace, validate_config, validate_policy, write_trace
 
-__all__ = ["SCHEMA", "SCHEMA_VERSION", "Decision", "TraceDict", "TraceError", "read_trace", "validate_config",
-           "validate_policy", "write_trace"]
-__version__ = "0.1.0"
+__all__ = ["SCHEMA", "SCHEMA_VERSION", "Decision", "TraceDict", "TraceError", "case_span", "model_inputs", "read_case",
+           "read_trace", "validate_config", "validate_policy", "write_trace", "Recorder", "RecorderError", "greedy_decode"]
+
+
+def __getattr__(name: str):  # the recorder needs torch (the [torch] extra); imported on first use
+    if name in ("Recorder", "RecorderError", "greedy_decode"):
+        from . import recorder
+        return getattr(recorder, name)
+    raise AttributeError(name)
