@@ -13,10 +13,10 @@ __version__ = "0.1.0"
 
 from .errors import TraceError
 from .schema import SCHEMA, SCHEMA_VERSION
-from .cases import case_span, model_inputs, read_case
+from .cases import build_case, case_span, model_inputs, read_case, write_case
 from .trace import Decision, TraceDict, read_trace, validate_config, validate_policy, write_trace
 
-__all__ = ["SCHEMA", "SCHEMA_VERSION", "Decision", "TraceDict", "TraceError", "case_span", "model_inputs", "read_case",
+__all__ = ["SCHEMA", "SCHEMA_VERSION", "Decision", "TraceDict", "TraceError", "build_case", "write_case", "case_span", "model_inputs", "read_case",
            "read_trace", "validate_config", "validate_policy", "write_trace", "Recorder", "RecorderError", "greedy_decode"]
 
 

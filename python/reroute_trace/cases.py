@@ -3,6 +3,7 @@ gives a transformers model."""
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
@@ -59,3 +60,94 @@ def model_inputs(model: Any, case: dict[str, np.ndarray]) -> dict[str, Any]:
     embeds = torch.cat([emb(prefix), visual, emb(suffix)])[None]
     pos = torch.from_numpy(np.asarray(case["positions"], dtype=np.int64))
     return {"inputs_embeds": embeds, "position_ids": pos[0][None] if pos.shape[0] == 1 else pos[:, None, :]}
+
+
+def build_case(model: Any, image: Any, prompt: str, *, image_processor: Any, tokenizer: Any, decode_steps: int = 3) -> dict[str, np.ndarray]:
+    """A case (SPEC.md §6) from an HF VLM, its image processor and tokenizer, an image and a
+    prompt holding the image placeholder once (LLaVA: ``<image>``; Qwen2.5-VL:
+    ``<|image_pad|>``, between ``<|vision_start|>`` and ``<|vision_end|>`` as its chat
+    template writes it). The placeholder is expanded to one token per visual token, as the
+    model's processor does; the token ids are split at the image; the visual rows are the
+    model's own image features after its projector (LLaVA's ``multi_modal_projector`` on the
+    selected CLIP layer; Qwen2.5-VL's vision tower and merger), stored as
+    ``visual_embeddings``; the grid is the image's LLM-side grid; positions are ``0 … S−1``
+    (LLaVA) or the model's own ``get_rope_index`` (Qwen2.5-VL, 3-D M-RoPE). In float32."""
+    import torch
+
+    name = type(model).__name__
+    cfg = model.config
+    with torch.no_grad():
+        if name == "LlavaForConditionalGeneration":
+            token_id = int(cfg.image_token_index)
+            pixels = image_processor(images=image, return_tensors="pt")["pixel_values"]
+            visual = model.model.get_image_features(pixel_values=pixels.to(model.dtype)).pooler_output[0]
+            side = math.isqrt(visual.shape[0])
+            if side * side != visual.shape[0]:
+                raise ValueError(f"{name}: {visual.shape[0]} image features are not a square grid")
+            grid = (side, side)
+        elif name == "Qwen2_5_VLForConditionalGeneration":
+            token_id = int(cfg.image_token_id)
+            px = image_processor(images=image, return_tensors="pt")
+            thw = px["image_grid_thw"]
+            merge = int(cfg.vision_config.spatial_merge_size)
+            t, h, w = (int(x) for x in thw[0])
+            if thw.shape[0] != 1 or t != 1:
+                raise ValueError(f"{name}: one image of one frame expected, got grid_thw {thw.tolist()}")
+            visual = model.model.get_image_features(pixel_values=px["pixel_values"].to(model.dtype), image_grid_thw=thw).pooler_output[0]
+            grid = (h // merge, w // merge)
+        else:
+            raise ValueError(f"{name} is not supported; cases are built for LlavaForConditionalGeneration and "
+                             "Qwen2_5_VLForConditionalGeneration")
+        placeholder = tokenizer.convert_ids_to_tokens(token_id)
+        if prompt.count(placeholder) != 1:
+            raise ValueError(f"the prompt must hold the image placeholder {placeholder!r} once, found {prompt.count(placeholder)}")
+        n = visual.shape[0]
+        ids = tokenizer(prompt.replace(placeholder, placeholder * n), return_tensors="pt")["input_ids"]
+        at = (ids[0] == token_id).nonzero().reshape(-1)
+        if len(at) != n or int(at[-1] - at[0]) != n - 1:
+            raise ValueError(f"the tokenized prompt holds {len(at)} image tokens in {'one run' if len(at) else 'none'}; expected {n} in one run")
+        prefix, suffix = ids[0, : int(at[0])], ids[0, int(at[-1]) + 1:]
+        vocab = int(cfg.get_text_config().vocab_size)
+        for label, part in (("prefix", prefix), ("suffix", suffix)):
+            if len(part) and int(part.max()) >= vocab:
+                raise ValueError(f"the {label} holds token id {int(part.max())}, outside the model's vocabulary [0, {vocab})")
+        if len(suffix) == 0:
+            raise ValueError("the prompt needs text after the image (its last token is the scoring query)")
+        S = ids.shape[1]
+        if name == "Qwen2_5_VLForConditionalGeneration":
+            pos, _ = model.model.get_rope_index(ids, (ids == token_id).int(), image_grid_thw=thw, attention_mask=torch.ones_like(ids))
+            positions = pos[:, 0].numpy().astype(np.int64)
+        else:
+            positions = np.arange(S, dtype=np.int64)[None]
+    return {"prefix_ids": prefix.numpy().astype(np.int64), "suffix_ids": suffix.numpy().astype(np.int64),
+            "grid": np.asarray(grid, dtype=np.int64), "visual_embeddings": visual.float().numpy().astype(np.float32),
+            "positions": positions, "decode_steps": np.int64(decode_steps)}
+
+
+def write_case(path: str, case: dict[str, np.ndarray], *, case_name: str, model_name: str = "", overwrite: bool = False) -> None:
+    """Writes a case file (``/inputs`` and ``/@case``, ``/@model``; SPEC.md §6) that ``reroute
+    run --case`` reads; atomically, read back before it is renamed into place."""
+    import os
+
+    import h5py
+
+    from .errors import TraceError
+    from .trace import _new_temporary
+
+    if os.path.lexists(path) and (not overwrite or not os.path.isfile(path)):
+        raise FileExistsError(f"{path}: exists; pass overwrite=True" if os.path.isfile(path) else f"{path}: exists and is not a regular file")
+    tmp = _new_temporary(path)
+    try:
+        with h5py.File(tmp, "w") as f:
+            f.attrs["case"], f.attrs["model"], f.attrs["producer"] = case_name, model_name, "reroute-trace build_case"
+            for k, v in case.items():
+                f.create_dataset(f"inputs/{k}", data=v)
+        try:
+            read_case(tmp)
+        except TraceError as e:
+            raise TraceError(path, e.object, e.kind, e.detail + " (not written)") from None
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise

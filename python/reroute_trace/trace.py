@@ -621,6 +621,14 @@ def _remove_leftovers(folder: str) -> None:
             pass
 
 
+def _new_temporary(path: str) -> str:
+    """The temporary name beside ``path`` (``.reroute-PID-N.tmp``, within NAME_MAX for any
+    name), after removing those of killed writers in that folder."""
+    folder = os.path.dirname(os.path.abspath(path))
+    _remove_leftovers(folder)
+    return os.path.join(folder, f".reroute-{os.getpid()}-{int.from_bytes(os.urandom(4), 'little')}.tmp")
+
+
 def write_trace(path: str, t: TraceDict, overwrite: bool = False) -> None:
     """Writes `t` to `path` atomically: a temporary ``.reroute-PID-N.tmp`` in the same folder,
     read back with `read_trace` (so a trace the readers would refuse is never left), then
@@ -629,9 +637,7 @@ def write_trace(path: str, t: TraceDict, overwrite: bool = False) -> None:
     HDF5 1.10 able to read the file."""
     if os.path.lexists(path) and (not overwrite or not os.path.isfile(path)):
         raise FileExistsError(f"{path}: exists; pass overwrite=True" if os.path.isfile(path) else f"{path}: exists and is not a regular file")
-    folder = os.path.dirname(os.path.abspath(path))
-    _remove_leftovers(folder)
-    tmp = os.path.join(folder, f".reroute-{os.getpid()}-{int.from_bytes(os.urandom(4), 'little')}.tmp")
+    tmp = _new_temporary(path)
     try:
         with h5py.File(tmp, "w", track_order=False) as f:
             for k in S.ROOT_ATTRS + [k for k in S.OPTIONAL_ROOT_ATTRS if k in t["attrs"]]:

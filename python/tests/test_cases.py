@@ -1,0 +1,128 @@
+"""Cases from an image and a prompt, on the tiny VLMs' real vision towers (CLIP for LLaVA,
+Qwen2.5-VL's own): the case reproduces what the model does with the image and the prompt,
+and the path image → case → Swift trace → diff holds."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from conftest import GOLDEN, REPO, run
+
+torch = pytest.importorskip("torch")
+from PIL import Image  # noqa: E402
+from tokenizers import Tokenizer, models, pre_tokenizers  # noqa: E402
+from transformers import CLIPImageProcessorPil, LlavaForConditionalGeneration, PreTrainedTokenizerFast  # noqa: E402
+from transformers import Qwen2_5_VLForConditionalGeneration, Qwen2VLImageProcessorPil  # noqa: E402
+
+from reroute_trace import Recorder, build_case, greedy_decode, model_inputs, read_case, write_case, write_trace  # noqa: E402
+
+
+def word_tokenizer(special: dict[str, int]) -> PreTrainedTokenizerFast:
+    """A word-level tokenizer over the tiny models' 256 ids: w0 … w247, <unk>, and `special`."""
+    vocab = {f"w{i}": i for i in range(248)} | {"<unk>": 248} | special
+    tk = Tokenizer(models.WordLevel(vocab=vocab, unk_token="<unk>"))
+    tk.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    return PreTrainedTokenizerFast(tokenizer_object=tk, unk_token="<unk>", additional_special_tokens=list(special))
+
+
+def picture(h: int, w: int) -> Image.Image:
+    rng = np.random.default_rng(7)
+    return Image.fromarray(rng.integers(0, 256, (h, w, 3), dtype=np.uint8))
+
+
+@pytest.fixture(scope="module")
+def llava():
+    model = LlavaForConditionalGeneration.from_pretrained(str(GOLDEN / "models/tiny-llama"), dtype=torch.float32,
+                                                          attn_implementation="eager").eval()
+    ip = CLIPImageProcessorPil(size={"shortest_edge": 28}, crop_size={"height": 28, "width": 28})
+    return model, ip, word_tokenizer({"<image>": model.config.image_token_index})
+
+
+@pytest.fixture(scope="module")
+def qwen():
+    model = Qwen2_5_VLForConditionalGeneration.from_pretrained(str(GOLDEN / "models/tiny-qwen2-vl"), dtype=torch.float32,
+                                                                attn_implementation="eager").eval()
+    # The tiny model's special ids are Qwen's (151652…), outside its 256-token vocabulary; the
+    # test's tokenizer gives them ids inside it, and the model is told so (in memory only).
+    special = {"<|vision_start|>": 251, "<|vision_end|>": 252, "<|image_pad|>": 253, "<|video_pad|>": 254}
+    for c in {id(model.config): model.config, id(model.model.config): model.model.config}.values():
+        c.vision_start_token_id, c.vision_end_token_id, c.image_token_id, c.video_token_id = 251, 252, 253, 254
+    ip = Qwen2VLImageProcessorPil(patch_size=2, merge_size=2, temporal_patch_size=2, min_pixels=16, max_pixels=1024)
+    return model, ip, word_tokenizer(special)
+
+
+def test_a_llava_case_is_what_the_model_does_with_the_image_and_prompt(llava):
+    model, ip, tok = llava
+    case = build_case(model, picture(40, 40), "w1 w7 w3 <image> w9 w12 w4", image_processor=ip, tokenizer=tok)
+    assert case["grid"].tolist() == [2, 2] and case["visual_embeddings"].shape == (4, 64)
+    assert case["prefix_ids"].tolist() == [1, 7, 3] and case["suffix_ids"].tolist() == [9, 12, 4]
+    assert case["positions"].tolist() == [list(range(10))]
+    ids = tok("w1 w7 w3 " + "<image>" * 4 + " w9 w12 w4", return_tensors="pt")["input_ids"]
+    with torch.no_grad():
+        own = model(input_ids=ids, pixel_values=ip(images=picture(40, 40), return_tensors="pt")["pixel_values"]).logits
+        ours = model(**model_inputs(model, case)).logits
+    assert torch.equal(own, ours)
+
+
+def test_a_qwen_case_has_the_models_own_mrope_positions(qwen):
+    model, ip, tok = qwen
+    prompt = "w5 w6 <|vision_start|><|image_pad|><|vision_end|> w8 w9"
+    case = build_case(model, picture(12, 16), prompt, image_processor=ip, tokenizer=tok)
+    assert case["grid"].tolist() == [3, 4] and case["visual_embeddings"].shape == (12, 48)
+    assert case["prefix_ids"].tolist() == [5, 6, 251] and case["suffix_ids"].tolist() == [252, 8, 9]
+    P, rows, cols = 3, 3, 4  # SPEC.md §4's closed form of get_rope_index for one image
+    r, c = np.divmod(np.arange(rows * cols), cols)
+    visual = np.stack([np.full(12, P), P + r, P + c])
+    after = P + max(rows, cols) + np.arange(3)
+    expected = np.concatenate([np.tile(np.arange(P), (3, 1)), visual, np.tile(after, (3, 1))], axis=1)
+    assert np.array_equal(case["positions"], expected)
+    px = ip(images=picture(12, 16), return_tensors="pt")
+    ids = tok(prompt.replace("<|image_pad|>", "<|image_pad|>" * 12), return_tensors="pt")["input_ids"]
+    with torch.no_grad():
+        own = model(input_ids=ids, pixel_values=px["pixel_values"], image_grid_thw=px["image_grid_thw"],
+                    mm_token_type_ids=(ids == 253).int()).logits
+        ours = model(**model_inputs(model, case)).logits
+    assert torch.allclose(own, ours, rtol=0, atol=1e-6), float((own - ours).abs().max())
+
+
+def test_prompts_without_one_placeholder_or_text_after_it_are_refused(llava):
+    model, ip, tok = llava
+    with pytest.raises(ValueError, match="must hold the image placeholder '<image>' once, found 0"):
+        build_case(model, picture(28, 28), "w1 w2", image_processor=ip, tokenizer=tok)
+    with pytest.raises(ValueError, match="needs text after the image"):
+        build_case(model, picture(28, 28), "w1 <image>", image_processor=ip, tokenizer=tok)
+
+
+@pytest.mark.parametrize("which", ["llava", "qwen"])
+def test_image_to_case_to_swift_trace_to_diff(which, llava, qwen, tmp_path, reroute):
+    model, ip, tok = llava if which == "llava" else qwen
+    folder = GOLDEN / "models" / ("tiny-llama" if which == "llava" else "tiny-qwen2-vl")
+    prompt = "w1 w7 w3 <image> w9 w12 w4" if which == "llava" else "w5 w6 <|vision_start|><|image_pad|><|vision_end|> w8 w9"
+    case = build_case(model, picture(40, 40) if which == "llava" else picture(12, 16), prompt, image_processor=ip, tokenizer=tok)
+    path = tmp_path / "case.h5"
+    write_case(str(path), case, case_name="picture", model_name=folder.name)
+    assert sorted(read_case(str(path))) == sorted(case)
+    swift = tmp_path / "swift-dense.h5"
+    r = run(reroute, "run", "--model", str(folder), "--case", str(path), "--policy", "dense", "--out", str(swift))
+    assert r.returncode == 0, r.stderr
+    policy = run(reroute, "policy", "show", "dense", "--json").stdout
+    with torch.no_grad(), Recorder(model, read_case(str(path)), policy, model_name=folder.name, case_name="picture") as rec:
+        greedy_decode(model, case, model(**model_inputs(model, case), use_cache=True))
+    recorded = tmp_path / "recorded.h5"
+    write_trace(str(recorded), rec.trace())
+    d = run(reroute, "diff", str(swift), str(recorded))
+    assert d.returncode == 0, d.stdout[-3000:]
+    if which == "llava":  # the outside FastV on the image's case makes the reference's decision
+        fastv = tmp_path / "swift-fastv.h5"
+        assert run(reroute, "run", "--model", str(folder), "--case", str(path), "--policy", "fastv-release-64",
+                   "--out", str(fastv)).returncode == 0
+        out = tmp_path / "outside.h5"
+        p = subprocess.run([sys.executable, str(REPO / "python/examples/record.py"), "--model", str(folder), "--case", str(path),
+                            "--policy", "fastv-release-64", "--reroute", reroute, "--out", str(out)], capture_output=True, text=True)
+        assert p.returncode == 0, p.stderr[-2000:]
+        d = run(reroute, "diff", str(fastv), str(out))
+        assert d.returncode == 0, d.stdout[-3000:]
