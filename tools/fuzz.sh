@@ -68,8 +68,10 @@ for t in "${targets[@]}"; do
     rc=$?
     set -e
     crashes=$(find "$artifacts" -type f | wc -l)
-    last=$(grep -E "^#[0-9]+" "$log" | tail -n 1)
-    execs=$(grep -E "stat::number_of_executed_units" "$log" | awk '{print $2}')
+    # Fork mode prints no final stats: the last status line holds the count.
+    last=$(grep -E "^#[0-9]+" "$log" | tail -n 1 || true)
+    execs=$(grep -E "stat::number_of_executed_units" "$log" | awk '{print $2}' || true)
+    [ -n "$execs" ] || execs=$(printf '%s\n' "$last" | sed -E 's/^#([0-9]+).*/\1/')
     echo "$t: exit $rc, $execs executions in $seconds s; last: $last; crash/leak/timeout artifacts: $crashes"
     [ "$rc" = 0 ] && [ "$crashes" = 0 ] || status=1
 done

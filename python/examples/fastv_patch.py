@@ -42,6 +42,16 @@ def attention_last_row(layer, rotary, h, pos):
     return w[0, :, 0, :].mean(dim=0)  # [n]
 
 
+def decode_step(self, h, pos, cache):
+    """A decode step (one token): every layer, attending to its whole cache."""
+    x = h[None]
+    pe = self.rotary_emb(x, pos[None])
+    for layer in self.layers:
+        x = layer(x, attention_mask=None, position_ids=pos[None], cache=cache, use_cache=True, position_embeddings=pe)
+        x = x[0] if isinstance(x, tuple) else x
+    return BaseModelOutputWithPast(last_hidden_state=self.norm(x), cache=cache)
+
+
 def causal_mask(n, dtype):
     return torch.full((n, n), torch.finfo(dtype).min, dtype=dtype).triu(1)[None, None]
 
@@ -57,13 +67,8 @@ def patch(text_model, K, ratio, visual_start, visual_len, bugs=()):
         h = inputs_embeds[0]
         pos = position_ids.reshape(-1, h.shape[0])[-1]  # [n] (1-D RoPE)
         S = h.shape[0]
-        if S == 1:  # a decode step: every layer, the whole cache
-            x = h[None]
-            pe = self.rotary_emb(x, pos[None])
-            for layer in self.layers:
-                x = layer(x, attention_mask=None, position_ids=pos[None], cache=cache, use_cache=True, position_embeddings=pe)
-                x = x[0] if isinstance(x, tuple) else x
-            return BaseModelOutputWithPast(last_hidden_state=self.norm(x), cache=cache)
+        if S == 1:
+            return decode_step(self, h, pos, cache)
         active = torch.arange(S)
         prev_input = None
         for i, layer in enumerate(self.layers):

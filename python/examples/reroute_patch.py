@@ -19,7 +19,7 @@ import torch
 from transformers import DynamicCache
 from transformers.modeling_outputs import BaseModelOutputWithPast
 
-from fastv_patch import attention_last_row, causal_mask
+from fastv_patch import attention_last_row, causal_mask, decode_step
 
 
 def patch(text_model, layers, ratio, visual_start, visual_len):
@@ -33,12 +33,7 @@ def patch(text_model, layers, ratio, visual_start, visual_len):
         pos = position_ids.reshape(-1, h.shape[0])[-1]
         S = h.shape[0]
         if S == 1:
-            x = h[None]
-            pe = self.rotary_emb(x, pos[None])
-            for layer in self.layers:
-                x = layer(x, attention_mask=None, position_ids=pos[None], cache=cache, use_cache=True, position_embeddings=pe)
-                x = x[0] if isinstance(x, tuple) else x
-            return BaseModelOutputWithPast(last_hidden_state=self.norm(x), cache=cache)
+            return decode_step(self, h, pos, cache)
         visual = torch.arange(visual_start, visual_start + visual_len)
         text_before, text_after = torch.arange(visual_start), torch.arange(visual_start + visual_len, S)
         everyone = torch.arange(S)

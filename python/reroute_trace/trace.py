@@ -159,23 +159,20 @@ class _File:
             return v
         raise TraceError(self.path, obj_name, "wrong type", "attribute is not a string")
 
-    def int_attr(self, name: str, obj: str = "/") -> int:
+    def _scalar_attr(self, name: str, obj: str, kinds: str, what: str) -> Any:
         v, obj_name = self._attr(name, obj)
         a = np.asarray(v)
-        if a.dtype.kind not in "iu":
-            raise TraceError(self.path, obj_name, "wrong type", "attribute is not an integer")
+        if a.dtype.kind not in kinds:
+            raise TraceError(self.path, obj_name, "wrong type", f"attribute is not {what}")
         if a.size != 1:
             raise TraceError(self.path, obj_name, "wrong shape", "not a scalar")
-        return int(a.reshape(-1)[0].astype(np.int64))
+        return a.reshape(-1)[0]
+
+    def int_attr(self, name: str, obj: str = "/") -> int:
+        return int(self._scalar_attr(name, obj, "iu", "an integer").astype(np.int64))
 
     def float_attr(self, name: str, obj: str = "/") -> float:
-        v, obj_name = self._attr(name, obj)
-        a = np.asarray(v)
-        if a.dtype.kind not in "iuf":
-            raise TraceError(self.path, obj_name, "wrong type", "attribute is not a number")
-        if a.size != 1:
-            raise TraceError(self.path, obj_name, "wrong shape", "not a scalar")
-        return float(a.reshape(-1)[0])
+        return float(self._scalar_attr(name, obj, "iuf", "a number"))
 
 
 # ---------------------------------------------------------------------------------------
