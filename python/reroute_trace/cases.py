@@ -4,7 +4,7 @@ gives a transformers model."""
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 
@@ -62,7 +62,9 @@ def model_inputs(model: Any, case: dict[str, np.ndarray]) -> dict[str, Any]:
     return {"inputs_embeds": embeds, "position_ids": pos[0][None] if pos.shape[0] == 1 else pos[:, None, :]}
 
 
-def build_case(model: Any, image: Any, prompt: str, *, image_processor: Any, tokenizer: Any, decode_steps: int = 3) -> dict[str, np.ndarray]:
+def build_case(model: Any, image: Any, prompt: str, *, image_processor: Any, tokenizer: Any, decode_steps: int = 3,
+               vision_side: bool = False, cls_attention_layer: int = -2,
+               similarity_layers: Sequence[int] = tuple(range(16, 25))) -> dict[str, np.ndarray]:
     """A case (SPEC.md §6) from an HF VLM, its image processor and tokenizer, an image and a
     prompt holding the image placeholder once (LLaVA: ``<image>``; Qwen2.5-VL:
     ``<|image_pad|>``, between ``<|vision_start|>`` and ``<|vision_end|>`` as its chat
@@ -71,7 +73,17 @@ def build_case(model: Any, image: Any, prompt: str, *, image_processor: Any, tok
     model's own image features after its projector (LLaVA's ``multi_modal_projector`` on the
     selected CLIP layer; Qwen2.5-VL's vision tower and merger), stored as
     ``visual_embeddings``; the grid is the image's LLM-side grid; positions are ``0 … S−1``
-    (LLaVA) or the model's own ``get_rope_index`` (Qwen2.5-VL, 3-D M-RoPE). In float32."""
+    (LLaVA) or the model's own ``get_rope_index`` (Qwen2.5-VL, 3-D M-RoPE). In float32.
+
+    With ``vision_side`` (LLaVA), the visual rows are stored as ``visual_features`` instead
+    (the patch features of CLIP layer ``vision_feature_layer`` before the projector, which
+    Nüwa's stage 1 aggregates; the suite applies the projector), with Nüwa's vision-side
+    inputs as its code computes them:
+    ``vision_side/cls_attention`` the CLS row of CLIP layer ``cls_attention_layer``'s
+    attention to each patch, summed over heads (default the penultimate layer, whose output
+    LLaVA takes), and ``vision_side/similarity_features`` the mean of CLIP's
+    ``hidden_states`` entries ``similarity_layers`` over the patches (default 16 … 24, as
+    for LLaVA-1.5's 24-layer CLIP; entry 0 is the embedding output)."""
     import torch
 
     name = type(model).__name__
@@ -85,6 +97,17 @@ def build_case(model: Any, image: Any, prompt: str, *, image_processor: Any, tok
             if side * side != visual.shape[0]:
                 raise ValueError(f"{name}: {visual.shape[0]} image features are not a square grid")
             grid = (side, side)
+            if vision_side:
+                tower = model.model.vision_tower
+                v = tower(pixels.to(model.dtype), output_attentions=True, output_hidden_states=True)
+                cls = v.attentions[cls_attention_layer][0, :, 0, 1:].sum(dim=0)  # [patches]
+                hs = [v.hidden_states[i][0, 1:] for i in similarity_layers]
+                features = v.hidden_states[cfg.vision_feature_layer][0, 1:]  # the 'default' select strategy drops CLS
+                side_inputs = {"visual_features": features.float().numpy().astype(np.float32),
+                               "vision_side/cls_attention": cls.float().numpy().astype(np.float32),
+                               "vision_side/similarity_features": torch.stack(hs).mean(dim=0).float().numpy().astype(np.float32)}
+                if side_inputs["vision_side/cls_attention"].shape[0] != side * side:
+                    raise ValueError(f"{name}: {cls.shape[0]} patches for a {side}x{side} grid (a select strategy other than 'default'?)")
         elif name == "Qwen2_5_VLForConditionalGeneration":
             token_id = int(cfg.image_token_id)
             px = image_processor(images=image, return_tensors="pt")
@@ -95,6 +118,8 @@ def build_case(model: Any, image: Any, prompt: str, *, image_processor: Any, tok
                 raise ValueError(f"{name}: one image of one frame expected, got grid_thw {thw.tolist()}")
             visual = model.model.get_image_features(pixel_values=px["pixel_values"].to(model.dtype), image_grid_thw=thw).pooler_output[0]
             grid = (h // merge, w // merge)
+            if vision_side:
+                raise ValueError(f"{name}: Nüwa's vision-side inputs are built for LLaVA only")
         else:
             raise ValueError(f"{name} is not supported; cases are built for LlavaForConditionalGeneration and "
                              "Qwen2_5_VLForConditionalGeneration")
@@ -119,9 +144,13 @@ def build_case(model: Any, image: Any, prompt: str, *, image_processor: Any, tok
             positions = pos[:, 0].numpy().astype(np.int64)
         else:
             positions = np.arange(S, dtype=np.int64)[None]
-    return {"prefix_ids": prefix.numpy().astype(np.int64), "suffix_ids": suffix.numpy().astype(np.int64),
+    case = {"prefix_ids": prefix.numpy().astype(np.int64), "suffix_ids": suffix.numpy().astype(np.int64),
             "grid": np.asarray(grid, dtype=np.int64), "visual_embeddings": visual.float().numpy().astype(np.float32),
             "positions": positions, "decode_steps": np.int64(decode_steps)}
+    if vision_side:
+        del case["visual_embeddings"]
+        case |= side_inputs
+    return case
 
 
 def write_case(path: str, case: dict[str, np.ndarray], *, case_name: str, model_name: str = "", overwrite: bool = False) -> None:

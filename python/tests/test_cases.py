@@ -126,3 +126,48 @@ def test_image_to_case_to_swift_trace_to_diff(which, llava, qwen, tmp_path, rero
         assert p.returncode == 0, p.stderr[-2000:]
         d = run(reroute, "diff", str(fastv), str(out))
         assert d.returncode == 0, d.stdout[-3000:]
+
+
+def test_llava_vision_side_inputs_are_clips_own_and_run_nuwa(llava, tmp_path, reroute):
+    model, ip, tok = llava
+    model.model.vision_tower.config._attn_implementation = "eager"  # attention weights are returned by eager attention only
+    # The tiny CLIP has one layer: its attention, and the mean of its two hidden-state entries.
+    case = build_case(model, picture(40, 40), "w1 w7 w3 <image> w9 w12 w4", image_processor=ip, tokenizer=tok,
+                      vision_side=True, cls_attention_layer=0, similarity_layers=[0, 1])
+    cls, sim = case["vision_side/cls_attention"], case["vision_side/similarity_features"]
+    assert cls.shape == (4,) and sim.shape == (4, 48) and case["visual_features"].shape == (4, 48)
+    assert "visual_embeddings" not in case
+    # Recomputed by hand from the layer's weights: softmax(q_cls · k / sqrt(d_h)) over CLS and patches, summed over heads.
+    tower = model.model.vision_tower
+    with torch.no_grad():
+        pixels = ip(images=picture(40, 40), return_tensors="pt")["pixel_values"]
+        h0 = tower.pre_layrnorm(tower.embeddings(pixels))[0]
+        layer = tower.encoder.layers[0]
+        x = layer.layer_norm1(h0)
+        heads = layer.self_attn.num_heads
+        q = layer.self_attn.q_proj(x).view(-1, heads, 48 // heads).transpose(0, 1)
+        k = layer.self_attn.k_proj(x).view(-1, heads, 48 // heads).transpose(0, 1)
+        w = torch.softmax(q[:, :1] @ k.transpose(1, 2) / (48 // heads) ** 0.5, dim=-1)[:, 0, 1:].sum(dim=0)
+        h1 = layer(h0[None], None)
+        h1 = h1[0] if isinstance(h1, tuple) else h1
+    assert np.allclose(cls, w.numpy(), rtol=0, atol=1e-6)
+    assert np.allclose(sim, ((h0[1:] + h1.reshape(-1, 48)[1:]) / 2).numpy(), rtol=0, atol=1e-6)
+    path = tmp_path / "case.h5"
+    write_case(str(path), case, case_name="picture", model_name="tiny-llama")
+    r = run(reroute, "run", "--model", str(GOLDEN / "models/tiny-llama"), "--case", str(path), "--policy", "nuwa-64",
+            "--out", str(tmp_path / "nuwa.h5"))
+    assert r.returncode == 0, r.stderr
+    # The features through the suite's projector are the model's own embeddings of the image.
+    plain = build_case(model, picture(40, 40), "w1 w7 w3 <image> w9 w12 w4", image_processor=ip, tokenizer=tok)
+    with torch.no_grad():
+        projected = model.model.multi_modal_projector(torch.from_numpy(case["visual_features"])).numpy()
+    assert np.array_equal(projected, plain["visual_embeddings"])
+    write_case(str(tmp_path / "plain.h5"), plain, case_name="picture")
+    dense = [tmp_path / "features.h5", tmp_path / "embeddings.h5"]
+    for c, out in zip([path, tmp_path / "plain.h5"], dense):
+        assert run(reroute, "run", "--model", str(GOLDEN / "models/tiny-llama"), "--case", str(c), "--policy", "dense",
+                   "--out", str(out)).returncode == 0
+    # Features through the suite's float64 projector, or the model's float32 embeddings: the same run within float32 rounding.
+    d = run(reroute, "diff", "--preset", "fp32", str(dense[1]), str(dense[0]))  # the embeddings were projected in float32
+    # Only the inputs differ (features against embeddings); every layer, logit and token agrees.
+    assert d.returncode == 1 and "1 differ" in d.stdout and "first divergence: /inputs/visual" in d.stdout, d.stdout[-2000:]
