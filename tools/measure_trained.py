@@ -20,7 +20,8 @@ from pathlib import Path
 
 from reroute_trace import read_trace
 
-POLICIES = ["fastv-release-192", "fastv-release-128", "fastv-release-64", "reroute-fastv-192", "reroute-fastv-128", "reroute-fastv-64"]
+POLICIES = ["fastv-release-192", "fastv-release-128", "fastv-release-64", "pdrop-release-192", "pdrop-release-128", "pdrop-release-64",
+            "reroute-fastv-192", "reroute-fastv-128", "reroute-fastv-64"]
 REPO = Path(__file__).resolve().parents[1]
 
 

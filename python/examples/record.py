@@ -1,4 +1,4 @@
-"""Record an outside implementation (fastv_patch.py, reroute_patch.py) on a model and case of
+"""Record an outside implementation (fastv_patch.py, pdrop_patch.py, reroute_patch.py) on a model and case of
 the suite, and write its trace for `reroute diff GOLDEN TRACE`. The recorder glue is the
 `with Recorder(...)` block and the loop over `routing_log`.
 
@@ -21,6 +21,7 @@ from transformers import AutoConfig, AutoModelForCausalLM, LlavaForConditionalGe
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import fastv_patch  # noqa: E402
+import pdrop_patch  # noqa: E402
 import reroute_patch  # noqa: E402
 
 from reroute_trace import Recorder, case_span, greedy_decode, model_inputs, read_case, write_trace  # noqa: E402
@@ -35,7 +36,7 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", required=True)
     ap.add_argument("--case", required=True, help="a case or trace file (its /inputs)")
-    ap.add_argument("--policy", required=True, help="fastv-release-T or reroute-fastv-T (T = 192, 128, 64)")
+    ap.add_argument("--policy", required=True, help="fastv-release-T, pdrop-release-T or reroute-fastv-T (T = 192, 128, 64)")
     ap.add_argument("--bug", action="append", default=[], choices=["previous_layer_scores", "span_off_by_one", "reindexed_positions"])
     ap.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"])
     ap.add_argument("--reroute", default="reroute", help="the reroute binary (for the policy file)")
@@ -53,6 +54,8 @@ def main(argv=None):
     ratio = policy["schedule"]["keep_ratios"][0]
     if a.policy.startswith("fastv-release"):
         fastv_patch.patch(text, K=layers[0], ratio=ratio, visual_start=P, visual_len=N, bugs=a.bug)
+    elif a.policy.startswith("pdrop-release"):
+        pdrop_patch.patch(text, layers=layers, ratios=policy["schedule"]["keep_ratios"], visual_start=P, visual_len=N)
     elif a.policy.startswith("reroute-fastv"):
         reroute_patch.patch(text, layers=layers, ratio=ratio, visual_start=P, visual_len=N)
     else:

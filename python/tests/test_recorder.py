@@ -74,7 +74,7 @@ def record_example(reroute, tmp_path, model, policy_name, bug=None):
 
 
 @pytest.mark.parametrize("model", ["tiny-llama", "tiny-qwen2"])
-@pytest.mark.parametrize("policy_name", ["fastv-release-64", "reroute-fastv-64"])
+@pytest.mark.parametrize("policy_name", ["fastv-release-64", "pdrop-release-64", "pdrop-release-192", "reroute-fastv-64"])
 def test_outside_implementations_make_the_reference_decisions(model, policy_name, tmp_path, reroute):
     r = record_example(reroute, tmp_path, model, policy_name)
     assert r.returncode == 0, r.stdout[-3000:]
