@@ -139,6 +139,10 @@ public final class HDF5File: @unchecked Sendable {
             guard H5Tget_class(t) == H5T_STRING else {
                 throw HDF5Error(.wrongType, file: path, object: objName, "attribute is not a string")
             }
+            // One string: the buffers below hold one element, and H5Aread fills every element.
+            let space = H5Aget_space(attr)
+            defer { H5Sclose(space) }
+            guard H5Sget_simple_extent_npoints(space) == 1 else { throw HDF5Error(.wrongShape, file: path, object: objName, "not a scalar") }
             if H5Tis_variable_str(t) > 0 {
                 let mem = H5Tcopy(chdf5_t_c_s1())
                 defer { H5Tclose(mem) }

@@ -223,7 +223,6 @@ class Recorder:
         processed = self.processed()
         A = self.positions.shape[0]
         state = None
-        hidden = np.zeros((self.L + 1, self.S, 0), dtype=np.float32)
         mask = np.zeros((self.L, self.S), dtype=np.uint8)
         positions = np.full((self.L, A, self.S), -1, dtype=np.int64)
         snapshots = []
@@ -249,8 +248,15 @@ class Recorder:
         logits = [prefill["logits"]] + [self.calls[t]["logits"] for t in range(1, steps)]
         tokens = [int(np.argmax(z)) for z in logits[:steps]]  # first maximum on ties, as torch.argmax
         first = self.calls[1] if steps > 1 and len(self.calls) > 1 else None
+        # Not observed (one token only, or layers called without position_ids): SPEC.md §8.6's
+        # decode position, max + 1 of the case's positions, or the processed count once a
+        # re-indexing policy has decided.
         top = int(self.positions.max()) + 1
-        decode_positions = [int(first["positions"][l][0, 0]) if first and l in first["positions"] else top for l in range(self.L)]
+        reindexed = json.loads(self.policy).get("positions") == "reindexed"
+        first_decision = min((d["layer"] for d in self.decisions), default=self.L)
+        def fallback(l: int) -> int:
+            return len(processed[l]) if reindexed and l >= first_decision else top
+        decode_positions = [int(first["positions"][l][0, 0]) if first and l in first["positions"] else fallback(l) for l in range(self.L)]
         if prefill["kv"] is None:
             raise RecorderError("the model returned no cache; run it with use_cache=True")
         last = self.calls[steps - 1] if steps > 1 else prefill

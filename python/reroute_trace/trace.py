@@ -100,6 +100,8 @@ class _File:
         g = self.f[p]
         if not isinstance(g, h5py.Group):
             raise TraceError(self.path, p, "cannot open", "not a group")
+        if len(g) >= 1 << 20:
+            raise TraceError(self.path, p, "too large", f"{len(g)} members")
         return sorted(g.keys())
 
     def dataset(self, p: str) -> h5py.Dataset:
@@ -151,8 +153,10 @@ class _File:
 
     def str_attr(self, name: str, obj: str = "/") -> str:
         v, obj_name = self._attr(name, obj)
-        if isinstance(v, np.ndarray) and v.shape == () and v.dtype.kind in "SOU":
-            v = v[()]
+        if isinstance(v, np.ndarray) and v.dtype.kind in "SOU":
+            if v.size != 1:
+                raise TraceError(self.path, obj_name, "wrong shape", "not a scalar")
+            v = v.reshape(-1)[0]
         if isinstance(v, bytes):
             return v.decode("utf-8", errors="replace")
         if isinstance(v, str):
@@ -255,6 +259,18 @@ def _case_name(v: Any) -> str | None:
     return None
 
 
+_QUERIES = {"lastToken", "lastInstructionToken", "lastRows"}
+_ATTENTION = {"producedByPreviousLayer", "decisionLayerInput"}
+
+
+def _matching_ok(m: Any) -> bool:
+    """BudgetMatching's Codable form: {"none":{}}, {"perLayer":{"base":…}}, {"averageTokens":{"base":…}}."""
+    if not (isinstance(m, dict) and len(m) == 1):
+        return False
+    (k, v), = m.items()
+    return isinstance(v, dict) and (k == "none" or (k in ("perLayer", "averageTokens") and isinstance(v.get("base"), str)))
+
+
 def validate_policy(p: Any, path: str) -> dict[str, Any]:
     """/@policy: the keys RoutingPolicy encodes, then RoutingPolicy.validate's rules. A policy
     file (``reroute.policy`` v1, as ``reroute policy show NAME --json`` prints it) is also
@@ -274,18 +290,33 @@ def validate_policy(p: Any, path: str) -> dict[str, Any]:
                  ("positions", str), ("scorer", dict)]:
         if k not in p or not _is(p[k], t):
             raise bad_json(f"missing or mistyped key '{k}'")
-    for k in ["action", "budgetMatching"]:
-        if _case_name(p.get(k)) is None:
-            raise bad_json(f"missing or mistyped key '{k}'")
+    action = p.get("action")
+    if not (isinstance(action, dict) and len(action) == 1 and next(iter(action)) in ("delete", "route")
+            and isinstance(next(iter(action.values())), dict)):
+        raise bad_json("missing or mistyped key 'action'")
+    if not _matching_ok(p.get("budgetMatching")):
+        raise bad_json("missing or mistyped key 'budgetMatching'")
+    if p["countRule"] not in ("floor", "floorAtLeastOne", "round", "ceil") or p["positions"] not in ("original", "reindexed"):
+        raise bad_json("countRule or positions is not one of its cases")
     if not all(_is(x, int) for x in p["decisionLayers"]) or not all(_is(x, float) for x in p["keepRatios"]):
         raise bad_json("decisionLayers must be integers and keepRatios numbers")
     counts = p.get("keepCounts")
     if counts is not None and not (isinstance(counts, list) and all(_is(x, int) for x in counts)):
         raise bad_json("keepCounts must be integers")
     scorer = p["scorer"]
-    for k in ["query", "attention", "domain", "heads"]:
-        if _case_name(scorer.get(k)) is None:
+    for k, cases in [("query", _QUERIES), ("attention", _ATTENTION)]:
+        v = scorer.get(k)
+        if not (isinstance(v, dict) and len(v) == 1 and next(iter(v)) in cases and isinstance(next(iter(v.values())), dict)):
             raise bad_json(f"missing or mistyped key 'scorer.{k}'")
+    if scorer.get("domain") not in ("allTokens", "activeTokens") or scorer.get("heads") not in ("mean", "max"):
+        raise bad_json("scorer.domain or scorer.heads is not one of its cases")
+    rows = scorer["query"].get("lastRows")
+    if rows is not None and not _is(rows.get("_0"), int):
+        raise bad_json("scorer.query.lastRows needs an integer")
+    stage = p.get("visionStage")
+    if stage is not None and not (isinstance(stage, dict) and _is(stage.get("keepRatio"), float) and _is(stage.get("perRegion"), int)
+                                  and _is(stage.get("penaltyQuantile"), float)):
+        raise bad_json("visionStage needs keepRatio, perRegion and penaltyQuantile numbers")
     name, depth, layers, ratios = p["name"], p["referenceDepth"], p["decisionLayers"], p["keepRatios"]
 
     def bad(why: str) -> TraceError:
@@ -348,7 +379,7 @@ def _read_inputs(f: _File, g: str = "/inputs") -> dict[str, np.ndarray]:
         return v
 
     def matrix(p: str) -> np.ndarray:
-        v = f.read(p, "float", S.MAX_VISUAL_ELEMENTS)
+        v = f.read(p, "float", S.MAX_VISUAL_ELEMENTS).astype(np.float32)  # as the Swift reader holds them
         if v.ndim != 2:
             raise TraceError(path, p, "bad case", f"shape {_fmt(v.shape)}, expected [rows, cols]")
         return v
@@ -374,7 +405,7 @@ def _read_inputs(f: _File, g: str = "/inputs") -> dict[str, np.ndarray]:
     out["positions"] = pos
     out["decode_steps"] = ints(f"{g}/decode_steps", 0)
     if f.exists(f"{g}/vision_side"):
-        cls = f.read(f"{g}/vision_side/cls_attention", "float", S.MAX_VISUAL_ELEMENTS)
+        cls = f.read(f"{g}/vision_side/cls_attention", "float", S.MAX_VISUAL_ELEMENTS).astype(np.float32)
         if cls.ndim != 1:
             raise TraceError(path, f"{g}/vision_side/cls_attention", "bad case", "expected [N]")
         out["vision_side/cls_attention"] = cls
@@ -440,6 +471,10 @@ def validate_case(inputs: dict[str, np.ndarray], cfg: dict[str, Any], path: str)
 # ---------------------------------------------------------------------------------------
 # Reading
 
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")  # as Foundation's JSONDecoder: no NaN or Infinity
+
+
 def read_trace(path: str) -> TraceDict:
     """Reads and validates a trace; raises `TraceError` naming the file and the object."""
     f = _File(path)
@@ -460,7 +495,7 @@ def _read(f: _File, path: str) -> TraceDict:
     def decode(attr: str, obj: str = "/") -> Any:
         text = f.str_attr(attr, obj)
         try:
-            return json.loads(text)
+            return json.loads(text, parse_constant=_no_constant)
         except ValueError as e:
             name = "RoutingPolicy" if attr == "policy" else "ModelConfig" if attr == "model_config" else "BudgetMatching"
             raise TraceError(path, f"/@{attr}" if obj == "/" else f"{obj}@{attr}", "bad case", f"not a valid {name} JSON: {e}") from None
@@ -583,10 +618,12 @@ def _read(f: _File, path: str) -> TraceDict:
     llm_visual_tokens = int(bounded("/budget@llm_visual_tokens", [f.int_attr("llm_visual_tokens", "/budget")], 0, span_hi + 1)[0])
     matching_text = f.str_attr("matching", "/budget")
     matching = decode("matching", "/budget")
-    if _case_name(matching) is None:
+    if not _matching_ok(matching):
         raise TraceError(path, "/budget@matching", "bad case", "not a valid BudgetMatching JSON")
-    budget_attrs = {"avg_visual_tokens": f.float_attr("avg_visual_tokens", "/budget"), "image_tokens": image_tokens,
-                    "llm_visual_tokens": llm_visual_tokens, "bytes_per_element": bytes_per_element, "matching": matching_text}
+    budget_attrs = {"image_tokens": image_tokens, "llm_visual_tokens": llm_visual_tokens,
+                    "bytes_per_element": bytes_per_element, "matching": matching_text}
+    if f.has_attr("avg_visual_tokens", "/budget"):  # derived; the Swift reader recomputes it
+        budget_attrs["avg_visual_tokens"] = f.float_attr("avg_visual_tokens", "/budget")
     out["budget"], out["budget_attrs"] = budget, budget_attrs
     return out
 

@@ -100,6 +100,7 @@ MUTATIONS = {
     "missing_producer": lambda f: f.attrs.__delitem__("producer"),
     "seed_as_string": lambda f: f.attrs.__setitem__("seed", "seven"),
     "mode": lambda f: f.attrs.__setitem__("mode", "replayed"),
+    "policy_as_string_array": lambda f: f.attrs.__setitem__("policy", np.array([f.attrs["policy"]] * 2, dtype=h5py.string_dtype())),
     "config_hidden_zero": lambda f: _json_attr(f, "model_config", lambda c: c.__setitem__("hiddenSize", 0)),
     "config_head_dim_odd": lambda f: _json_attr(f, "model_config", lambda c: c.__setitem__("headDim", 15)),
     "config_kv_heads": lambda f: _json_attr(f, "model_config", lambda c: c.__setitem__("kvHeads", c["heads"] + 1)),
@@ -201,3 +202,39 @@ def test_a_policy_file_may_stand_in_for_the_policy_json(copy_of, reroute):
     with pytest.raises(TraceError) as e:
         read_trace(str(path))
     assert str(e.value) == _swift_message(reroute, path)
+
+
+@pytest.mark.parametrize("edit", [
+    lambda c: c.__setitem__("rmsNormEps", float("nan")),  # NaN is not JSON (Foundation's decoder refuses it)
+    lambda c: c.__setitem__("family", "gpt2"),
+])
+def test_config_json_the_swift_decoder_refuses_is_refused_under_the_same_object(edit, copy_of, reroute):
+    path = copy_of("traces/tiny-llama/dense.h5")
+    with h5py.File(path, "r+") as f:
+        c = json.loads(f.attrs["model_config"])
+        edit(c)
+        f.attrs["model_config"] = json.dumps(c)
+    with pytest.raises(TraceError) as e:
+        read_trace(str(path))
+    swift = _swift_message(reroute, path)
+    prefix = f"{path}: /@model_config: bad case: not a valid ModelConfig JSON"
+    assert str(e.value).startswith(prefix) and swift.startswith(prefix), (str(e.value), swift)
+
+
+@pytest.mark.parametrize("edit", [
+    lambda p: p.__setitem__("action", "delete"),
+    lambda p: p.__setitem__("visionStage", 5),
+    lambda p: p["scorer"].__setitem__("heads", {"mean": {}}),
+    lambda p: p.__setitem__("countRule", "ceiling"),
+])
+def test_policy_json_the_swift_decoder_refuses_is_refused_under_the_same_object(edit, copy_of, reroute):
+    path = copy_of("traces/tiny-llama/reroute-fastv-64.h5")
+    with h5py.File(path, "r+") as f:
+        p = json.loads(f.attrs["policy"])
+        edit(p)
+        f.attrs["policy"] = json.dumps(p)
+    with pytest.raises(TraceError) as e:
+        read_trace(str(path))
+    swift = _swift_message(reroute, path)
+    prefix = f"{path}: /@policy: bad case: not a valid RoutingPolicy JSON"
+    assert str(e.value).startswith(prefix) and swift.startswith(prefix), (str(e.value), swift)
