@@ -26,13 +26,7 @@ struct ReportCommand: ParsableCommand {
 
         func run() throws {
             let loaded = try reports.map { f -> (file: String, report: VerifyReportData) in
-                var st = stat()
-                guard stat(f, &st) == 0 else { throw InputError(.fileNotFound, file: f, "cannot read the report") }
-                guard (st.st_mode & S_IFMT) == S_IFREG, st.st_size <= 1 << 30 else {
-                    throw InputError(.unreadable, file: f, "not a regular file of at most 1 GiB")
-                }
-                guard let data = FileManager.default.contents(atPath: f) else { throw InputError(.unreadable, file: f, "cannot read") }
-                return (f, try VerifyReportData.read(data, file: f))
+                (f, try VerifyReportData.read(try FilePaths.readSmall(f, maxBytes: 1 << 30, what: "a verify report"), file: f))
             }
             let merged = try VerifyReportData.merge(loaded)
             print(json ? try merged.json() : merged.render(verbose: verbose))

@@ -20,9 +20,8 @@ public final class Checkpoint: Sendable {
         var paths: [String] = []
         var expected: [String: String] = [:]  // tensor -> shard file name, from the index
         if fm.fileExists(atPath: index.path) {
-            let data: Data
-            try FilePaths.requireRegularFile(index.path)
-            do { data = try Data(contentsOf: index) } catch { throw InputError(.unreadable, file: index.path, "\(error.localizedDescription)") }
+            // A 72B model's index is about 100 KB.
+            let data = try FilePaths.readSmall(index.path, maxBytes: 64 << 20, what: "a shard index")
             guard let obj = (try? JSONSerialization.jsonObject(with: data)) as? [String: Any] else {
                 throw InputError(.badJSON, file: index.path, "not a JSON object")
             }

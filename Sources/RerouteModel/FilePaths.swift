@@ -28,6 +28,22 @@ public enum FilePaths {
         guard k == "a regular file" else { throw InputError(.unreadable, file: path, "is \(k), not a regular file") }
     }
 
+    /// The bytes of a small input file (a config, an index, a policy file, a report): a
+    /// regular file of at most `maxBytes` bytes, both checked before anything is read;
+    /// `what` names it in the message ("a policy file").
+    public static func readSmall(_ path: String, maxBytes: Int, what: String) throws -> Data {
+        try requireRegularFile(path)
+        var st = stat()
+        guard stat(path, &st) == 0 else { throw InputError(.unreadable, file: path, "cannot read: \(String(cString: strerror(errno)))") }
+        guard Int(st.st_size) <= maxBytes else {
+            throw InputError(.outOfRange, file: path, "\(st.st_size) bytes; \(what) has at most \(maxBytes)")
+        }
+        guard let data = FileManager.default.contents(atPath: path) else {
+            throw InputError(.unreadable, file: path, "cannot read: \(String(cString: strerror(errno)))")
+        }
+        return data
+    }
+
     /// Throws unless `path` is an existing directory.
     public static func requireDirectory(_ path: String) throws {
         guard let k = kind(path) else { throw InputError(.fileNotFound, file: path, "no such folder") }

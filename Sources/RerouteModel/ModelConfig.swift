@@ -134,15 +134,12 @@ extension ModelConfig {
     /// Reads a Hugging Face `config.json` (see `read(json:file:)`).
     public static func load(from url: URL) throws -> ModelConfig { try reading(from: url).config }
 
+    /// The largest config.json read (published ones are a few KB).
+    public static let maxConfigBytes = 16 << 20
+
     /// Reads a Hugging Face `config.json` and says how it was read.
     public static func reading(from url: URL) throws -> ConfigReading {
-        try FilePaths.requireRegularFile(url.path)
-        let data: Data
-        do { data = try Data(contentsOf: url) } catch {
-            throw InputError(FileManager.default.fileExists(atPath: url.path) ? .unreadable : .fileNotFound,
-                             file: url.path, "cannot read config: \(error.localizedDescription)")
-        }
-        return try read(json: data, file: url.path)
+        try read(json: try FilePaths.readSmall(url.path, maxBytes: maxConfigBytes, what: "a config.json"), file: url.path)
     }
 
     /// Parses the bytes of a `config.json`; `file` names the source in errors.

@@ -98,13 +98,7 @@ public enum PolicyFile {
 
     /// Reads and validates a policy file (regular files only, at most `maxBytes`).
     public static func load(path: String) throws -> RoutingPolicy {
-        try FilePaths.requireRegularFile(path)
-        var st = stat()
-        guard stat(path, &st) == 0, Int(st.st_size) <= maxBytes else {
-            throw InputError(.outOfRange, file: path, "\(st.st_size) bytes; a policy file has at most \(maxBytes)")
-        }
-        guard let data = FileManager.default.contents(atPath: path) else { throw InputError(.unreadable, file: path, "cannot read") }
-        return try decode(data, file: path)
+        try decode(try FilePaths.readSmall(path, maxBytes: maxBytes, what: "a policy file"), file: path)
     }
 
     /// Parses and validates the file form (`file` names the source in errors).

@@ -32,6 +32,34 @@ import Testing
         #expect(!p.timedOut && p.status == 2 && p.err.contains("is a character device"), "\(p.err)")
     }
 
+    /// Small inputs (a config, a shard index, a policy file, a verify report) are size-checked
+    /// before they are read: a sparse file far larger than any real one is refused at once.
+    @Test func oversizedSmallInputsAreRefusedBeforeReading() throws {
+        let dir = try TempDir()
+        defer { dir.cleanup() }
+        func sparse(_ path: String, _ bytes: UInt64) throws {
+            #expect(FileManager.default.createFile(atPath: path, contents: Data("{".utf8)))
+            let h = try FileHandle(forWritingTo: URL(fileURLWithPath: path))
+            try h.truncate(atOffset: bytes)
+            try h.close()
+        }
+        try sparse(dir.path("config.json"), 17 << 20)
+        let c = try run(["inspect", dir.path("config.json")])
+        #expect(c.status == 2 && c.err.contains("config.json: out of range: \(17 << 20) bytes; a config.json has at most \(16 << 20)"), "\(c.err)")
+        let m = dir.url.appendingPathComponent("m")
+        try FileManager.default.copyItem(at: Repo.model("tiny-qwen2"), to: m)
+        try FileManager.default.removeItem(at: m.appendingPathComponent("model.safetensors.index.json"))
+        try sparse(m.appendingPathComponent("model.safetensors.index.json").path, 65 << 20)
+        let i = try run(["inspect", m.path])
+        #expect(i.status == 2 && i.err.contains("bytes; a shard index has at most"), "\(i.err)")
+        try sparse(dir.path("policy.json"), 2 << 20)
+        let p = try run(["budget", "--policy-file", dir.path("policy.json")])
+        #expect(p.status == 2 && p.err.contains("bytes; a policy file has at most"), "\(p.err)")
+        try sparse(dir.path("r.json"), (1 << 30) + 1)
+        let r = try run(["report", "merge", dir.path("r.json")])
+        #expect(r.status == 2 && r.err.contains("bytes; a verify report has at most"), "\(r.err)")
+    }
+
     @Test func outputsNeverTouchInputs() throws {
         let dir = try TempDir()
         defer { dir.cleanup() }
