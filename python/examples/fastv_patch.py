@@ -56,6 +56,17 @@ def causal_mask(n, dtype):
     return torch.full((n, n), torch.finfo(dtype).min, dtype=dtype).triu(1)[None, None]
 
 
+def run_layer(self, layer, h, active, positions, cache):
+    """`layer` on the rows `active` of the full stream `h` at `positions`; the other rows keep their state."""
+    x = h[active][None]
+    out = layer(x, attention_mask=causal_mask(len(active), h.dtype), position_ids=positions[None], cache=cache, use_cache=True,
+                position_embeddings=self.rotary_emb(x, positions[None]))
+    out = out[0] if isinstance(out, tuple) else out
+    h = h.clone()
+    h[active] = out[0]
+    return h
+
+
 def patch(text_model, K, ratio, visual_start, visual_len, bugs=()):
     """Replaces `text_model.forward` with FastV's (prefill: seq_len > 1; decode steps run dense)."""
     text_model.routing_log = []
@@ -85,14 +96,9 @@ def patch(text_model, K, ratio, visual_start, visual_len, bugs=()):
                 self.routing_log.append(dict(layer=i, candidates=list(range(visual_len)), kept=top.tolist(), scores=scores.tolist()))
                 kept_tokens = visual[top]
                 active = torch.cat([torch.arange(start), kept_tokens, torch.arange(start + visual_len, S)])
-            x = h[active][None]
             p = pos[active] if "reindexed_positions" not in bugs or i < K else torch.arange(len(active))
             prev_input = h[active]
-            out = layer(x, attention_mask=causal_mask(len(active), h.dtype), position_ids=p[None], cache=cache, use_cache=True,
-                        position_embeddings=self.rotary_emb(x, p[None]))
-            out = out[0] if isinstance(out, tuple) else out
-            h = h.clone()
-            h[active] = out[0]
+            h = run_layer(self, layer, h, active, p, cache)
         return BaseModelOutputWithPast(last_hidden_state=self.norm(h[None]), cache=cache)
 
     text_model.forward = types.MethodType(forward, text_model)

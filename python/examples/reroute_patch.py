@@ -19,7 +19,7 @@ import torch
 from transformers import DynamicCache
 from transformers.modeling_outputs import BaseModelOutputWithPast
 
-from fastv_patch import attention_last_row, causal_mask, decode_step
+from fastv_patch import attention_last_row, decode_step, run_layer
 
 
 def patch(text_model, layers, ratio, visual_start, visual_len):
@@ -45,12 +45,7 @@ def patch(text_model, layers, ratio, visual_start, visual_len):
                 top = torch.topk(scores, max(1, math.floor(visual_len * ratio))).indices.sort().values
                 self.routing_log.append(dict(layer=i, candidates=list(range(visual_len)), kept=top.tolist(), scores=scores.tolist()))
                 active = torch.cat([text_before, visual[top], text_after])
-            x = h[active][None]
-            out = layer(x, attention_mask=causal_mask(len(active), h.dtype), position_ids=pos[active][None], cache=cache,
-                        use_cache=True, position_embeddings=self.rotary_emb(x, pos[active][None]))
-            out = out[0] if isinstance(out, tuple) else out
-            h = h.clone()
-            h[active] = out[0]
+            h = run_layer(self, layer, h, active, pos[active], cache)
         return BaseModelOutputWithPast(last_hidden_state=self.norm(h[None]), cache=cache)
 
     text_model.forward = types.MethodType(forward, text_model)

@@ -204,37 +204,23 @@ def test_a_policy_file_may_stand_in_for_the_policy_json(copy_of, reroute):
     assert str(e.value) == _swift_message(reroute, path)
 
 
-@pytest.mark.parametrize("edit", [
-    lambda c: c.__setitem__("rmsNormEps", float("nan")),  # NaN is not JSON (Foundation's decoder refuses it)
-    lambda c: c.__setitem__("family", "gpt2"),
+@pytest.mark.parametrize("attr, edit", [
+    ("model_config", lambda c: c.__setitem__("rmsNormEps", float("nan"))),  # NaN is not JSON (Foundation's decoder refuses it)
+    ("model_config", lambda c: c.__setitem__("family", "gpt2")),
+    ("policy", lambda p: p.__setitem__("action", "delete")),
+    ("policy", lambda p: p.__setitem__("visionStage", 5)),
+    ("policy", lambda p: p["scorer"].__setitem__("heads", {"mean": {}})),
+    ("policy", lambda p: p.__setitem__("countRule", "ceiling")),
 ])
-def test_config_json_the_swift_decoder_refuses_is_refused_under_the_same_object(edit, copy_of, reroute):
-    path = copy_of("traces/tiny-llama/dense.h5")
-    with h5py.File(path, "r+") as f:
-        c = json.loads(f.attrs["model_config"])
-        edit(c)
-        f.attrs["model_config"] = json.dumps(c)
-    with pytest.raises(TraceError) as e:
-        read_trace(str(path))
-    swift = _swift_message(reroute, path)
-    prefix = f"{path}: /@model_config: bad case: not a valid ModelConfig JSON"
-    assert str(e.value).startswith(prefix) and swift.startswith(prefix), (str(e.value), swift)
-
-
-@pytest.mark.parametrize("edit", [
-    lambda p: p.__setitem__("action", "delete"),
-    lambda p: p.__setitem__("visionStage", 5),
-    lambda p: p["scorer"].__setitem__("heads", {"mean": {}}),
-    lambda p: p.__setitem__("countRule", "ceiling"),
-])
-def test_policy_json_the_swift_decoder_refuses_is_refused_under_the_same_object(edit, copy_of, reroute):
+def test_json_the_swift_decoder_refuses_is_refused_under_the_same_object(attr, edit, copy_of, reroute):
     path = copy_of("traces/tiny-llama/reroute-fastv-64.h5")
     with h5py.File(path, "r+") as f:
-        p = json.loads(f.attrs["policy"])
-        edit(p)
-        f.attrs["policy"] = json.dumps(p)
+        v = json.loads(f.attrs[attr])
+        edit(v)
+        f.attrs[attr] = json.dumps(v)
     with pytest.raises(TraceError) as e:
         read_trace(str(path))
     swift = _swift_message(reroute, path)
-    prefix = f"{path}: /@policy: bad case: not a valid RoutingPolicy JSON"
+    kind = "ModelConfig" if attr == "model_config" else "RoutingPolicy"
+    prefix = f"{path}: /@{attr}: bad case: not a valid {kind} JSON"  # the rest is each decoder's own wording
     assert str(e.value).startswith(prefix) and swift.startswith(prefix), (str(e.value), swift)
