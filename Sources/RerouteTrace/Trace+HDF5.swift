@@ -114,8 +114,8 @@ extension Trace {
             throw bad("/@schema_version", "version \(version); this build reads version \(Self.schemaVersion)")
         }
         let dec = JSONDecoder()
-        func decode<T: Decodable>(_ type: T.Type, _ attr: String, of obj: String = "/") throws -> T {
-            let text = try f.stringAttribute(attr, of: obj)
+        func decode<T: Decodable>(_ type: T.Type, _ attr: String, of obj: String = "/", text given: String? = nil) throws -> T {
+            let text = try given ?? f.stringAttribute(attr, of: obj)
             do { return try dec.decode(T.self, from: Data(text.utf8)) } catch {
                 throw bad(obj == "/" ? "/@\(attr)" : "\(obj)@\(attr)", "not a valid \(T.self) JSON: \(error)")
             }
@@ -134,7 +134,7 @@ extension Trace {
         let policyObject = try? JSONSerialization.jsonObject(with: Data(policyText.utf8)) as? [String: Any]
         let policy = policyObject?["schema"] as? String == PolicyFile.schema
             ? try PolicyFile.decode(Data(policyText.utf8), file: "\(path): /@policy")
-            : try decode(RoutingPolicy.self, "policy")
+            : try decode(RoutingPolicy.self, "policy", text: policyText)
         do { try policy.validate() } catch let e as RoutingError { throw bad("/@policy", "\(e)") }
         let producer = try f.stringAttribute("producer"), producerVersion = try f.stringAttribute("producer_version")
         let producerCommit = try f.stringAttribute("producer_commit"), decoderName = try f.stringAttribute("decoder")
