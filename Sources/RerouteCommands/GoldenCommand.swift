@@ -17,15 +17,22 @@ struct GoldenCommand: ParsableCommand {
                 and only with --force swaps the new folder in (the old set stays whole until then).
                 Exit 0 when written or unchanged, 2 when changes were found but not written.
                 Commit a regeneration with the reason in the message.
+                --set trained regenerates the compact goldens of the trained models instead
+                (golden/trained; their checkpoints are built into .build-models by
+                python3 tools/make_smollm2.py, never committed).
                 """)
-        @Option(help: "Model folders.") var models = "golden/models"
-        @Option(help: "Golden traces folder.") var traces = "golden/traces"
+        @Option(help: "Which goldens: shipped (the tiny models of golden/models) or trained (golden/trained).")
+        var set: GoldenRegeneration.GoldenSet = .shipped
+        @Option(help: "Model folders (default: golden/models, or .build-models for --set trained).") var models: String?
+        @Option(help: "Golden traces folder (default: golden/traces, or golden/trained for --set trained).") var traces: String?
         @Flag(help: "Replace the shipped golden traces.") var force = false
 
         func run() throws {
-            progress("regenerating golden traces (reference decoder)")
+            let models = self.models ?? (set == .shipped ? "golden/models" : ".build-models")
+            let traces = self.traces ?? (set == .shipped ? "golden/traces" : "golden/trained")
+            progress("regenerating golden traces of \(models) into \(traces) (reference decoder)")
             let outcome = try GoldenRegeneration.run(modelsRoot: URL(fileURLWithPath: models), tracesRoot: URL(fileURLWithPath: traces),
-                                                     force: force, commit: gitCommit(), progress: progress)
+                                                     set: set, force: force, commit: gitCommit(), progress: progress)
             for c in outcome.changed {
                 print("\(pad(c.status, 9)) \(c.path)" + (c.firstDivergence.map { "  (first divergence: \($0))" } ?? ""))
             }
@@ -42,7 +49,7 @@ struct GoldenCommand: ParsableCommand {
     }
 
     struct Check: ParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "Check golden/traces against its MANIFEST.json (SHA-256 of every file).")
+        static let configuration = CommandConfiguration(abstract: "Check a golden folder (golden/traces, golden/trained) against its MANIFEST.json (SHA-256 of every file).")
         @Option(help: "Golden traces folder.") var traces = "golden/traces"
 
         func run() throws {

@@ -11,6 +11,7 @@ extension ImageGrid: ExpressibleByArgument {
 }
 
 extension DecoderKind: ExpressibleByArgument {}
+extension GoldenRegeneration.GoldenSet: ExpressibleByArgument {}
 
 /// `I/N` on the command line.
 extension Shard: ExpressibleByArgument {

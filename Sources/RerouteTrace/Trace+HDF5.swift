@@ -46,7 +46,8 @@ extension Trace {
             try w.write(p, v, shape: shape, type: type)
             try w.setAttribute("compare", kind.rawValue, on: p)
         }
-        try put("/prefill/hidden_states", hiddenStates.flatMap { $0.flatMap { $0 } }, [L + 1, S, d], .float)
+        if let rows = hiddenStateRows { try put("/prefill/hidden_state_rows", rows, [rows.count], .exact) }
+        try put("/prefill/hidden_states", hiddenStates.flatMap { $0.flatMap { $0 } }, [L + 1, hiddenStates.first?.count ?? 0, d], .float)
         var mask = [Int](repeating: 0, count: L * S)
         // [L, S] for 1-D positions; [L, A, S] for A = 3 (M-RoPE).
         let A = input.positions.axisCount
@@ -182,14 +183,30 @@ extension Trace {
         func check(_ p: String, _ actual: [Int], _ expected: [Int?]) throws {
             guard actual.count == expected.count, zip(actual, expected).allSatisfy({ $1 == nil || $0 == $1 }) else {
                 throw InputError(.badShape, file: path, object: p,
-                                 "shape \(actual), expected \(expected.map { $0.map(String.init) ?? "*" })")
+                                 "shape \(actual), expected [\(expected.map { $0.map(String.init) ?? "*" }.joined(separator: ", "))]")
             }
         }
         let hiddenShape = try f.shape("/prefill/hidden_states")
         guard hiddenShape.count == 3 else { throw InputError(.badShape, file: path, object: "/prefill/hidden_states", "shape \(hiddenShape), expected [L+1, S, d]") }
-        let S = hiddenShape[1]
-        let hiddenFlat = try floats("/prefill/hidden_states", [L + 1, S, d])
-        let hidden = (0...L).map { l in (0..<S).map { i in Array(hiddenFlat[((l * S + i) * d)..<((l * S + i + 1) * d)]) } }
+        // A compact trace stores some rows only; S' is then the processed mask's width.
+        var storedRows: [Int]?
+        let S: Int
+        if f.exists("/prefill/hidden_state_rows") {
+            let maskShape = try f.shape("/prefill/processed")
+            guard maskShape.count == 2 else { throw InputError(.badShape, file: path, object: "/prefill/processed", "shape \(maskShape), expected [L, S]") }
+            S = maskShape[1]
+            let rows = try ints("/prefill/hidden_state_rows", [nil])
+            if rows.isEmpty || zip(rows, rows.dropFirst()).contains(where: { $0 >= $1 }) || rows.first! < 0 || rows.last! >= S {
+                throw InputError(.badValue, file: path, object: "/prefill/hidden_state_rows",
+                                 "must be strictly ascending sequence indices 0…\(S - 1), at least one")
+            }
+            storedRows = rows
+        } else {
+            S = hiddenShape[1]
+        }
+        let R = storedRows?.count ?? S
+        let hiddenFlat = try floats("/prefill/hidden_states", [L + 1, R, d])
+        let hidden = (0...L).map { l in (0..<R).map { i in Array(hiddenFlat[((l * R + i) * d)..<((l * R + i + 1) * d)]) } }
         let mask = try ints("/prefill/processed", [L, S])
         let A = input.positions.axisCount
         let pos = try ints("/prefill/positions", A == 1 ? [L, S] : [L, A, S])
@@ -244,10 +261,12 @@ extension Trace {
         let kvAfter = try bounded("/decode/kv_length", try ints("/decode/kv_length", [L]), 0...maxTokens)
         let stepLogits: [[Float]] = (0..<tokens.count).map { Array(step[($0 * V)..<(($0 + 1) * V)]) }
         func trace(_ budget: BudgetReport) -> Trace {
-            Trace(provenance: provenance, config: config, policy: policy, input: input, llmGridIndices: llmGrid,
-                  hiddenStates: hidden, processed: processed, layerPositions: layerPositions,
-                  decodePositions: decodePositions, kvLength: kvLength, lastLogits: lastLogits, decisions: decisions,
-                  decodeTokens: tokens, stepLogits: stepLogits, kvLengthAfterDecode: kvAfter, budget: budget)
+            var t = Trace(provenance: provenance, config: config, policy: policy, input: input, llmGridIndices: llmGrid,
+                          hiddenStates: hidden, processed: processed, layerPositions: layerPositions,
+                          decodePositions: decodePositions, kvLength: kvLength, lastLogits: lastLogits, decisions: decisions,
+                          decodeTokens: tokens, stepLogits: stepLogits, kvLengthAfterDecode: kvAfter, budget: budget)
+            t.hiddenStateRows = storedRows
+            return t
         }
         guard f.exists("/budget") else {
             // Left to the suite: the budget of what the run processed (SPEC.md §8.13), 16-bit KV.

@@ -65,8 +65,13 @@ public struct Trace: Sendable {
     public var input: PromptCase
     /// Grid cell of each LLM visual token (nil: all cells, no vision-side stage).
     public var llmGridIndices: [Int]?
-    /// `[L+1][S'][d]` hidden states entering each layer; the last is the last layer's output.
+    /// `[L+1][R][d]` hidden states entering each layer (the last is the last layer's output)
+    /// of the stored rows: all S' rows (R = S'), or those of `hiddenStateRows`.
     public var hiddenStates: [[[Float]]]
+    /// Sequence indices whose hidden states are stored, strictly ascending (nil: every row).
+    /// A compact trace stores a few rows at every layer (SPEC.md §9.1); read its states with
+    /// `hiddenState(entering:row:)`.
+    public var hiddenStateRows: [Int]?
     /// `[L]` sequence indices each layer processed, ascending.
     public var processed: [[Int]]
     /// `[L]` position ids used by each layer for its processed tokens (same order; one axis,
@@ -112,6 +117,30 @@ public struct Trace: Sendable {
         self.budget = budget
     }
 
-    /// Length of the LLM-side sequence S'.
-    public var sequenceLength: Int { hiddenStates.first?.count ?? 0 }
+    /// Length of the LLM-side sequence S' (for a compact trace, from its inputs).
+    public var sequenceLength: Int {
+        guard hiddenStateRows != nil else { return hiddenStates.first?.count ?? 0 }
+        return input.prefixTokens.count + (llmGridIndices?.count ?? input.visual.count) + input.suffixTokens.count
+    }
+
+    /// The sequence indices with a stored hidden state, ascending.
+    public var storedHiddenRows: [Int] { hiddenStateRows ?? Array(0..<sequenceLength) }
+
+    /// The hidden state of sequence index `row` entering layer `layer` (`layer` = L: the last
+    /// layer's output); nil when the trace does not store that row or layer.
+    public func hiddenState(entering layer: Int, row: Int) -> [Float]? {
+        guard hiddenStates.indices.contains(layer) else { return nil }
+        let k = hiddenStateRows.map { $0.firstIndex(of: row) } ?? row
+        guard let k, hiddenStates[layer].indices.contains(k) else { return nil }
+        return hiddenStates[layer][k]
+    }
+
+    /// The same trace storing hidden states only of `rows` (ascending sequence indices, each
+    /// already stored): the compact form of SPEC.md §9.1.
+    public func keepingHiddenStates(ofRows rows: [Int]) -> Trace {
+        var t = self
+        t.hiddenStates = hiddenStates.indices.map { l in rows.map { hiddenState(entering: l, row: $0)! } }
+        t.hiddenStateRows = rows
+        return t
+    }
 }

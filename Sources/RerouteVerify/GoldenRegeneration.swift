@@ -23,7 +23,11 @@ public enum GoldenRegeneration {
         public var changed: [Change] { changes.filter { $0.status != "unchanged" } }
     }
 
-    public static func run(modelsRoot: URL, tracesRoot: URL, force: Bool, commit: String,
+    /// Which golden set: the tiny models shipped in `golden/models` (full traces), or the
+    /// built models of `GoldenTraces.trained` (compact traces, models from `.build-models`).
+    public enum GoldenSet: String, Sendable, CaseIterable { case shipped, trained }
+
+    public static func run(modelsRoot: URL, tracesRoot: URL, set: GoldenSet = .shipped, force: Bool, commit: String,
                            progress: (String) -> Void = { _ in }) throws -> Outcome {
         let fm = FileManager.default
         let parent = tracesRoot.deletingLastPathComponent()
@@ -39,16 +43,17 @@ public enum GoldenRegeneration {
         defer { if !keepStaging { try? fm.removeItem(at: staging) } }
 
         var entries: [GoldenManifest.Entry] = []
-        for model in try GoldenStore.models(in: modelsRoot) {
+        for model in try plan(set, modelsRoot: modelsRoot) {
             let weights = try ModelWeights.load(directory: model.directory)
             let decoder = ReferenceDecoder(weights: weights)
-            let c = GoldenTraces.traceCase(for: weights, model: model.name)
+            let c = try model.built?.goldenCase(in: model.directory) ?? GoldenTraces.traceCase(for: weights, model: model.name)
             try fm.createDirectory(at: staging.appendingPathComponent(model.name), withIntermediateDirectories: true)
-            for policy in GoldenTraces.policies(for: weights.config) {
+            for policy in model.built?.policies ?? GoldenTraces.policies(for: weights.config) {
                 let rel = GoldenTraces.relativePath(model: model.name, policy: policy.name)
                 progress("  \(rel)")
-                let trace = try TraceRecorder.record(decoder: decoder, model: model.name, case: c, policy: policy,
+                var trace = try TraceRecorder.record(decoder: decoder, model: model.name, case: c, policy: policy,
                                                      seed: GoldenTraces.seed, commit: "see MANIFEST.json")
+                if let built = model.built { trace = trace.keepingHiddenStates(ofRows: built.storedRows(sequenceLength: trace.sequenceLength)) }
                 let path = staging.appendingPathComponent(rel).path
                 try trace.write(to: path)
                 entries.append(.init(path: rel, sha256: try sha256Hex(ofFile: path), model: model.name, policy: policy.name,
@@ -87,6 +92,23 @@ public enum GoldenRegeneration {
         keepStaging = true  // it now holds the old set, removed just below
         try? fm.removeItem(at: staging)
         return Outcome(changes: changes, written: true)
+    }
+
+    /// The models of a set, in order, each with its build description for built models. A
+    /// built model that is missing is an error naming the command that builds it.
+    static func plan(_ set: GoldenSet, modelsRoot: URL) throws -> [(name: String, directory: URL, built: BuiltModel?)] {
+        switch set {
+        case .shipped:
+            return try GoldenStore.models(in: modelsRoot).map { ($0.name, $0.directory, nil) }
+        case .trained:
+            return try GoldenTraces.trained.map { m in
+                let dir = modelsRoot.appendingPathComponent(m.name)
+                guard FileManager.default.fileExists(atPath: dir.appendingPathComponent("config.json").path) else {
+                    throw VerifyError.refused("\(dir.path): model '\(m.name)' is not built; `\(m.builder)` builds it")
+                }
+                return (m.name, dir, m)
+            }
+        }
     }
 
     /// Puts the complete folder `fresh` at `target` so that `target` always names a complete

@@ -1,5 +1,6 @@
 import Foundation
 import RerouteFixtures
+import RerouteHDF5
 import RerouteModel
 import RerouteReference
 import RerouteRouting
@@ -40,6 +41,13 @@ public enum GoldenTraces {
                                decodeSteps: 3, similarityWidth: 16, rng: &rng)
     }
 
+    /// The goldens of models too large to ship, built on demand by a tool (`golden/trained`,
+    /// SPEC.md §9.4): their traces are compact (hidden states of a few rows only).
+    public static let trained: [BuiltModel] = [
+        BuiltModel(name: "smollm2-135m-instruct", builder: "python3 tools/make_smollm2.py", caseFile: "case-12x12.h5",
+                   policies: [.fastVRelease(tier: .t192), .pyramidDropRelease(tier: .t192), .rerouteFastV(tier: .t192)]),
+    ]
+
     /// Relative path of a golden trace: `<model>/<policy>.h5`.
     public static func relativePath(model: String, policy: String) -> String { "\(model)/\(policy).h5" }
 
@@ -47,5 +55,34 @@ public enum GoldenTraces {
         var h: UInt64 = 0xcbf2_9ce4_8422_2325
         for b in s.utf8 { h = (h ^ UInt64(b)) &* 0x100_0000_01b3 }
         return h
+    }
+}
+
+/// A golden model built by a tool (its checkpoint is never committed) and what its goldens hold.
+public struct BuiltModel: Sendable {
+    /// Folder name under the built-models folder (default `.build-models`).
+    public var name: String
+    /// The command that builds the folder (checkpoint and case).
+    public var builder: String
+    /// The case file in the model folder; the goldens run it with one greedy step, so they
+    /// store two rows of logits rather than one per step.
+    public var caseFile: String
+    public var policies: [RoutingPolicy]
+    /// Greedy steps of the golden run.
+    public var decodeSteps = 1
+
+    /// The rows whose hidden states the goldens store: the first (the attention sink every
+    /// score competes with) and the last (the row whose query gives every last-row score and
+    /// whose state gives the logits).
+    public func storedRows(sequenceLength s: Int) -> [Int] { s > 1 ? [0, s - 1] : [0] }
+
+    /// The golden case: the model folder's case file, with `decodeSteps` greedy steps.
+    public func goldenCase(in directory: URL) throws -> PromptCase {
+        let path = directory.appendingPathComponent(caseFile).path
+        let f = try HDF5File(readingFrom: path)
+        let name = (try? f.stringAttribute("case")) ?? URL(fileURLWithPath: path).deletingPathExtension().lastPathComponent
+        var c = try PromptCaseIO.read(f, name: name)
+        c.decodeSteps = min(c.decodeSteps, decodeSteps)
+        return c
     }
 }

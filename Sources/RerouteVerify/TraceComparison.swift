@@ -71,6 +71,24 @@ public func compareTraces(expected e: Trace, actual a: Trace, rules r: Compariso
     var stop: (path: String, layer: Int)?
     var stopReason: String { "not comparable like for like after the accepted route difference at \(stop!.path) (layer \(stop!.layer))" }
     if r.routesOnly { skip("/prefill/hidden_states", .float, "not compared (routes only)") }
+    // Compact traces store some rows only: the rows both sides store are compared.
+    let commonRows = e.hiddenStateRows == nil && a.hiddenStateRows == nil ? nil
+        : e.storedHiddenRows.filter(Set(a.storedHiddenRows).contains)
+    if sameShape, !r.routesOnly, let rows = commonRows {
+        if rows.isEmpty {
+            skip("/prefill/hidden_states", .float, "no sequence row is stored by both traces")
+        } else {
+            skip("/prefill/hidden_states (other rows)", .float, "compact trace: only sequence rows \(rows) are stored by both")
+        }
+    }
+    func hiddenStates(_ l: Int) {
+        guard let rows = commonRows else {
+            return tensor("/prefill/hidden_states[\(l)]", e.hiddenStates[l], a.hiddenStates[l], r.tensors)
+        }
+        guard !rows.isEmpty else { return }
+        tensor("/prefill/hidden_states[\(l)]", rows.map { e.hiddenState(entering: l, row: $0)! },
+               rows.map { a.hiddenState(entering: l, row: $0)! }, r.tensors, rows: "stored row")
+    }
     for l in 0..<layers {
         if let t = e.decisions.firstIndex(where: { $0.layer == l }) {
             let de = e.decisions[t]
@@ -105,7 +123,7 @@ public func compareTraces(expected e: Trace, actual a: Trace, rules r: Compariso
             exact("/prefill/kv_length[\(l)]", e.kvLength[l], a.kvLength[l])
         }
         if sameShape, stop == nil, !r.routesOnly {
-            tensor("/prefill/hidden_states[\(l + 1)]", e.hiddenStates[l + 1], a.hiddenStates[l + 1], r.tensors)
+            hiddenStates(l + 1)
         }
     }
     for d in a.decisions where !e.decisions.contains(where: { $0.layer == d.layer }) {

@@ -89,9 +89,10 @@ public enum TraceLaws {
             }
             for cell in d.deferred where end > d.layer {
                 guard let row = rowOfCell[cell] else { continue }
-                let entering = t.hiddenStates[d.layer][row]
+                // A compact trace checks only the rows it stores.
+                guard let entering = t.hiddenState(entering: d.layer, row: row) else { continue }
                 for l in (d.layer + 1)...end {
-                    let now = t.hiddenStates[l][row]
+                    guard let now = t.hiddenState(entering: l, row: row) else { break }
                     if let k = zip(entering, now).enumerated().first(where: { $0.element.0.bitPattern != $0.element.1.bitPattern })?.offset {
                         fail(.deferredStale, "/prefill/hidden_states[\(l)] sequence index \(row) (grid cell \(cell))",
                              expected: "element \(k) = \(entering[k]) (its state entering layer \(d.layer))", actual: "\(now[k])")
@@ -148,7 +149,7 @@ public enum TraceLaws {
         for l in 0..<layers {
             let active = Set(t.processed[l])
             for i in p..<(p + n) where !active.contains(i) {
-                let before = t.hiddenStates[l][i], after = t.hiddenStates[l + 1][i]
+                guard let before = t.hiddenState(entering: l, row: i), let after = t.hiddenState(entering: l + 1, row: i) else { continue }
                 if !zip(before, after).allSatisfy({ $0.bitPattern == $1.bitPattern }) {
                     let k = Array(zip(before, after)).firstIndex { $0.bitPattern != $1.bitPattern } ?? 0
                     fail(.bypassIdentity, "/prefill/hidden_states[\(l + 1)] token \(i) (grid cell \(cells[i - p]))",

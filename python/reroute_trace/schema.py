@@ -10,7 +10,7 @@ POLICY_SCHEMA = "reroute.policy"
 
 #: How each dataset is compared (its ``compare`` attribute).
 COMPARE = {
-    "prefill/hidden_states": "float", "prefill/processed": "set", "prefill/positions": "exact",
+    "prefill/hidden_states": "float", "prefill/hidden_state_rows": "exact", "prefill/processed": "set", "prefill/positions": "exact",
     "prefill/decode_positions": "exact", "prefill/kv_length": "exact", "prefill/logits": "float",
     "decode/tokens": "exact", "decode/step_logits": "float", "decode/kv_length": "exact",
     "llm/visual_grid_indices": "exact",

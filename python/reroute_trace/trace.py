@@ -39,7 +39,8 @@ class TraceDict(TypedDict, total=False):
 
     ``attrs`` the root attributes (``model_config`` and ``policy`` as JSON text); ``inputs``
     the case (SPEC.md §6); ``llm`` optional ``visual_grid_indices``; ``prefill``
-    ``hidden_states [L+1, S, d]``, ``processed [L, S]``, ``positions [L, S]`` or ``[L, 3, S]``
+    ``hidden_states [L+1, S, d]`` (a compact trace: ``[L+1, R, d]`` of the sequence rows in
+    ``hidden_state_rows [R]``), ``processed [L, S]``, ``positions [L, S]`` or ``[L, 3, S]``
     (−1 where not processed), ``decode_positions [L]``, ``kv_length [L]``, ``logits [V]`` and
     ``decisions`` (a list of `Decision`); ``decode`` ``tokens [T]``, ``step_logits [T, V]``,
     ``kv_length [L]``; ``budget`` the per-layer counts and FLOPs ``[L]`` and ``budget_attrs``
@@ -59,7 +60,7 @@ def _fmt(shape: Any) -> str:
 
 
 def _fmt_expected(shape: list[int | None]) -> str:
-    return "[" + ", ".join('"*"' if x is None else f'"{x}"' for x in shape) + "]"
+    return "[" + ", ".join("*" if x is None else str(x) for x in shape) + "]"
 
 
 def _num(x: float) -> str:
@@ -547,9 +548,22 @@ def _read(f: _File, path: str) -> TraceDict:
     hidden_shape = f.shape("/prefill/hidden_states")
     if len(hidden_shape) != 3:
         raise TraceError(path, "/prefill/hidden_states", "bad shape", f"shape {_fmt(hidden_shape)}, expected [L+1, S, d]")
-    seq = hidden_shape[1]
     prefill: dict[str, Any] = {}
-    prefill["hidden_states"] = floats("/prefill/hidden_states", [L + 1, seq, d]).astype(np.float32)
+    # A compact trace stores some rows only; S' is then the processed mask's width.
+    if f.exists("/prefill/hidden_state_rows"):
+        mask_shape = f.shape("/prefill/processed")
+        if len(mask_shape) != 2:
+            raise TraceError(path, "/prefill/processed", "bad shape", f"shape {_fmt(mask_shape)}, expected [L, S]")
+        seq = mask_shape[1]
+        rows = ints("/prefill/hidden_state_rows", [None])
+        if len(rows) == 0 or (np.diff(rows) <= 0).any() or rows[0] < 0 or rows[-1] >= seq:
+            raise TraceError(path, "/prefill/hidden_state_rows", "bad value",
+                             f"must be strictly ascending sequence indices 0…{seq - 1}, at least one")
+        prefill["hidden_state_rows"] = np.asarray(rows, dtype=np.int64)
+        stored = len(rows)
+    else:
+        seq = stored = hidden_shape[1]
+    prefill["hidden_states"] = floats("/prefill/hidden_states", [L + 1, stored, d]).astype(np.float32)
     mask = ints("/prefill/processed", [L, seq])
     A = inputs["positions"].shape[0]
     pos = ints("/prefill/positions", [L, seq] if A == 1 else [L, A, seq])

@@ -15,6 +15,7 @@ from conftest import GOLDEN, run
 from reroute_trace import TraceError, read_trace, write_trace
 
 TRACES = sorted(str(p.relative_to(GOLDEN)) for p in (GOLDEN / "traces").glob("*/*.h5"))
+COMPACT = sorted(str(p.relative_to(GOLDEN)) for p in (GOLDEN / "trained").glob("*/*.h5"))
 
 
 def test_every_golden_reads_with_consistent_shapes():
@@ -24,14 +25,24 @@ def test_every_golden_reads_with_consistent_shapes():
         cfg = json.loads(t["attrs"]["model_config"])
         hs = t["prefill"]["hidden_states"]
         assert hs.shape[0] == cfg["layers"] + 1 and hs.shape[2] == cfg["hiddenSize"], rel
+        assert hs.shape[1] == t["prefill"]["processed"].shape[1] and "hidden_state_rows" not in t["prefill"], rel
         for d in t["prefill"]["decisions"]:
             # The trace laws the Swift side also checks: kept and deferred split the candidates.
             assert set(d["kept"]) | set(d["deferred"]) <= set(d["candidates"]), rel
             assert not set(d["kept"]) & set(d["deferred"]), rel
 
 
+def test_compact_goldens_store_the_first_and_last_rows_at_every_layer():
+    assert len(COMPACT) >= 3
+    for rel in COMPACT:
+        t = read_trace(str(GOLDEN / rel))
+        seq = t["prefill"]["processed"].shape[1]
+        assert t["prefill"]["hidden_state_rows"].tolist() == [0, seq - 1], rel
+        assert t["prefill"]["hidden_states"].shape == (json.loads(t["attrs"]["model_config"])["layers"] + 1, 2, 576), rel
+
+
 @pytest.mark.parametrize("rel", ["traces/tiny-llama/reroute-fastv-64.h5", "traces/tiny-qwen2/reroute-nuwa-64.h5",
-                                 "traces/tiny-qwen2-vl/reroute-fastv-64.h5"])
+                                 "traces/tiny-qwen2-vl/reroute-fastv-64.h5", "trained/smollm2-135m-instruct/pdrop-release-192.h5"])
 def test_copy_is_identical_for_both_readers(rel, tmp_path, reroute):
     out = tmp_path / "copy.h5"
     write_trace(str(out), read_trace(str(GOLDEN / rel)))
@@ -138,6 +149,19 @@ MUTATIONS = {
 }
 
 
+#: Mutations of a compact trace (hidden states of some rows only).
+COMPACT_MUTATIONS = {
+    "rows_descending": lambda f: _set(f, "prefill/hidden_state_rows", lambda v: v.__setitem__(slice(None), v[::-1].copy())),
+    "rows_outside": lambda f: _set(f, "prefill/hidden_state_rows", lambda v: v.__setitem__(-1, 1 << 20)),
+    "rows_negative": lambda f: _set(f, "prefill/hidden_state_rows", lambda v: v.__setitem__(0, -1)),
+    "rows_empty": lambda f: _replace(f, "prefill/hidden_state_rows", np.zeros(0, dtype=np.int64)),
+    "rows_more_than_stored": lambda f: _replace(f, "prefill/hidden_state_rows", np.array([0, 1, 2], dtype=np.int64)),
+    "rows_as_matrix": lambda f: _replace(f, "prefill/hidden_state_rows", np.array([[0, 1]], dtype=np.int64)),
+    "rows_with_processed_rank": lambda f: _replace(f, "prefill/processed", f["prefill/processed"][0]),
+    "rows_on_a_full_shape": lambda f: _replace(f, "prefill/hidden_states", np.zeros((31, 205, 576), dtype=np.float32)),
+}
+
+
 def _swift_message(reroute: str, path: Path) -> str:
     r = run(reroute, "show", str(path))
     assert r.returncode == 2, r.stdout + r.stderr
@@ -152,6 +176,25 @@ def test_malformed_traces_are_refused_by_both_readers_with_one_message(name, rel
     with h5py.File(path, "r+") as f:
         MUTATIONS[name](f)
     with pytest.raises(TraceError) as e:
+        read_trace(str(path))
+    assert str(e.value) == _swift_message(reroute, path)
+
+
+@pytest.mark.parametrize("name", sorted(COMPACT_MUTATIONS))
+def test_malformed_compact_traces_are_refused_by_both_readers_with_one_message(name, copy_of, reroute):
+    path = copy_of("trained/smollm2-135m-instruct/fastv-release-192.h5")
+    with h5py.File(path, "r+") as f:
+        COMPACT_MUTATIONS[name](f)
+    with pytest.raises(TraceError) as e:
+        read_trace(str(path))
+    assert str(e.value) == _swift_message(reroute, path)
+
+
+def test_rows_added_to_a_full_trace_must_match_its_hidden_states(copy_of, reroute):
+    path = copy_of("traces/tiny-llama/dense.h5")
+    with h5py.File(path, "r+") as f:
+        f.create_dataset("prefill/hidden_state_rows", data=np.array([0, 5], dtype=np.int64)).attrs["compare"] = "exact"
+    with pytest.raises(TraceError, match=r"/prefill/hidden_states: bad shape: shape \[9, \d+, 64\], expected \[9, 2, 64\]") as e:
         read_trace(str(path))
     assert str(e.value) == _swift_message(reroute, path)
 
