@@ -33,7 +33,8 @@ let package = Package(
         // the session that turns scores into decisions, and the budget calculator (SPEC.md §8).
         .target(name: "RerouteRouting", dependencies: ["RerouteModel"]),
         // A 6×16 AVX2+FMA GEMM over weights packed once, for the few-row products of routed layers.
-        .target(name: "CRerouteKernels"),
+        // libmvec: glibc's vector expf for the AVX2 and AVX-512 elementwise paths.
+        .target(name: "CRerouteKernels", linkerSettings: [.linkedLibrary("mvec")]),
         // The optimized decoder: Float32, OpenBLAS sgemm/sgemv, SIMD kernels (SPEC.md §10).
         .target(name: "RerouteFast", dependencies: ["RerouteModel", "CBLAS", "CRerouteKernels"]),
         // HDF5 traces: the schema (SPEC.md §9), reading and writing.

@@ -9,7 +9,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 py=${1:-python3}
-reroute=.build/debug/reroute
+reroute=${REROUTE:-.build/debug/reroute}  # REROUTE: another build of reroute
 [ -x "$reroute" ] || swift build --product reroute
 out=$(mktemp -d)
 trap 'rm -rf "$out"' EXIT

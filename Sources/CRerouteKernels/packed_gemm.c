@@ -1,6 +1,6 @@
 // Register-blocked 6×16 FMA kernel over pre-packed weights (see the header). Compiled for
 // AVX2+FMA per function, so the rest of the package keeps the default x86-64 baseline; the
-// caller checks reroute_packed_gemm_supported() first.
+// caller uses it only on the AVX2 path or wider (reroute_isa_widest).
 #include "CRerouteKernels.h"
 
 #if defined(__x86_64__)
@@ -9,11 +9,6 @@
 #define NR REROUTE_PACK_PANEL
 #define MR 6
 #define MC REROUTE_PACK_MC
-
-int reroute_packed_gemm_supported(void) {
-    __builtin_cpu_init();
-    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
-}
 
 size_t reroute_packed_count(int n_out, int k_in) { return (size_t)((n_out + NR - 1) / NR) * NR * (size_t)k_in; }
 
@@ -111,7 +106,6 @@ void reroute_packed_gemm(int rows, int n_out, int k_in, const float *x, const fl
     }
 }
 #else
-int reroute_packed_gemm_supported(void) { return 0; }
 size_t reroute_packed_count(int n_out, int k_in) { (void)n_out; (void)k_in; return 0; }
 void reroute_pack_weights(const float *w, int n_out, int k_in, float *out) { (void)w; (void)n_out; (void)k_in; (void)out; }
 void reroute_packed_gemm(int rows, int n_out, int k_in, const float *x, const float *packed, float *c, int p0, int p1,

@@ -21,6 +21,8 @@ public struct BenchSuite {
     public var deepPairs = true
     public var smallModel = "golden/models/tiny-llama"
     public var packedRowLimit = 128
+    /// The fast decoder's vector path (default: `VectorISA.standard`).
+    public var isa: VectorISA = .standard
     public var out: (String) -> Void
     public var progress: (String) -> Void
 
@@ -33,6 +35,7 @@ public struct BenchSuite {
         let reps = quick ? 2 : repeats
         let workers = threads ?? ProcessInfo.processInfo.activeProcessorCount
         out("reroute bench: \(ProcessInfo.processInfo.activeProcessorCount) cores, \(workers) decoder worker(s) over single-threaded OpenBLAS, core \(String(cString: openblas_get_corename()))")
+        out("   vector paths: widest \(VectorISA.widest.rawValue), supported \(VectorISA.supported.map(\.rawValue).joined(separator: ", ")); the fast decoder runs \(isa.rawValue)")
 
         let c = ModelConfig(family: .llama, hiddenSize: 2048, layers: layers, heads: 16, kvHeads: 16, intermediateSize: 5632,
                             rmsNormEps: 1e-5, ropeTheta: 10000, vocabSize: 32000, tieWordEmbeddings: false)
@@ -53,10 +56,16 @@ public struct BenchSuite {
         out(String(format: "   sgemm at the model's projection shapes (n=%d): OpenBLAS with %d threads %.1f GFLOP/s, columns split over %d single-threaded calls %.1f GFLOP/s",
                      s, workers, native, workers, split))
         out(String(format: "   memcpy 256 MiB: %.1f GB/s (read + write); streaming read of 1 GiB: %.1f GB/s", bandwidth, readBandwidth))
+        // The arithmetic peak: a register-only FMA loop on every core at once, per vector width.
+        var peaks: [VectorISA: Double] = [:]
+        for path in VectorISA.supported { peaks[path] = path.fmaPeak(threads: workers, repeats: reps) }
+        out("   FMA peak (register-only loop, \(workers) threads): " + VectorISA.allCases.map { path in
+            peaks[path].map { String(format: "%@ %.1f GFLOP/s", path.rawValue, $0 / 1e9) } ?? "\(path.rawValue) not on this CPU"
+        }.joined(separator: "; "))
         // The row counts routed layers run at (36 text tokens + a tier's kept tokens); A B A B.
         do {  // a scope, so the packed copy of the weights is freed before section 3 packs its own
-            let blasOnly = FastDecoder(weights: weights, options: .init(recordHiddenStates: false, threads: threads, packedRowLimit: 0))
-            let packedAll = FastDecoder(weights: weights, options: .init(recordHiddenStates: false, threads: threads, packedRowLimit: .max))
+            let blasOnly = FastDecoder(weights: weights, options: .init(recordHiddenStates: false, threads: threads, packedRowLimit: 0, isa: isa))
+            let packedAll = FastDecoder(weights: weights, options: .init(recordHiddenStates: false, threads: threads, packedRowLimit: .max, isa: isa))
             if packedAll.usesPackedWeights {
                 out("   one layer's projections at few rows, GFLOP/s (medians of \(reps); OpenBLAS split over the workers / packed-weight kernel):")
                 for rows in [47, 100, 128, 164, 228, 612] {
@@ -84,7 +93,7 @@ public struct BenchSuite {
         ]
         for (label, w, sc) in smallCases {
             let ref = ReferenceDecoder(weights: w)
-            let f = FastDecoder(weights: w, options: .init(recordHiddenStates: false, threads: threads, packedRowLimit: packedRowLimit))
+            let f = FastDecoder(weights: w, options: .init(recordHiddenStates: false, threads: threads, packedRowLimit: packedRowLimit, isa: isa))
             var tr: [Double] = [], tf: [Double] = []
             for _ in 0..<(quick ? 1 : 2) {
                 tr.append(try PrefillTiming.seconds(ref, sc, .dense))
@@ -98,22 +107,36 @@ public struct BenchSuite {
         }
 
         // 3. Dense prefill on the LLaVA-shaped model.
-        let fast = FastDecoder(weights: weights, options: .init(recordHiddenStates: false, threads: threads, packedRowLimit: packedRowLimit))
+        let fast = FastDecoder(weights: weights, options: .init(recordHiddenStates: false, threads: threads, packedRowLimit: packedRowLimit, isa: isa))
         let denseFlops = try BudgetCalculator.report(config: c, policy: .dense, textTokens: 36, grid: bc.grid, bytesPerElement: 4).totalFlops
         let denseAllocations = try PrefillTiming.counted(fast, bc, .dense).allocations  // also the warm-up
-        var td: [Double] = [], fractions: [Double] = []
+        // The same prefill on every other path this CPU has, interleaved with it.
+        let others = VectorISA.supported.filter { $0 != fast.isa }.map {
+            FastDecoder(weights: weights, options: .init(recordHiddenStates: false, threads: threads, packedRowLimit: packedRowLimit, isa: $0))
+        }
+        var td: [Double] = [], fractions: [Double] = [], ofPeak: [Double] = [], peakNow: [Double] = []
+        var versus = Array(repeating: [Double](), count: others.count)
         for _ in 0..<reps {
-            // A B A B: roofline (the better of the two sgemm schemes), prefill, roofline, …
+            // A B C A B C: roofline (the better of the two sgemm schemes), FMA peak of the widest
+            // path, prefill, the prefill on the other paths, …
             let roof = max(MachineProbes.sgemmRoofline(c, rows: s, repeats: 1, split: false, workers: workers),
                            MachineProbes.sgemmRoofline(c, rows: s, repeats: 1, split: true, workers: workers))
+            let peak = VectorISA.widest.fmaPeak(threads: workers, repeats: 1)
             let t = try PrefillTiming.seconds(fast, bc, .dense)
             td.append(t)
+            peakNow.append(peak)
             fractions.append(denseFlops / t / 1e9 / roof)
+            ofPeak.append(denseFlops / t / peak)
+            for (i, o) in others.enumerated() { versus[i].append(try PrefillTiming.seconds(o, bc, .dense) / t) }
         }
         let dense = Statistics.median(td)
-        out("\n3. dense prefill, LLaVA-shaped (d=2048, H=16, m=5632, L=\(layers), S=\(s))")
-        out(String(format: "   %.1f ms, %.1f GFLOP (exact count), %.1f GFLOP/s = %.0f%% of the sgemm roofline (median of interleaved ratios)",
-                     dense * 1e3, denseFlops / 1e9, denseFlops / dense / 1e9, 100 * Statistics.median(fractions)))
+        out("\n3. dense prefill, LLaVA-shaped (d=2048, H=16, m=5632, L=\(layers), S=\(s)), \(fast.isa.rawValue) path")
+        out(String(format: "   %.1f ms, %.1f GFLOP (exact count), %.1f GFLOP/s = %.0f%% of the sgemm roofline and %.0f%% of the %@ FMA peak (%.1f GFLOP/s) (medians of interleaved ratios)",
+                     dense * 1e3, denseFlops / 1e9, denseFlops / dense / 1e9, 100 * Statistics.median(fractions), 100 * Statistics.median(ofPeak),
+                     VectorISA.widest.rawValue, Statistics.median(peakNow) / 1e9))
+        for (i, o) in others.enumerated() {
+            out(String(format: "   the %@ path: time / %@ path %.3f (median of interleaved ratios)", o.isa.rawValue, fast.isa.rawValue, Statistics.median(versus[i])))
+        }
 
         // 4. Policies, in rounds: each round runs dense, then each policy of the tier with its
         // Reroute variant right after its base, so every ratio is of runs seconds apart.
@@ -208,7 +231,7 @@ public struct BenchSuite {
                               rmsNormEps: 1e-5, ropeTheta: 10000, vocabSize: 32000, tieWordEmbeddings: false)
         progress("generating the 32-layer model…")
         let deep = FastDecoder(weights: RandomModel.weights(c32, seed: 9),
-                               options: .init(recordHiddenStates: false, threads: threads, packedRowLimit: packedRowLimit))
+                               options: .init(recordHiddenStates: false, threads: threads, packedRowLimit: packedRowLimit, isa: isa))
         let dc = RandomCase.make(config: c32, name: "bench", grid: ImageGrid(rows: 24, cols: 24), prefix: 35, suffix: 1, visual: .embeddings, decodeSteps: 0, seed: 10)
         let pairs: [(RoutingPolicy, RoutingPolicy)] = [Tier.t192, .t128, .t64].flatMap { t in
             [(RoutingPolicy.fastVRelease(tier: t), RoutingPolicy.rerouteFastV(tier: t)), (.pyramidDropRelease(tier: t), .reroutePDrop(tier: t))]

@@ -10,13 +10,17 @@ struct BenchCommand: ParsableCommand {
             Build with -c release. Everything is measured in one run, and ratios are measured
             interleaved (A B A B) because the machine's speed drifts. Reports medians of --repeats.
             1. machine: cblas_sgemm GFLOP/s at the benchmark model's projection shapes (the practical
-               roofline), memcpy and streaming-read bandwidth, and one layer's projections at the
-               routed layers' row counts through OpenBLAS and through the packed-weight kernel;
+               roofline), the FMA peak (a register-only loop on every worker at once) at each vector
+               width the CPU has (the physical limit), memcpy and streaming-read bandwidth, and one
+               layer's projections at the routed layers' row counts through OpenBLAS and through the
+               packed-weight kernel;
             2. fast vs reference prefill on two small models: the tiny LLaMA (golden/models/tiny-llama,
                d=64, call overhead dominates) and a random d=512, 8 heads, m=1408, 2 layers model on
                576 visual + 36 text tokens;
             3. dense prefill of a LLaVA-shaped model (random weights from a seed: d=2048, 16 heads,
-               m=5632, --layers layers, 576 visual + 36 text tokens) as a fraction of the roofline;
+               m=5632, --layers layers, 576 visual + 36 text tokens) as a fraction of the roofline
+               and of the widest path's FMA peak, both measured interleaved with it, and its time on
+               every other vector path (REROUTE_ISA=portable|avx2|avx512 sets the decoder's path);
             4. every policy at tiers 192/128/64, in --policy-rounds rounds (dense, then the tier's
                policies, each Reroute variant right after its base): prefill time / dense time next
                to the exact FLOPs ratio of the budget calculator, heap allocations per run, and

@@ -28,6 +28,8 @@ public struct RerouteCommand: ParsableCommand {
         BLASThreads.set(1)
         let arguments = Array(CommandLine.arguments.dropFirst())
         do {
+            // A bad REROUTE_ISA stops every command before it runs (the fast decoder's default path reads it).
+            _ = try VectorISA.requested()
             var command = try parseAsRoot(arguments)
             try command.run()
         } catch {
@@ -50,6 +52,7 @@ public struct RerouteCommand: ParsableCommand {
         case let error as HDF5Error: return (2, "reroute: error: \(error.description)")
         case let error as RoutingError: return (2, "reroute: error: \(error.description)")
         case let error as VerifyError: return (2, "reroute: error: \(error.description)")
+        case let error as VectorISAError: return (2, "reroute: error: \(error.description)")
         default:
             if exitCode(for: error) == .success { return (0, fullMessage(for: error)) }
             return (2, usageMessage(for: error, arguments: arguments))

@@ -5,6 +5,7 @@ import RerouteModel
 
 extension FastDecoder: TraceableDecoder {
     public var name: String { "fast" }
+    public var vectorPath: String? { isa.rawValue }
 
     public func begin(_ c: PromptCase, kvCapacity: [Int]?) throws -> FastState {
         let s = c.sequenceLength, d = config.hiddenSize
@@ -233,7 +234,7 @@ extension FastDecoder: TraceableDecoder {
                                 q + r0 * qW + head * dh, Int32(qW), k + gi * dh, Int32(kvW), 0, p, Int32(visible))
                     for i in 0..<rows {
                         let row = p + i * visible
-                        Kernels.softmax(row, count: r0 + i + 1)
+                        Kernels.softmax(row, count: r0 + i + 1, isa: isa)
                         if r0 + i + 1 < visible { (row + r0 + i + 1).update(repeating: 0, count: visible - r0 - i - 1) }
                     }
                     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(rows), Int32(dh), Int32(visible), 1, p, Int32(visible),
@@ -250,7 +251,7 @@ extension FastDecoder: TraceableDecoder {
             }
             gemm(xn, rows: n, inner: d, matrix: w.gate, bias: nil, into: g, packed: pw?.gate, workspace: ws)
             gemm(xn, rows: n, inner: d, matrix: w.up, bias: nil, into: u, packed: pw?.up, workspace: ws)
-            Kernels.swiGLU(g, u, count: n * m)
+            Kernels.swiGLU(g, u, count: n * m, isa: isa)
             gemm(g, rows: n, inner: m, matrix: w.down, bias: nil, into: o, packed: pw?.down, workspace: ws)
             // Residual and scatter back; bypassed rows stay as they are.
             for i in 0..<n {

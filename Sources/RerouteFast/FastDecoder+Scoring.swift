@@ -73,7 +73,7 @@ extension FastDecoder {
                                     Int32(kvW), qp.baseAddress! + head * dh, 1, 0, &s, 1)
                     }
                 }
-                s.withUnsafeMutableBufferPointer { Kernels.softmax($0.baseAddress!, count: visible) }
+                s.withUnsafeMutableBufferPointer { Kernels.softmax($0.baseAddress!, count: visible, isa: isa) }
                 return s.map(Double.init) + [Double](repeating: 0, count: n - visible)
             }
         }
@@ -172,7 +172,7 @@ extension FastDecoder {
                                         kp.baseAddress! + gi * dh, Int32(kvW), qp.baseAddress! + head * dh, 1, 0, &s, 1)
                         }
                     }
-                    s.withUnsafeMutableBufferPointer { Kernels.softmax($0.baseAddress!, count: n + 1) }
+                    s.withUnsafeMutableBufferPointer { Kernels.softmax($0.baseAddress!, count: n + 1, isa: isa) }
                     state.values[l].withUnsafeBufferPointer { vp in
                         a.withUnsafeMutableBufferPointer { ap in
                             cblas_sgemv(CblasRowMajor, CblasTrans, Int32(n + 1), Int32(dh), 1, vp.baseAddress! + gi * dh, Int32(kvW),
@@ -185,7 +185,7 @@ extension FastDecoder {
                 Kernels.rmsNorm(x, w.postNorm, &xn, count: d, eps: eps)
                 gemv(w.gate, xn, nil, &g)
                 gemv(w.up, xn, nil, &u)
-                Kernels.swiGLU(&g, u, count: m)
+                Kernels.swiGLU(&g, u, count: m, isa: isa)
                 gemv(w.down, g, nil, &o)
                 Kernels.add(&x, o, count: d)
             }

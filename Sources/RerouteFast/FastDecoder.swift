@@ -20,11 +20,16 @@ public struct FastDecoderOptions: Sendable {
     /// about as much as the multiply; 128 is the measured crossover (README, Performance).
     /// 0: OpenBLAS only.
     public var packedRowLimit: Int
+    /// The vector path of the decoder's own kernels (`VectorISA`; default `VectorISA.standard`:
+    /// `REROUTE_ISA` when set, else the CPU's widest); a path wider than the CPU has is
+    /// narrowed to `VectorISA.widest` (the decoder's `isa` says which ran).
+    public var isa: VectorISA
 
-    public init(recordHiddenStates: Bool = true, threads: Int? = nil, packedRowLimit: Int = 128) {
+    public init(recordHiddenStates: Bool = true, threads: Int? = nil, packedRowLimit: Int = 128, isa: VectorISA = .standard) {
         self.recordHiddenStates = recordHiddenStates
         self.threads = threads
         self.packedRowLimit = packedRowLimit
+        self.isa = isa
     }
 }
 
@@ -45,6 +50,8 @@ public struct FastDecoder: Sendable {
     let packed: [PackedLayer]?
     /// Whether few-row products use the packed-weight kernel (see `packedRowLimit`).
     public var usesPackedWeights: Bool { packed != nil }
+    /// The vector path the decoder's kernels run: `options.isa`, at most the CPU's widest.
+    public let isa: VectorISA
 
     public init(weights: ModelWeights, options: FastDecoderOptions = FastDecoderOptions()) {
         self.weights = weights
@@ -55,7 +62,8 @@ public struct FastDecoder: Sendable {
         frequencyAxes = weights.config.ropeFrequencyAxes
         workers = max(1, options.threads ?? ProcessInfo.processInfo.activeProcessorCount)
         // Only when every projection is f32 (a checkpoint may map some tensors and not others).
-        let packable = options.packedRowLimit > 0 && reroute_packed_gemm_supported() != 0
+        isa = min(options.isa, .widest)
+        let packable = options.packedRowLimit > 0 && isa >= .avx2
             && !weights.layers.contains { l in [l.q, l.k, l.v, l.o, l.gate, l.up, l.down].contains { $0.isMapped } }
         packed = packable ? weights.layers.map(PackedLayer.init) : nil
     }

@@ -1,3 +1,5 @@
+import CRerouteKernels
+
 #if canImport(Glibc)
 import Glibc
 #elseif canImport(Darwin)
@@ -60,32 +62,14 @@ enum Kernels {
         }
     }
 
-    /// In-place softmax over `n` values (max subtracted).
-    static func softmax(_ x: UnsafeMutablePointer<Float>, count n: Int) {
-        var m = -Float.infinity
-        for i in 0..<n where x[i] > m { m = x[i] }
-        var total: Float = 0
-        for i in 0..<n {
-            let e = expf(x[i] - m)
-            x[i] = e
-            total += e
-        }
-        let inv = 1 / total
-        var i = 0
-        while i + 8 <= n {
-            let v = load8(x + i) * inv
-            store8(v, x + i)
-            i += 8
-        }
-        while i < n { x[i] *= inv; i += 1 }
+    /// In-place softmax over `n` values (max subtracted), on the decoder's vector path.
+    static func softmax(_ x: UnsafeMutablePointer<Float>, count n: Int, isa: VectorISA) {
+        reroute_softmax(isa.code, x, n)
     }
 
-    /// `g[i] = silu(g[i]) · u[i]` in place.
-    static func swiGLU(_ g: UnsafeMutablePointer<Float>, _ u: UnsafePointer<Float>, count n: Int) {
-        for i in 0..<n {
-            let x = g[i]
-            g[i] = x / (1 + expf(-x)) * u[i]
-        }
+    /// `g[i] = silu(g[i]) · u[i]` in place, on the decoder's vector path.
+    static func swiGLU(_ g: UnsafeMutablePointer<Float>, _ u: UnsafePointer<Float>, count n: Int, isa: VectorISA) {
+        reroute_swiglu(isa.code, g, u, n)
     }
 
     /// `y[i] += x[i]`.

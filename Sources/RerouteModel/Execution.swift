@@ -96,9 +96,15 @@ public struct DecodeOutputs: Sendable {
 public protocol TraceableDecoder: LayerwiseDecoder {
     /// "reference", "fast".
     var name: String { get }
+    /// The vector path its kernels ran (`VectorISA` name; nil: it has none, as the scalar reference).
+    var vectorPath: String? { get }
     var weights: ModelWeights { get }
     /// Outputs of a state in which every layer has run.
     func prefillOutputs(_ state: State) -> PrefillOutputs
     /// Greedy decoding after the prefill (§4), extending the state's caches.
     func greedyDecode(_ state: inout State, steps: Int) -> DecodeOutputs
+}
+
+extension TraceableDecoder {
+    public var vectorPath: String? { nil }
 }

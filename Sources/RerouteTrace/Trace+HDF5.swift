@@ -20,6 +20,7 @@ extension Trace {
         try w.setAttribute("decoder", provenance.decoder)
         try w.setAttribute("mode", provenance.mode.rawValue)
         if let dtype = provenance.dtype { try w.setAttribute("dtype", dtype) }
+        if let isa = provenance.isa { try w.setAttribute("isa", isa) }
         try w.setAttribute("model", provenance.model)
         try w.setAttribute("case", input.name)
         try w.setAttribute("seed", provenance.seed)
@@ -142,7 +143,8 @@ extension Trace {
         let modeName = try f.stringAttribute("mode"), model = try f.stringAttribute("model"), seed = try f.intAttribute("seed")
         let provenance = TraceProvenance(producer: producer, producerVersion: producerVersion, producerCommit: producerCommit,
                                          decoder: decoderName, mode: try mode(modeName), model: model, seed: seed,
-                                         dtype: f.hasAttribute("dtype") ? try f.stringAttribute("dtype") : nil)
+                                         dtype: f.hasAttribute("dtype") ? try f.stringAttribute("dtype") : nil,
+                                         isa: f.hasAttribute("isa") ? try f.stringAttribute("isa") : nil)
         let input = try PromptCaseIO.read(f, name: try f.stringAttribute("case"))
         // The inputs are a case like any other (grid, tokens, positions, NaN/Inf), checked
         // against the trace's own config; the feature width needs the model's projector.

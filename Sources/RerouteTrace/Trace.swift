@@ -35,9 +35,13 @@ public struct TraceProvenance: Sendable, Equatable {
     /// The arithmetic the producer computed in (`float64`, `float32`, `bfloat16`, `float16`;
     /// `/@dtype`, optional: absent in traces that predate it, then known from `decoder`).
     public var dtype: String?
+    /// The vector path the producer's kernels ran (`/@isa`, optional: `portable`, `avx2`,
+    /// `avx512` for the fast decoder; other producers may name theirs). Informational: never compared.
+    public var isa: String?
 
     public init(producer: String = "reroute", producerVersion: String = Trace.producerVersion, producerCommit: String = "unknown",
-                decoder: String, mode: TraceMode = .free, model: String, seed: Int, dtype: String? = nil) {
+                decoder: String, mode: TraceMode = .free, model: String, seed: Int, dtype: String? = nil, isa: String? = nil) {
+        self.isa = isa
         self.producer = producer
         self.producerVersion = producerVersion
         self.producerCommit = producerCommit

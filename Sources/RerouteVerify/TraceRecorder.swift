@@ -30,7 +30,7 @@ public enum TraceRecorder {
                                                  textTokens: c.prefixTokens.count + c.suffixTokens.count, grid: c.grid)
         return Trace(
             provenance: TraceProvenance(producerCommit: commit, decoder: decoder.name, mode: forcedKept.isEmpty ? .free : .lockstep,
-                                        model: model, seed: seed),
+                                        model: model, seed: seed, isa: decoder.vectorPath),
             config: decoder.config, policy: policy, input: c, llmGridIndices: record.llmCase.visualGridIndices,
             hiddenStates: prefill.hiddenStates, processed: record.plans.map(\.active),
             layerPositions: record.plans.map(\.positions), decodePositions: record.plans.map(\.decodePosition),

@@ -118,7 +118,8 @@ public enum VerifyJob {
             }
         }
         let traceIndices = jobs.indices.filter { owned(caseJobs.count + $0) }
-        progress("checking \(traceIndices.count) golden trace run(s) on \(o.jobs) job(s)")
+        progress("checking \(traceIndices.count) golden trace run(s) on \(o.jobs) job(s)"
+                 + (o.decoders.contains(.fast) ? "; fast decoder on the \(fastOptions.isa.rawValue) vector path (widest here \(VectorISA.widest.rawValue))" : ""))
         let checks = try ParallelJobs.map(traceIndices.map { jobs[$0] }, workers: o.jobs, progress: progress) {
             "\($0.passed ? "ok" : "DIFFERS") (\($0.mode))"
         }

@@ -1,4 +1,5 @@
 import Foundation
+import RerouteFast
 import RerouteTrace
 import RerouteVerify
 import Testing
@@ -110,6 +111,28 @@ import Testing
         #expect(all.status == 0 && all.out.contains("reroute-fastv-192") && all.out.contains("H_kv=4"))
         #expect(try run(["budget", "--policy", "nope"]).status == 2)
         #expect(try run(["budget", "--grid", "24"]).status == 2)
+    }
+
+    /// REROUTE_ISA picks the fast decoder's vector path; `reroute env` names the paths, a fast
+    /// trace records the one it ran, and a bad or unsupported path stops every command.
+    @Test func vectorPathFromTheEnvironment() throws {
+        let env = try run(["env"])
+        #expect(env.status == 0 && env.out.contains("vector     widest \(VectorISA.widest.rawValue)"), "\(env.out)")
+        let dir = try TempDir()
+        defer { dir.cleanup() }
+        let base = ["run", "--model", "golden/models/tiny-llama", "--case", "golden/traces/tiny-llama/dense.h5", "--policy", "fastv", "--decoder", "fast"]
+        for isa in VectorISA.supported {
+            let out = dir.path("\(isa).h5")
+            let r = try Subprocess.run(base + ["--out", out], environment: ["REROUTE_ISA": isa.rawValue])
+            #expect(r.status == 0, "\(r.err)")
+            #expect(try Trace.read(from: out).provenance.isa == isa.rawValue)
+        }
+        let bad = try Subprocess.run(["env"], environment: ["REROUTE_ISA": "neon"])
+        #expect(bad.status == 2 && bad.err == "reroute: error: REROUTE_ISA=neon: not a vector path; expected one of portable, avx2, avx512\n", "\(bad.err)")
+        if VectorISA.widest < .avx512 {
+            let lacking = try Subprocess.run(base + ["--out", dir.path("x.h5")], environment: ["REROUTE_ISA": "avx512"])
+            #expect(lacking.status == 2 && lacking.err.contains("this CPU supports only") && !FileManager.default.fileExists(atPath: dir.path("x.h5")))
+        }
     }
 
     @Test func runShowDiffRoutes() throws {

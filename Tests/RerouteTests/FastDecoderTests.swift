@@ -44,11 +44,13 @@ import Testing
         return (try? q.validate()) != nil ? q : nil
     }
 
-    @Test(arguments: TestSeeds.with(Array(1...9)))
-    func fastAgreesWithReferenceForEveryPolicy(seed: UInt64) throws {
+    /// On every vector path this CPU supports (`pathsThisCPULacksAreNamed` names the others).
+    @Test(arguments: TestSeeds.with(Array(1...9)), VectorISA.supported)
+    func fastAgreesWithReferenceForEveryPolicy(seed: UInt64, isa: VectorISA) throws {
         do {
             let (w, c) = Self.world(seed)
-            let reference = ReferenceDecoder(weights: w), fast = FastDecoder(weights: w, options: FastDecoderOptions(threads: 1))
+            let reference = ReferenceDecoder(weights: w), fast = FastDecoder(weights: w, options: FastDecoderOptions(threads: 1, isa: isa))
+            #expect(fast.isa == isa)
             let rules = ComparisonRules.fastVsReference(w.config, maxPosition: c.positions.maxPosition)
             for policy in PolicyCatalog.all.compactMap({ Self.adapt($0, layers: w.config.layers, mrope: c.positions.isMultimodal) }) {
                 let s = Int(seed)
@@ -57,7 +59,7 @@ import Testing
                 let report = try judge(expected: expected, actual: actual, rules: rules) { forced in
                     try TraceRecorder.record(decoder: fast, model: "random", case: c, policy: policy, seed: s, forcedKept: forced)
                 }
-                #expect(report.passed, "\(policy.name) on \(w.config.layers) layers, \(TestSeeds.replay(seed, "fastAgreesWithReference")): \(report.render())")
+                #expect(report.passed, "\(policy.name) on \(w.config.layers) layers, path \(isa), \(TestSeeds.replay(seed, "fastAgreesWithReference")): \(report.render())")
             }
         }
     }
@@ -81,14 +83,51 @@ import Testing
         for (w, c) in [small, Self.largeWorld()] {
         #expect(c.sequenceLength >= 20 && (w.config.hiddenSize < 256 || c.sequenceLength >= 512))
         for threads in [1, 2] {
-            let fast = FastDecoder(weights: w, options: FastDecoderOptions(threads: threads))
+        for isa in VectorISA.supported {
+            let fast = FastDecoder(weights: w, options: FastDecoderOptions(threads: threads, isa: isa))
             let a = try TraceRecorder.record(decoder: fast, model: "r", case: c, policy: .rerouteFastV(tier: .t128), seed: 0)
             let b = try TraceRecorder.record(decoder: fast, model: "r", case: c, policy: .rerouteFastV(tier: .t128), seed: 0)
             #expect(a.hiddenStates.flatMap { $0.flatMap { $0.map(\.bitPattern) } } == b.hiddenStates.flatMap { $0.flatMap { $0.map(\.bitPattern) } })
             #expect(a.lastLogits.map(\.bitPattern) == b.lastLogits.map(\.bitPattern) && a.decisions == b.decisions)
             #expect(a.stepLogits.flatMap { $0.map(\.bitPattern) } == b.stepLogits.flatMap { $0.map(\.bitPattern) })
+            #expect(a.provenance.isa == isa.rawValue)
         }
         }
+        }
+    }
+
+    /// Every pair of paths this CPU supports agrees within the fast decoder's tolerance, and
+    /// the paths really are different code (their results are not bit-identical).
+    @Test(.enabled(if: VectorISA.supported.count > 1, "this CPU has one vector path only"))
+    func vectorPathsAgreeWithinTheFastTolerance() throws {
+        let (w, c) = Self.largeWorld()
+        let rules = ComparisonRules.fastVsReference(w.config, maxPosition: c.positions.maxPosition)
+        let policy = Self.adapt(.rerouteFastV(tier: .t128), layers: w.config.layers)!
+        let traces = try VectorISA.supported.map { isa in
+            try TraceRecorder.record(decoder: FastDecoder(weights: w, options: FastDecoderOptions(threads: 2, isa: isa)), model: "large",
+                                     case: c, policy: policy, seed: 0)
+        }
+        for (a, b) in zip(traces, traces.dropFirst()) {
+            let v = compareTraces(expected: a, actual: b, rules: rules)
+            #expect(v.passed, "\(a.provenance.isa!) vs \(b.provenance.isa!): \(v.render())")
+            #expect(a.hiddenStates.flatMap { $0.flatMap { $0.map(\.bitPattern) } } != b.hiddenStates.flatMap { $0.flatMap { $0.map(\.bitPattern) } },
+                    "\(a.provenance.isa!) and \(b.provenance.isa!) gave bit-identical states: the path switch did nothing")
+        }
+    }
+
+    /// A path the CPU lacks is never run: asking for it by name is refused, naming the CPU's
+    /// paths, and a decoder asked for it narrows to the widest it has.
+    @Test(.enabled(if: VectorISA.widest < .avx512, "this CPU supports every vector path"))
+    func pathsThisCPULacksAreNamed() throws {
+        let (w, _) = Self.world(1)
+        for isa in VectorISA.allCases where isa > .widest {
+            print("skipped: the \(isa) vector path: this CPU's widest is \(VectorISA.widest) (tests and verify run \(VectorISA.supported.map(\.rawValue)))")
+            #expect(throws: VectorISAError.self) { try VectorISA.parse(isa.rawValue, source: "REROUTE_ISA=\(isa)") }
+            #expect(FastDecoder(weights: w, options: FastDecoderOptions(isa: isa)).isa == .widest)
+        }
+        #expect(try VectorISA.requested(environment: ["REROUTE_ISA": "portable"]) == .portable)
+        #expect(try VectorISA.requested(environment: [:]) == nil)
+        #expect(throws: VectorISAError.self) { try VectorISA.requested(environment: ["REROUTE_ISA": "AVX2"]) }
     }
 
     /// The large model's fast run agrees with the reference (the splits change no result
@@ -125,8 +164,55 @@ import Testing
 /// The packed-weight kernel (`CRerouteKernels`) against a Double product, on shapes that cut
 /// every block edge: rows around the 6-row tile and the 132-row block, outputs around the
 /// 16-column panel, inputs around the 256-long k block.
+/// The exp-bound elementwise kernels and the FMA peak loop, on every path this CPU has.
+@Suite struct VectorPathKernelTests {
+    static let inputs: [Float] = (0..<1003).map { Float(sin(Double($0) * 0.37)) * 12 }
+
+    @Test(arguments: VectorISA.supported)
+    func swiGLUAndSoftmaxAreWithinAFewUlpOfDouble(isa: VectorISA) {
+        let x = Self.inputs, u = x.map { 1 + $0 / 24 }
+        var g = x
+        reroute_swiglu(isa.code, &g, u, g.count)
+        for i in x.indices {
+            let e = Double(x[i]) / (1 + Foundation.exp(-Double(x[i]))) * Double(u[i])
+            #expect(abs(Double(g[i]) - e) <= 6e-7 * max(abs(e), 1e-30) + 1e-37, "\(isa) swiglu at \(i): \(g[i]) vs \(e)")
+        }
+        for n in [1, 7, 8, 9, 16, 17, 1003] {
+            var s = Array(x.prefix(n))
+            reroute_softmax(isa.code, &s, n)
+            let m = x.prefix(n).max()!, total = x.prefix(n).map { Foundation.exp(Double($0 - m)) }.reduce(0, +)
+            for i in 0..<n {
+                let e = Foundation.exp(Double(x[i] - m)) / total
+                #expect(abs(Double(s[i]) - e) <= 1e-6 * e + 1e-38, "\(isa) softmax n=\(n) at \(i): \(s[i]) vs \(e)")
+            }
+        }
+    }
+
+    /// The portable path is the plain scalar definition, bit for bit (SPEC.md §10.1).
+    @Test func portablePathIsTheScalarDefinition() {
+        let x = Self.inputs, u = x.map { 1 + $0 / 24 }
+        var g = x
+        reroute_swiglu(VectorISA.portable.code, &g, u, g.count)
+        #expect(g.map(\.bitPattern) == zip(x, u).map { ($0 / (1 + expf(-$0)) * $1).bitPattern })
+        var s = x
+        reroute_softmax(VectorISA.portable.code, &s, s.count)
+        let m = x.max()!
+        var e = x.map { expf($0 - m) }, total: Float = 0
+        for v in e { total += v }
+        e = e.map { $0 * (1 / total) }
+        #expect(s.map(\.bitPattern) == e.map(\.bitPattern))
+    }
+
+    @Test(arguments: VectorISA.supported)
+    func fmaPeakLoopCountsItsOperations(isa: VectorISA) {
+        let lanes: Double = [.portable: 1, .avx2: 8, .avx512: 16][isa]!
+        #expect(reroute_fma_peak_loop(isa.code, 1000) == 2 * lanes * 12 * 1000)
+        #expect(isa.fmaPeak(threads: 1, iterations: 100_000, repeats: 1) > 1e8)
+    }
+}
+
 @Suite struct PackedKernelTests {
-    @Test(.enabled(if: reroute_packed_gemm_supported() != 0, "needs AVX2 and FMA"),
+    @Test(.enabled(if: VectorISA.widest >= .avx2, "needs AVX2 and FMA"),
           arguments: [(3, 20, 0), (1, 1, 1), (5, 15, 7), (6, 16, 256), (7, 17, 257), (13, 40, 600), (128, 33, 255), (133, 48, 513), (270, 20, 64)])
     func matchesDoubleProduct(rows: Int, out: Int, inner: Int) {
         var rng = SplitMix64(seed: UInt64(rows * 1_000_003 + out * 1009 + inner))
@@ -159,7 +245,7 @@ import Testing
 
     /// Packed and OpenBLAS-only runs of the fast decoder agree within the decoder tolerance,
     /// and the packed path is taken (the runs are not bitwise equal).
-    @Test(.enabled(if: reroute_packed_gemm_supported() != 0, "needs AVX2 and FMA"))
+    @Test(.enabled(if: VectorISA.widest >= .avx2, "needs AVX2 and FMA"))
     func packedAndOpenBLASRunsAgree() throws {
         let w = try ModelWeights.load(directory: Repo.model("tiny-qwen2"))
         let c = GoldenTraces.traceCase(for: w, model: "tiny-qwen2")

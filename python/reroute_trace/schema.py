@@ -18,8 +18,9 @@ COMPARE = {
 DECISION_COMPARE = {"candidates": "set", "kept": "set", "deferred": "set", "scores": "float"}
 ROOT_ATTRS = ["schema", "schema_version", "producer", "producer_version", "producer_commit", "decoder",
               "mode", "model", "case", "seed", "model_config", "policy"]
-#: Optional root attributes: ``dtype``, the producer's arithmetic (chooses the comparison preset).
-OPTIONAL_ROOT_ATTRS = ["dtype"]
+#: Optional root attributes: ``dtype``, the producer's arithmetic (chooses the comparison preset);
+#: ``isa``, the vector path its kernels ran (informational).
+OPTIONAL_ROOT_ATTRS = ["dtype", "isa"]
 DTYPES = ["float64", "float32", "bfloat16", "float16"]
 MODES = ["free", "lockstep"]
 BUDGET_INT = ["text_tokens", "visual_tokens", "kv_entries", "kv_bytes"]

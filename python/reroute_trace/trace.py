@@ -508,8 +508,9 @@ def _read(f: _File, path: str) -> TraceDict:
     attrs["seed"] = f.int_attr("seed")
     if attrs["mode"] not in S.MODES:
         raise TraceError(path, "/@mode", "bad case", f"'{attrs['mode']}'; expected {' or '.join(S.MODES)}")
-    if f.has_attr("dtype"):
-        attrs["dtype"] = f.str_attr("dtype")
+    for k in S.OPTIONAL_ROOT_ATTRS:
+        if f.has_attr(k):
+            attrs[k] = f.str_attr(k)
     attrs["case"] = f.str_attr("case")
     attrs["model_config"] = f.str_attr("model_config")
     attrs["policy"] = f.str_attr("policy")

@@ -17,13 +17,39 @@
 /// one FMA per k, block partial sums added in block order) whatever the panel split, so
 /// results do not depend on the thread count.
 
+/// Vector paths of the kernels, narrowest first. Each kernel below that takes an `isa` runs
+/// the code of that path; a path may only be asked for on a CPU that has it
+/// (`reroute_isa_widest`). Results are bitwise reproducible for a fixed path and thread
+/// count; across paths they differ by rounding (vector sums, the vector expf).
+#define REROUTE_ISA_PORTABLE 0
+/// AVX2 and FMA (256-bit).
+#define REROUTE_ISA_AVX2 1
+/// AVX-512 F, BW and VL (512-bit), with the OS saving the ZMM state.
+#define REROUTE_ISA_AVX512 2
+
+/// The widest path this CPU and OS support (CPUID and XCR0, as `__builtin_cpu_supports` reads them).
+int reroute_isa_widest(void);
+
+/// A register-only loop of independent multiply-adds at the width of `isa` (AVX-512: 16 lanes,
+/// AVX2: 8 lanes, one FMA each; portable: scalar multiply and add), `iterations` times over 12
+/// accumulators, on the calling thread. Returns the floating-point operations done (2 per lane
+/// per multiply-add); with the elapsed time this is the core's peak, the bound no kernel beats.
+double reroute_fma_peak_loop(int isa, long iterations);
+
+/// `g[i] = g[i] / (1 + exp(−g[i])) · u[i]` (SwiGLU after the gate and up products). AVX2 and
+/// AVX-512 use glibc's vector expf (libmvec, 8 and 16 lanes); portable, `expf`.
+void reroute_swiglu(int isa, float *g, const float *u, size_t n);
+
+/// In-place softmax of `n` values: the maximum subtracted, `exp`, divided by the sum (vector
+/// paths: libmvec expf and lane-wise partial sums, added in a fixed order).
+void reroute_softmax(int isa, float *x, size_t n);
+
 #define REROUTE_PACK_KC 256
 #define REROUTE_PACK_PANEL 16
 /// Rows of X packed at a time: the workspace holds `REROUTE_PACK_MC · REROUTE_PACK_KC` floats.
 #define REROUTE_PACK_MC 132
 
-/// Whether this CPU has AVX2 and FMA (the kernel needs both).
-int reroute_packed_gemm_supported(void);
+/// The kernel needs AVX2 and FMA: call it on the AVX2 path or wider only.
 
 /// Floats of the packed form of an N×K matrix: ceil(N/16)·16·K.
 size_t reroute_packed_count(int n_out, int k_in);
