@@ -20,109 +20,70 @@ int reroute_isa_widest(void) {
 __attribute__((target("avx2,fma"))) __m256 _ZGVdN8v_expf(__m256 x);
 __attribute__((target("avx512f"))) __m512 _ZGVeN16v_expf(__m512 x);
 
-// Multipliers just below 1 and a small addend keep the accumulators normal and finite.
-#define PEAK_BODY(V, FMA, SET1)                                                                  \
-    V m = SET1(0.999999f), c = SET1(1e-6f);                                                     \
-    V a0 = SET1(1.0f), a1 = SET1(1.1f), a2 = SET1(1.2f), a3 = SET1(1.3f), a4 = SET1(1.4f),       \
-      a5 = SET1(1.5f), a6 = SET1(1.6f), a7 = SET1(1.7f), a8 = SET1(1.8f), a9 = SET1(1.9f),       \
-      a10 = SET1(2.0f), a11 = SET1(2.1f);                                                        \
-    for (long i = 0; i < iterations; i++) {                                                      \
-        a0 = FMA(a0, m, c); a1 = FMA(a1, m, c); a2 = FMA(a2, m, c); a3 = FMA(a3, m, c);          \
-        a4 = FMA(a4, m, c); a5 = FMA(a5, m, c); a6 = FMA(a6, m, c); a7 = FMA(a7, m, c);          \
-        a8 = FMA(a8, m, c); a9 = FMA(a9, m, c); a10 = FMA(a10, m, c); a11 = FMA(a11, m, c);      \
+// The peak loop at one width W: 12 independent FMA chains (more than FMA latency × ports on
+// any of these cores), multipliers just below 1 and a small addend keep them normal and finite;
+// the sum goes to a volatile so the loop is not removed.
+#define DEFINE_PEAK(SUFFIX, TARGET, V, W, FMA, SET1, ADD, STORE)                                  \
+    __attribute__((target(TARGET))) static double peak_##SUFFIX(long iterations) {                \
+        V m = SET1(0.999999f), c = SET1(1e-6f);                                                   \
+        V a0 = SET1(1.0f), a1 = SET1(1.1f), a2 = SET1(1.2f), a3 = SET1(1.3f), a4 = SET1(1.4f),     \
+          a5 = SET1(1.5f), a6 = SET1(1.6f), a7 = SET1(1.7f), a8 = SET1(1.8f), a9 = SET1(1.9f),     \
+          a10 = SET1(2.0f), a11 = SET1(2.1f);                                                      \
+        for (long i = 0; i < iterations; i++) {                                                    \
+            a0 = FMA(a0, m, c); a1 = FMA(a1, m, c); a2 = FMA(a2, m, c); a3 = FMA(a3, m, c);        \
+            a4 = FMA(a4, m, c); a5 = FMA(a5, m, c); a6 = FMA(a6, m, c); a7 = FMA(a7, m, c);        \
+            a8 = FMA(a8, m, c); a9 = FMA(a9, m, c); a10 = FMA(a10, m, c); a11 = FMA(a11, m, c);    \
+        }                                                                                          \
+        V s = ADD(ADD(ADD(ADD(a0, a1), ADD(a2, a3)), ADD(ADD(a4, a5), ADD(a6, a7))),               \
+                  ADD(ADD(a8, a9), ADD(a10, a11)));                                                \
+        float lanes[W];                                                                            \
+        STORE(lanes, s);                                                                           \
+        volatile float sink = lanes[0] + lanes[W - 1];                                             \
+        (void)sink;                                                                                \
+        return 2.0 * W * 12 * (double)iterations;                                                  \
     }
 
-__attribute__((target("avx512f")))
-static double peak_avx512(long iterations) {
-    PEAK_BODY(__m512, _mm512_fmadd_ps, _mm512_set1_ps)
-    __m512 s = _mm512_add_ps(_mm512_add_ps(_mm512_add_ps(a0, a1), _mm512_add_ps(a2, a3)),
-                             _mm512_add_ps(_mm512_add_ps(a4, a5), _mm512_add_ps(a6, a7)));
-    s = _mm512_add_ps(s, _mm512_add_ps(_mm512_add_ps(a8, a9), _mm512_add_ps(a10, a11)));
-    volatile float sink = _mm512_reduce_add_ps(s);
-    (void)sink;
-    return 2.0 * 16 * 12 * (double)iterations;
-}
+DEFINE_PEAK(avx2, "avx2,fma", __m256, 8, _mm256_fmadd_ps, _mm256_set1_ps, _mm256_add_ps, _mm256_storeu_ps)
+DEFINE_PEAK(avx512, "avx512f", __m512, 16, _mm512_fmadd_ps, _mm512_set1_ps, _mm512_add_ps, _mm512_storeu_ps)
 
-__attribute__((target("avx2,fma")))
-static double peak_avx2(long iterations) {
-    PEAK_BODY(__m256, _mm256_fmadd_ps, _mm256_set1_ps)
-    __m256 s = _mm256_add_ps(_mm256_add_ps(_mm256_add_ps(a0, a1), _mm256_add_ps(a2, a3)),
-                             _mm256_add_ps(_mm256_add_ps(a4, a5), _mm256_add_ps(a6, a7)));
-    s = _mm256_add_ps(s, _mm256_add_ps(_mm256_add_ps(a8, a9), _mm256_add_ps(a10, a11)));
-    float t[8];
-    _mm256_storeu_ps(t, s);
-    volatile float sink = t[0] + t[7];
-    (void)sink;
-    return 2.0 * 8 * 12 * (double)iterations;
-}
-
-__attribute__((target("avx2,fma")))
-static void swiglu_avx2(float *g, const float *u, size_t n) {
-    const __m256 one = _mm256_set1_ps(1.0f), sign = _mm256_set1_ps(-0.0f);
-    size_t i = 0;
-    for (; i + 8 <= n; i += 8) {
-        __m256 x = _mm256_loadu_ps(g + i);
-        __m256 e = _ZGVdN8v_expf(_mm256_xor_ps(x, sign));
-        _mm256_storeu_ps(g + i, _mm256_mul_ps(_mm256_div_ps(x, _mm256_add_ps(one, e)), _mm256_loadu_ps(u + i)));
+// SwiGLU and softmax at one vector width W (type V, intrinsics passed in), the tail scalar.
+// Softmax adds the W lane sums in lane order after the vector loop, then the tail's terms.
+#define DEFINE_EXP_KERNELS(SUFFIX, TARGET, V, W, LOAD, STORE, SET1, ZERO, SUB, ADD, MUL, DIV, EXP)          \
+    __attribute__((target(TARGET))) static void swiglu_##SUFFIX(float *g, const float *u, size_t n) {     \
+        const V one = SET1(1.0f);                                                                         \
+        size_t i = 0;                                                                                     \
+        for (; i + W <= n; i += W) {                                                                      \
+            V x = LOAD(g + i);                                                                            \
+            V e = EXP(SUB(ZERO(), x));                                                                    \
+            STORE(g + i, MUL(DIV(x, ADD(one, e)), LOAD(u + i)));                                          \
+        }                                                                                                 \
+        for (; i < n; i++) g[i] = g[i] / (1.0f + expf(-g[i])) * u[i];                                     \
+    }                                                                                                     \
+    __attribute__((target(TARGET))) static void softmax_##SUFFIX(float *x, size_t n) {                    \
+        float m = -INFINITY;                                                                              \
+        for (size_t i = 0; i < n; i++) m = x[i] > m ? x[i] : m;                                           \
+        const V mv = SET1(m);                                                                             \
+        V acc = ZERO();                                                                                   \
+        size_t i = 0;                                                                                     \
+        for (; i + W <= n; i += W) {                                                                      \
+            V e = EXP(SUB(LOAD(x + i), mv));                                                              \
+            STORE(x + i, e);                                                                              \
+            acc = ADD(acc, e);                                                                            \
+        }                                                                                                 \
+        float lanes[W];                                                                                   \
+        STORE(lanes, acc);                                                                                \
+        float total = 0;                                                                                  \
+        for (int k = 0; k < W; k++) total += lanes[k];                                                    \
+        for (; i < n; i++) { x[i] = expf(x[i] - m); total += x[i]; }                                      \
+        const V inv = SET1(1.0f / total);                                                                 \
+        for (i = 0; i + W <= n; i += W) STORE(x + i, MUL(LOAD(x + i), inv));                              \
+        for (; i < n; i++) x[i] *= 1.0f / total;                                                          \
     }
-    for (; i < n; i++) g[i] = g[i] / (1.0f + expf(-g[i])) * u[i];
-}
 
-__attribute__((target("avx512f")))
-static void swiglu_avx512(float *g, const float *u, size_t n) {
-    const __m512 one = _mm512_set1_ps(1.0f);
-    size_t i = 0;
-    for (; i + 16 <= n; i += 16) {
-        __m512 x = _mm512_loadu_ps(g + i);
-        __m512 e = _ZGVeN16v_expf(_mm512_sub_ps(_mm512_setzero_ps(), x));
-        _mm512_storeu_ps(g + i, _mm512_mul_ps(_mm512_div_ps(x, _mm512_add_ps(one, e)), _mm512_loadu_ps(u + i)));
-    }
-    for (; i < n; i++) g[i] = g[i] / (1.0f + expf(-g[i])) * u[i];
-}
-
-__attribute__((target("avx2,fma")))
-static void softmax_avx2(float *x, size_t n) {
-    float m = -INFINITY;
-    for (size_t i = 0; i < n; i++) m = x[i] > m ? x[i] : m;
-    const __m256 mv = _mm256_set1_ps(m);
-    __m256 acc = _mm256_setzero_ps();
-    size_t i = 0;
-    for (; i + 8 <= n; i += 8) {
-        __m256 e = _ZGVdN8v_expf(_mm256_sub_ps(_mm256_loadu_ps(x + i), mv));
-        _mm256_storeu_ps(x + i, e);
-        acc = _mm256_add_ps(acc, e);
-    }
-    float lanes[8];
-    _mm256_storeu_ps(lanes, acc);
-    float total = 0;
-    for (int k = 0; k < 8; k++) total += lanes[k];
-    for (; i < n; i++) { x[i] = expf(x[i] - m); total += x[i]; }
-    const __m256 inv = _mm256_set1_ps(1.0f / total);
-    for (i = 0; i + 8 <= n; i += 8) _mm256_storeu_ps(x + i, _mm256_mul_ps(_mm256_loadu_ps(x + i), inv));
-    for (; i < n; i++) x[i] *= 1.0f / total;
-}
-
-__attribute__((target("avx512f")))
-static void softmax_avx512(float *x, size_t n) {
-    float m = -INFINITY;
-    for (size_t i = 0; i < n; i++) m = x[i] > m ? x[i] : m;
-    const __m512 mv = _mm512_set1_ps(m);
-    __m512 acc = _mm512_setzero_ps();
-    size_t i = 0;
-    for (; i + 16 <= n; i += 16) {
-        __m512 e = _ZGVeN16v_expf(_mm512_sub_ps(_mm512_loadu_ps(x + i), mv));
-        _mm512_storeu_ps(x + i, e);
-        acc = _mm512_add_ps(acc, e);
-    }
-    float lanes[16];
-    _mm512_storeu_ps(lanes, acc);
-    float total = 0;
-    for (int k = 0; k < 16; k++) total += lanes[k];
-    for (; i < n; i++) { x[i] = expf(x[i] - m); total += x[i]; }
-    const __m512 inv = _mm512_set1_ps(1.0f / total);
-    for (i = 0; i + 16 <= n; i += 16) _mm512_storeu_ps(x + i, _mm512_mul_ps(_mm512_loadu_ps(x + i), inv));
-    for (; i < n; i++) x[i] *= 1.0f / total;
-}
+DEFINE_EXP_KERNELS(avx2, "avx2,fma", __m256, 8, _mm256_loadu_ps, _mm256_storeu_ps, _mm256_set1_ps, _mm256_setzero_ps,
+                   _mm256_sub_ps, _mm256_add_ps, _mm256_mul_ps, _mm256_div_ps, _ZGVdN8v_expf)
+DEFINE_EXP_KERNELS(avx512, "avx512f", __m512, 16, _mm512_loadu_ps, _mm512_storeu_ps, _mm512_set1_ps, _mm512_setzero_ps,
+                   _mm512_sub_ps, _mm512_add_ps, _mm512_mul_ps, _mm512_div_ps, _ZGVeN16v_expf)
 #else
 int reroute_isa_widest(void) { return REROUTE_ISA_PORTABLE; }
 #endif
