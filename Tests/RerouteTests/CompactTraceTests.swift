@@ -105,6 +105,14 @@ import Testing
         }
     }
 
+    @Test func aFolderWithoutAManifestIsNamed() throws {
+        let dir = try TempDir()
+        defer { dir.cleanup() }
+        #expect {
+            _ = try GoldenManifest.load(from: dir.url)
+        } throws: { "\($0)" == "\(dir.url.appendingPathComponent("MANIFEST.json").path): file not found (not a golden folder?)" }
+    }
+
     @Test func regeneratingTheTrainedSetWithoutItsModelNamesTheBuilder() throws {
         let dir = try TempDir()
         defer { dir.cleanup() }
