@@ -45,7 +45,7 @@ from transformers import LlamaConfig, LlamaForCausalLM
 
 ROOT = Path(__file__).resolve().parent.parent
 PREFIX, N, SUFFIX = 35, 576, 40
-D, HEADS, M, VOCAB = 2048, 16, 5632, 32000
+D, HEADS, M, VOCAB, ROPE_THETA = 2048, 16, 5632, 32000, 10000.0
 
 
 def reroute() -> str:
@@ -59,7 +59,7 @@ def build(tmp: Path, layers: int):
     """The model (HF folder and GGUF) and the case; returns (model, ids, folder, case, gguf)."""
     torch.manual_seed(0)
     cfg = LlamaConfig(vocab_size=VOCAB, hidden_size=D, intermediate_size=M, num_hidden_layers=layers, num_attention_heads=HEADS,
-                      num_key_value_heads=HEADS, rms_norm_eps=1e-5, rope_theta=10000.0, max_position_embeddings=4096,
+                      num_key_value_heads=HEADS, rms_norm_eps=1e-5, rope_theta=ROPE_THETA, max_position_embeddings=4096,
                       tie_word_embeddings=False)
     model = LlamaForCausalLM(cfg).eval()
     folder = tmp / "model"
@@ -100,7 +100,7 @@ def write_gguf(path: Path, cfg: LlamaConfig, t: dict[str, np.ndarray]) -> None:
     w.add_head_count(cfg.num_attention_heads)
     w.add_head_count_kv(cfg.num_key_value_heads)
     w.add_rope_dimension_count(cfg.hidden_size // cfg.num_attention_heads)
-    w.add_rope_freq_base(cfg.rope_theta)
+    w.add_rope_freq_base(ROPE_THETA)
     w.add_layer_norm_rms_eps(cfg.rms_norm_eps)
     w.add_vocab_size(cfg.vocab_size)
     w.add_file_type(gguf.LlamaFileType.ALL_F32)
@@ -150,7 +150,8 @@ class LlamaCpp:
     def prefill(self, ids: list[int]) -> np.ndarray:
         self.llm.reset()
         self.llm.eval(ids)
-        return np.asarray(self.llm.scores[self.llm.n_tokens - 1], dtype=np.float32)
+        # Without logits_all the context holds the last position's row only (Llama.scores stays empty).
+        return np.ctypeslib.as_array(self.llm._ctx.get_logits(), shape=(self.llm.n_vocab(),)).astype(np.float32)
 
 
 def ours(model_dir: Path, case: Path, threads: int) -> float:
