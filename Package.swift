@@ -58,7 +58,7 @@ let package = Package(
         // report heap allocations per run of every thread and library.
         .target(name: "CRerouteAllocationCounter"),
         // The benchmark harness: one median, prefill timing, allocation counts, machine probes.
-        .target(name: "RerouteBench", dependencies: ["CRerouteAllocationCounter", "CBLAS", "RerouteModel", "RerouteFixtures", "RerouteFast",
+        .target(name: "RerouteBench", dependencies: ["CRerouteAllocationCounter", "CBLAS", "CRerouteKernels", "RerouteModel", "RerouteFixtures", "RerouteFast",
                                                      "RerouteReference", "RerouteRouting", "RerouteVerify"]),
         // The `reroute` commands (swift-argument-parser): parse, validate, call the libraries, print.
         .target(
@@ -76,6 +76,7 @@ let package = Package(
             dependencies: [
                 "RerouteModel", "RerouteFixtures", "RerouteHDF5", "RerouteReference", "RerouteFast", "RerouteRouting", "RerouteTrace",
                 "RerouteVerify", "RerouteConformance", "DARTStyleAdapter",
+                "RerouteBench",  // the machine probes (FMA peak loop)
                 "RerouteCommands",  // the argument surface in-process
                 "RerouteCLI",  // built so the end-to-end tests can run the `reroute` binary
                 "CRerouteAllocationCounter",  // per-thread allocation counts of the fast decoder

@@ -58,7 +58,7 @@ public struct BenchSuite {
         out(String(format: "   memcpy 256 MiB: %.1f GB/s (read + write); streaming read of 1 GiB: %.1f GB/s", bandwidth, readBandwidth))
         // The arithmetic peak: a register-only FMA loop on every core at once, per vector width.
         var peaks: [VectorISA: Double] = [:]
-        for path in VectorISA.supported { peaks[path] = path.fmaPeak(threads: workers, repeats: reps) }
+        for path in VectorISA.supported { peaks[path] = MachineProbes.fmaPeak(path, threads: workers, repeats: reps) }
         out("   FMA peak (register-only loop, \(workers) threads): " + VectorISA.allCases.map { path in
             peaks[path].map { String(format: "%@ %.1f GFLOP/s", path.rawValue, $0 / 1e9) } ?? "\(path.rawValue) not on this CPU"
         }.joined(separator: "; "))
@@ -121,7 +121,7 @@ public struct BenchSuite {
             // path, prefill, the prefill on the other paths, …
             let roof = max(MachineProbes.sgemmRoofline(c, rows: s, repeats: 1, split: false, workers: workers),
                            MachineProbes.sgemmRoofline(c, rows: s, repeats: 1, split: true, workers: workers))
-            let peak = VectorISA.widest.fmaPeak(threads: workers, repeats: 1)
+            let peak = MachineProbes.fmaPeak(VectorISA.widest, threads: workers, repeats: 1)
             let t = try PrefillTiming.seconds(fast, bc, .dense)
             td.append(t)
             peakNow.append(peak)

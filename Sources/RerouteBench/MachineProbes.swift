@@ -1,4 +1,5 @@
 import CBLAS
+import CRerouteKernels
 import Foundation
 import RerouteFast
 import RerouteModel
@@ -76,6 +77,26 @@ public enum MachineProbes {
             })
         }
         return Double(n * 4) / Statistics.median(Array(t.dropFirst())) / 1e9
+    }
+
+    /// Floating-point operations per second of `reroute_fma_peak_loop` at the width of `isa` on
+    /// `threads` threads at once (the median of `repeats` timings of `iterations` loop trips per
+    /// thread): the machine's arithmetic peak, the bound no kernel of that width beats.
+    public static func fmaPeak(_ isa: VectorISA, threads: Int, iterations: Int = 20_000_000, repeats: Int = 3) -> Double {
+        precondition(isa <= VectorISA.widest, "\(isa) is not supported by this CPU")
+        let flops = UnsafeMutableBufferPointer<Double>.allocate(capacity: threads)
+        defer { flops.deallocate() }
+        let address = UInt(bitPattern: flops.baseAddress!)
+        var rates: [Double] = []
+        for _ in 0..<repeats {
+            let seconds = Statistics.seconds {
+                DispatchQueue.concurrentPerform(iterations: threads) { t in
+                    UnsafeMutablePointer<Double>(bitPattern: address)![t] = reroute_fma_peak_loop(isa.code, iterations)
+                }
+            }
+            rates.append(flops.reduce(0, +) / seconds)
+        }
+        return Statistics.median(rates)
     }
 
     /// memcpy of 256 MiB; bytes read + written per second.

@@ -42,12 +42,8 @@ struct RunCommand: ParsableCommand {
         let dir = URL(fileURLWithPath: model)
         let weights = try ModelWeights.load(directory: dir, storage: self.weights.storage)
         if let policyFile { try PolicyFile.check(p, layers: weights.config.layers, file: policyFile) }
-        let (name, c) = try readingUntrusted(caseFile, kind: "case") {
-            let f = try HDF5File(readingFrom: caseFile)
-            let name = (try? f.stringAttribute("case")) ?? URL(fileURLWithPath: caseFile).deletingPathExtension().lastPathComponent
-            return (name, try PromptCaseIO.read(f, name: name))
-        }
-        progress("running \(p.name) on \(name) (\(c.sequenceLength) tokens, \(weights.config.layers) layers)")
+        let c = try readingUntrusted(caseFile, kind: "case") { try PromptCaseIO.read(file: caseFile) }
+        progress("running \(p.name) on \(c.name) (\(c.sequenceLength) tokens, \(weights.config.layers) layers)")
         let bar = LayerProgress("\(decoder.rawValue) prefill", layers: weights.config.layers)
         let trace = decoder == .fast
             ? try TraceRecorder.record(decoder: FastDecoder(weights: weights), model: dir.lastPathComponent, case: c, policy: p,

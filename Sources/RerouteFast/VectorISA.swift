@@ -9,7 +9,7 @@ import Foundation
 /// (`VectorISA.widest`); a narrower one may be forced (`FastDecoderOptions.isa`, or
 /// `REROUTE_ISA` for the command line), so one machine tests every path it has. For a fixed
 /// path and thread count the decoder is bitwise reproducible; across paths results differ by
-/// rounding only, within the fast decoder's tolerance (SPEC.md §10.4).
+/// rounding only, within the fast decoder's tolerance (SPEC.md §10.1, §10.3).
 public enum VectorISA: String, Sendable, CaseIterable, Comparable, Codable {
     /// The x86-64 baseline: OpenBLAS for every product, scalar `expf`.
     case portable
@@ -64,26 +64,6 @@ public enum VectorISA: String, Sendable, CaseIterable, Comparable, Codable {
             throw VectorISAError(message: "\(source): this CPU supports only \(supported.map(\.rawValue).joined(separator: ", ")) (widest \(widest.rawValue))")
         }
         return isa
-    }
-
-    /// Floating-point operations per second of `reroute_fma_peak_loop` at this path's width on
-    /// `threads` threads at once (the median of `repeats` timings of `iterations` loop
-    /// trips per thread): the machine's arithmetic peak.
-    public func fmaPeak(threads: Int, iterations: Int = 20_000_000, repeats: Int = 3) -> Double {
-        precondition(self <= Self.widest, "\(self) is not supported by this CPU")
-        var rates: [Double] = []
-        for _ in 0..<repeats {
-            let start = DispatchTime.now().uptimeNanoseconds
-            let flops = UnsafeMutablePointer<Double>.allocate(capacity: threads)
-            defer { flops.deallocate() }
-            let address = UInt(bitPattern: flops)
-            DispatchQueue.concurrentPerform(iterations: threads) { t in
-                UnsafeMutablePointer<Double>(bitPattern: address)![t] = reroute_fma_peak_loop(code, iterations)
-            }
-            let seconds = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
-            rates.append((0..<threads).map { flops[$0] }.reduce(0, +) / seconds)
-        }
-        return rates.sorted()[rates.count / 2]
     }
 }
 

@@ -1,8 +1,17 @@
+import Foundation
 import RerouteHDF5
 import RerouteModel
 
 /// The `/inputs` group shared by transformers reference files and traces (SPEC.md §6, §9).
 public enum PromptCaseIO {
+    /// Reads the case of a case file (or of a trace, whose `/inputs` is one): named by its
+    /// root `case` attribute, else by the file name without its extension.
+    public static func read(file path: String) throws -> PromptCase {
+        let f = try HDF5File(readingFrom: path)
+        let name = (try? f.stringAttribute("case")) ?? URL(fileURLWithPath: path).deletingPathExtension().lastPathComponent
+        return try read(f, name: name)
+    }
+
     /// Reads a prompt case from `group` (e.g. `/inputs`); `name` becomes the case name.
     public static func read(_ f: HDF5File, group g: String = "/inputs", name: String) throws -> PromptCase {
         let path = f.path

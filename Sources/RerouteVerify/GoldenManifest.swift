@@ -37,11 +37,9 @@ public struct GoldenManifest: Codable, Sendable, Equatable {
 
     public static func load(from dir: URL) throws -> GoldenManifest {
         let url = dir.appendingPathComponent(fileName)
-        let data: Data
         guard let k = FilePaths.kind(url.path) else { throw VerifyError.manifest(url.path, "file not found (not a golden folder?)") }
         if k != "a regular file" { throw VerifyError.manifest(url.path, "is \(k), not a regular file") }
-        guard FileManager.default.isReadableFile(atPath: url.path) else { throw VerifyError.manifest(url.path, "not readable (permissions)") }
-        do { data = try Data(contentsOf: url) } catch { throw VerifyError.manifest(url.path, "cannot read it (an I/O error)") }
+        let data = try FilePaths.readSmall(url.path, maxBytes: 64 << 20, what: "a golden manifest")
         do { return try JSONDecoder().decode(GoldenManifest.self, from: data) } catch {
             throw VerifyError.manifest(url.path, "not a valid manifest: \(error)")
         }

@@ -1,6 +1,5 @@
 import Foundation
 import RerouteFixtures
-import RerouteHDF5
 import RerouteModel
 import RerouteReference
 import RerouteRouting
@@ -78,10 +77,7 @@ public struct BuiltModel: Sendable {
 
     /// The golden case: the model folder's case file, with `decodeSteps` greedy steps.
     public func goldenCase(in directory: URL) throws -> PromptCase {
-        let path = directory.appendingPathComponent(caseFile).path
-        let f = try HDF5File(readingFrom: path)
-        let name = (try? f.stringAttribute("case")) ?? URL(fileURLWithPath: path).deletingPathExtension().lastPathComponent
-        var c = try PromptCaseIO.read(f, name: name)
+        var c = try PromptCaseIO.read(file: directory.appendingPathComponent(caseFile).path)
         c.decodeSteps = min(c.decodeSteps, decodeSteps)
         return c
     }

@@ -15,7 +15,8 @@
 /// at `b·KC·P·16 + p·kc_b·16 + (k − b·KC)·16 + (o − 16p)` where P = ceil(N/16) and kc_b is
 /// the block's length. Every output element is accumulated in the same order (k ascending,
 /// one FMA per k, block partial sums added in block order) whatever the panel split, so
-/// results do not depend on the thread count.
+/// results do not depend on the thread count. The kernel needs AVX2 and FMA: it is called on
+/// the AVX2 path or wider only (see the vector paths below).
 
 /// Vector paths of the kernels, narrowest first. Each kernel below that takes an `isa` runs
 /// the code of that path; a path may only be asked for on a CPU that has it
@@ -48,8 +49,6 @@ void reroute_softmax(int isa, float *x, size_t n);
 #define REROUTE_PACK_PANEL 16
 /// Rows of X packed at a time: the workspace holds `REROUTE_PACK_MC · REROUTE_PACK_KC` floats.
 #define REROUTE_PACK_MC 132
-
-/// The kernel needs AVX2 and FMA: call it on the AVX2 path or wider only.
 
 /// Floats of the packed form of an N×K matrix: ceil(N/16)·16·K.
 size_t reroute_packed_count(int n_out, int k_in);
