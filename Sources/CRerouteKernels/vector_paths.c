@@ -1,4 +1,4 @@
-// The ISA dispatch's probe, the FMA peak loop, and the exp-bound elementwise kernels per path.
+// The ISA dispatch's probe, the FMA peak loop, and the elementwise and row kernels per path.
 // Each path is compiled for its ISA per function (target attributes), so the package keeps the
 // default x86-64 baseline and runs everywhere; callers pick a path the CPU has.
 #include "CRerouteKernels.h"
@@ -84,6 +84,49 @@ DEFINE_EXP_KERNELS(avx2, "avx2,fma", __m256, 8, _mm256_loadu_ps, _mm256_storeu_p
                    _mm256_sub_ps, _mm256_add_ps, _mm256_mul_ps, _mm256_div_ps, _ZGVdN8v_expf)
 DEFINE_EXP_KERNELS(avx512, "avx512f", __m512, 16, _mm512_loadu_ps, _mm512_storeu_ps, _mm512_set1_ps, _mm512_setzero_ps,
                    _mm512_sub_ps, _mm512_add_ps, _mm512_mul_ps, _mm512_div_ps, _ZGVeN16v_expf)
+// RMSNorm and RoPE at one vector width W. RMSNorm: the W lane sums of squares added in lane
+// order after the vector loop, then the tail's; y = (x · inv) · w. RoPE: rotate-half pairs,
+// products then difference and sum (no contraction into FMAs, as the portable path).
+#define DEFINE_ROW_KERNELS(SUFFIX, TARGET, V, W, LOAD, STORE, SET1, ZERO, SUB, ADD, MUL)                     \
+    __attribute__((target(TARGET))) static void rmsnorm_##SUFFIX(const float *x, const float *w, float *y,  \
+                                                                  size_t n, float eps) {                   \
+        V acc = ZERO();                                                                                   \
+        size_t i = 0;                                                                                     \
+        for (; i + W <= n; i += W) { V v = LOAD(x + i); acc = ADD(acc, MUL(v, v)); }                     \
+        float lanes[W];                                                                                   \
+        STORE(lanes, acc);                                                                                \
+        float sum = 0;                                                                                    \
+        for (int k = 0; k < W; k++) sum += lanes[k];                                                      \
+        for (; i < n; i++) { float t = x[i] * x[i]; sum += t; }                                          \
+        const float inv = 1.0f / sqrtf(sum / (float)n + eps);                                             \
+        const V s = SET1(inv);                                                                            \
+        for (i = 0; i + W <= n; i += W) STORE(y + i, MUL(MUL(LOAD(x + i), s), LOAD(w + i)));             \
+        for (; i < n; i++) { float t = x[i] * inv; y[i] = t * w[i]; }                                    \
+    }                                                                                                     \
+    __attribute__((target(TARGET))) static void rope_##SUFFIX(float *x, int heads, int dh, const float *c,  \
+                                                               const float *s) {                          \
+        const int h = dh / 2;                                                                             \
+        for (int head = 0; head < heads; head++) {                                                        \
+            float *p = x + (size_t)head * dh;                                                             \
+            int i = 0;                                                                                    \
+            for (; i + W <= h; i += W) {                                                                  \
+                V a = LOAD(p + i), b = LOAD(p + i + h), cv = LOAD(c + i), sv = LOAD(s + i);               \
+                STORE(p + i, SUB(MUL(a, cv), MUL(b, sv)));                                                \
+                STORE(p + i + h, ADD(MUL(b, cv), MUL(a, sv)));                                            \
+            }                                                                                             \
+            for (; i < h; i++) {                                                                          \
+                float a = p[i], b = p[i + h];                                                             \
+                float ac = a * c[i], bs = b * s[i], bc = b * c[i], as = a * s[i];                         \
+                p[i] = ac - bs;                                                                           \
+                p[i + h] = bc + as;                                                                       \
+            }                                                                                             \
+        }                                                                                                 \
+    }
+
+DEFINE_ROW_KERNELS(avx2, "avx2,fma", __m256, 8, _mm256_loadu_ps, _mm256_storeu_ps, _mm256_set1_ps, _mm256_setzero_ps,
+                   _mm256_sub_ps, _mm256_add_ps, _mm256_mul_ps)
+DEFINE_ROW_KERNELS(avx512, "avx512f", __m512, 16, _mm512_loadu_ps, _mm512_storeu_ps, _mm512_set1_ps, _mm512_setzero_ps,
+                   _mm512_sub_ps, _mm512_add_ps, _mm512_mul_ps)
 #else
 int reroute_isa_widest(void) { return REROUTE_ISA_PORTABLE; }
 #endif
@@ -111,6 +154,25 @@ static void softmax_portable(float *x, size_t n) {
     for (size_t i = 0; i < n; i++) x[i] *= inv;
 }
 
+static void rmsnorm_portable(const float *x, const float *w, float *y, size_t n, float eps) {
+    float sum = 0;
+    for (size_t i = 0; i < n; i++) sum += x[i] * x[i];
+    const float inv = 1.0f / sqrtf(sum / (float)n + eps);
+    for (size_t i = 0; i < n; i++) y[i] = x[i] * inv * w[i];
+}
+
+static void rope_portable(float *x, int heads, int dh, const float *c, const float *s) {
+    const int h = dh / 2;
+    for (int head = 0; head < heads; head++) {
+        float *p = x + (size_t)head * dh;
+        for (int i = 0; i < h; i++) {
+            float a = p[i], b = p[i + h];
+            p[i] = a * c[i] - b * s[i];
+            p[i + h] = b * c[i] + a * s[i];
+        }
+    }
+}
+
 double reroute_fma_peak_loop(int isa, long iterations) {
 #if defined(__x86_64__)
     if (isa == REROUTE_ISA_AVX512) return peak_avx512(iterations);
@@ -136,4 +198,22 @@ void reroute_softmax(int isa, float *x, size_t n) {
 #endif
     (void)isa;
     softmax_portable(x, n);
+}
+
+void reroute_rmsnorm(int isa, const float *x, const float *w, float *y, size_t n, float eps) {
+#if defined(__x86_64__)
+    if (isa == REROUTE_ISA_AVX512) { rmsnorm_avx512(x, w, y, n, eps); return; }
+    if (isa == REROUTE_ISA_AVX2) { rmsnorm_avx2(x, w, y, n, eps); return; }
+#endif
+    (void)isa;
+    rmsnorm_portable(x, w, y, n, eps);
+}
+
+void reroute_rope(int isa, float *x, int heads, int head_dim, const float *cos_table, const float *sin_table) {
+#if defined(__x86_64__)
+    if (isa == REROUTE_ISA_AVX512) { rope_avx512(x, heads, head_dim, cos_table, sin_table); return; }
+    if (isa == REROUTE_ISA_AVX2) { rope_avx2(x, heads, head_dim, cos_table, sin_table); return; }
+#endif
+    (void)isa;
+    rope_portable(x, heads, head_dim, cos_table, sin_table);
 }

@@ -20,7 +20,8 @@ public struct BenchSuite {
     public var quick = false
     public var deepPairs = true
     public var smallModel = "golden/models/tiny-llama"
-    public var packedRowLimit = 128
+    /// nil: the fast decoder's crossover for its path (`FastDecoder.packedRowCrossover`).
+    public var packedRowLimit: Int?
     /// The fast decoder's vector path (default: `VectorISA.standard`).
     public var isa: VectorISA = .standard
     public var out: (String) -> Void
@@ -67,6 +68,7 @@ public struct BenchSuite {
             let blasOnly = FastDecoder(weights: weights, options: .init(recordHiddenStates: false, threads: threads, packedRowLimit: 0, isa: isa))
             let packedAll = FastDecoder(weights: weights, options: .init(recordHiddenStates: false, threads: threads, packedRowLimit: .max, isa: isa))
             if packedAll.usesPackedWeights {
+                let limit = packedRowLimit ?? FastDecoder.packedRowCrossover(isa: packedAll.isa)
                 out("   one layer's projections at few rows, GFLOP/s (medians of \(reps); OpenBLAS split over the workers / packed-weight kernel):")
                 for rows in [47, 100, 128, 164, 228, 612] {
                     var a: [Double] = [], b: [Double] = []
@@ -75,7 +77,7 @@ public struct BenchSuite {
                         b.append(packedAll.projectionThroughput(rows: rows))
                     }
                     out(String(format: "     n=%3d: %6.1f / %6.1f  (packed / OpenBLAS %.2f)%@", rows, Statistics.median(a), Statistics.median(b), Statistics.median(b) / Statistics.median(a),
-                                 rows <= packedRowLimit ? "  ← packed used" : ""))
+                                 rows <= limit ? "  ← packed used" : ""))
                 }
             }
         }

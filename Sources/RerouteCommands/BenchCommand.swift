@@ -43,14 +43,14 @@ struct BenchCommand: ParsableCommand {
     @Flag(inversion: .prefixedNo, help: "Section 4b: Reroute vs base on a 32-layer model (about 3 minutes).") var deepPairs = true
     @Flag(help: "Run section 4b alone (with --policy-rounds rounds).") var deepPairsOnly = false
     @Option(help: "Model folder of the small model for fast vs reference.") var smallModel = "golden/models/tiny-llama"
-    @Option(help: "Products with at most this many rows use the packed-weight kernel (0: OpenBLAS only).") var packedRowLimit = 128
+    @Option(help: "Products with at most this many rows use the packed-weight kernel (0: OpenBLAS only; default: the measured crossover of the vector path, see SPEC 10.2).") var packedRowLimit: Int?
 
     func validate() throws {
         try OptionLimits.check("--repeats", repeats, OptionLimits.repeats)
         try OptionLimits.check("--threads", threads, OptionLimits.threads)
         try OptionLimits.check("--layers", layers, OptionLimits.benchLayers)
         try OptionLimits.check("--policy-rounds", policyRounds, OptionLimits.policyRounds)
-        try OptionLimits.check("--packed-row-limit", packedRowLimit, OptionLimits.packedRowLimit)
+        if let packedRowLimit { try OptionLimits.check("--packed-row-limit", packedRowLimit, OptionLimits.packedRowLimit) }
     }
 
     func run() throws {

@@ -43,7 +43,7 @@ extension FastDecoder: TraceableDecoder {
                 x.withUnsafeMutableBufferPointer { xp in
                     for start in stride(from: 0, to: xp.count, by: w.count) {
                         Kernels.rmsNorm(xp.baseAddress! + start, wp.baseAddress!, xp.baseAddress! + start, count: w.count,
-                                        eps: Float(ProjectorWeights.featureNormEps))
+                                        eps: Float(ProjectorWeights.featureNormEps), isa: isa)
                     }
                 }
             }
@@ -71,14 +71,14 @@ extension FastDecoder: TraceableDecoder {
     /// matrices are widened in tiles of about 4 MB (exact) per worker, each multiplied as it is
     /// widened, so no f32 copy of the matrix exists (SPEC.md §10.2).
     ///
-    /// With `packed` (and a workspace of `workers` parts) and at most `options.packedRowLimit`
+    /// With `packed` (and a workspace of `workers` parts) and at most `packedRowLimit`
     /// rows, the packed-weight kernel computes the product instead, its 16-column panels split
     /// over the workers.
     func gemm(_ x: UnsafePointer<Float>, rows: Int, inner: Int, matrix w: Matrix, bias: [Float]?, into y: UnsafeMutablePointer<Float>,
               packed: PackedWeight? = nil, workspace: UnsafeMutablePointer<Float>? = nil) {
         precondition(w.cols == inner)
         let out = w.rows
-        if let packed, let workspace, rows <= options.packedRowLimit {
+        if let packed, let workspace, rows <= packedRowLimit {
             precondition(packed.rows == out && packed.cols == inner)
             let parts = packed.panels >= 8 * workers ? workers : 1
             let chunk = (packed.panels + parts - 1) / parts
@@ -86,7 +86,7 @@ extension FastDecoder: TraceableDecoder {
             packed.values.withUnsafeBufferPointer { pp in
                 let pa = UInt(bitPattern: pp.baseAddress!)
                 DispatchQueue.concurrentPerform(iterations: parts) { part in
-                    reroute_packed_gemm(Int32(rows), Int32(out), Int32(inner), UnsafePointer<Float>(bitPattern: xa),
+                    reroute_packed_gemm(isa.code, Int32(rows), Int32(out), Int32(inner), UnsafePointer<Float>(bitPattern: xa),
                                         UnsafePointer<Float>(bitPattern: pa), UnsafeMutablePointer<Float>(bitPattern: ya),
                                         Int32(part * chunk), Int32(min(packed.panels, (part + 1) * chunk)),
                                         UnsafeMutablePointer<Float>(bitPattern: wsa)! + part * PackedWeight.workspaceCount)
@@ -194,7 +194,7 @@ extension FastDecoder: TraceableDecoder {
             let active = plan.active
             for i in 0..<n { Kernels.copy(x + i * d, h + active[i] * d, count: d) }
             w.inputNorm.withUnsafeBufferPointer { wn in
-                for i in 0..<n { Kernels.rmsNorm(x + i * d, wn.baseAddress!, xn + i * d, count: d, eps: eps) }
+                for i in 0..<n { Kernels.rmsNorm(x + i * d, wn.baseAddress!, xn + i * d, count: d, eps: eps, isa: isa) }
             }
             // Keys the decision's scoring already computed from the same input, weights and
             // positions are reused; otherwise k is projected here.
@@ -204,8 +204,8 @@ extension FastDecoder: TraceableDecoder {
             let ct = CT.baseAddress!, stb = ST.baseAddress!, half = dh / 2
             fillRotations(positions, cos: ct, sin: stb)
             for i in 0..<n {
-                Kernels.rope(q + i * qW, heads: c.heads, headDim: dh, cos: ct + i * half, sin: stb + i * half)
-                if !reuse { Kernels.rope(k + i * kvW, heads: c.kvHeads, headDim: dh, cos: ct + i * half, sin: stb + i * half) }
+                Kernels.rope(q + i * qW, heads: c.heads, headDim: dh, cos: ct + i * half, sin: stb + i * half, isa: isa)
+                if !reuse { Kernels.rope(k + i * kvW, heads: c.kvHeads, headDim: dh, cos: ct + i * half, sin: stb + i * half, isa: isa) }
             }
             if let reused {
                 reused.keys.withUnsafeBufferPointer { sk in
@@ -247,7 +247,7 @@ extension FastDecoder: TraceableDecoder {
             gemm(a, rows: n, inner: qW, matrix: w.o, bias: nil, into: o, packed: pw?.o, workspace: ws)
             for i in 0..<n { Kernels.add(x + i * d, o + i * d, count: d) }
             w.postNorm.withUnsafeBufferPointer { wn in
-                for i in 0..<n { Kernels.rmsNorm(x + i * d, wn.baseAddress!, xn + i * d, count: d, eps: eps) }
+                for i in 0..<n { Kernels.rmsNorm(x + i * d, wn.baseAddress!, xn + i * d, count: d, eps: eps, isa: isa) }
             }
             gemm(xn, rows: n, inner: d, matrix: w.gate, bias: nil, into: g, packed: pw?.gate, workspace: ws)
             gemm(xn, rows: n, inner: d, matrix: w.up, bias: nil, into: u, packed: pw?.up, workspace: ws)

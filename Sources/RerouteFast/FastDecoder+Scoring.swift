@@ -22,7 +22,7 @@ extension FastDecoder {
         input.withUnsafeBufferPointer { h in
             w.inputNorm.withUnsafeBufferPointer { wn in
                 state.scoreRows.withUnsafeMutableBufferPointer { xp in
-                    for i in 0..<n { Kernels.rmsNorm(h.baseAddress! + r.keys[i] * d, wn.baseAddress!, xp.baseAddress! + i * d, count: d, eps: eps) }
+                    for i in 0..<n { Kernels.rmsNorm(h.baseAddress! + r.keys[i] * d, wn.baseAddress!, xp.baseAddress! + i * d, count: d, eps: eps, isa: isa) }
                 }
             }
         }
@@ -37,7 +37,7 @@ extension FastDecoder {
                         fillRotations(r.keyPositions, cos: ct.baseAddress!, sin: st.baseAddress!)
                         for i in 0..<n {
                             Kernels.rope(kp.baseAddress! + i * kvW, heads: c.kvHeads, headDim: dh, cos: ct.baseAddress! + i * dh / 2,
-                                         sin: st.baseAddress! + i * dh / 2)
+                                         sin: st.baseAddress! + i * dh / 2, isa: isa)
                         }
                     }
                 }
@@ -60,7 +60,7 @@ extension FastDecoder {
             let (cs, sn) = rotation(frequencyPositions: c.ropePositions(r.keyPositions, token: row))
             q.withUnsafeMutableBufferPointer { qp in
                 cs.withUnsafeBufferPointer { cp in sn.withUnsafeBufferPointer { sp in
-                    Kernels.rope(qp.baseAddress!, heads: c.heads, headDim: dh, cos: cp.baseAddress!, sin: sp.baseAddress!)
+                    Kernels.rope(qp.baseAddress!, heads: c.heads, headDim: dh, cos: cp.baseAddress!, sin: sp.baseAddress!, isa: isa)
                 } }
             }
             // Causal: keys up to the query's sequence index (keys are ascending).
@@ -95,7 +95,7 @@ extension FastDecoder {
         var xn = [Float](repeating: 0, count: d)
         hidden.withUnsafeBufferPointer { h in
             weights.finalNorm.withUnsafeBufferPointer { wn in
-                Kernels.rmsNorm(h.baseAddress! + row * d, wn.baseAddress!, &xn, count: d, eps: Float(config.rmsNormEps))
+                Kernels.rmsNorm(h.baseAddress! + row * d, wn.baseAddress!, &xn, count: d, eps: Float(config.rmsNormEps), isa: isa)
             }
         }
         return lmHead(xn)
@@ -152,13 +152,13 @@ extension FastDecoder {
             for l in 0..<c.layers {
                 let w = weights.layers[l]
                 let position = state.plans[l].decodePosition + t
-                Kernels.rmsNorm(x, w.inputNorm, &xn, count: d, eps: eps)
+                Kernels.rmsNorm(x, w.inputNorm, &xn, count: d, eps: eps, isa: isa)
                 gemv(w.q, xn, w.qBias, &q)
                 gemv(w.k, xn, w.kBias, &k)
                 gemv(w.v, xn, w.vBias, &v)
                 let (cs, sn) = rotation(position)
-                Kernels.rope(&q, heads: c.heads, headDim: dh, cos: cs, sin: sn)
-                Kernels.rope(&k, heads: c.kvHeads, headDim: dh, cos: cs, sin: sn)
+                Kernels.rope(&q, heads: c.heads, headDim: dh, cos: cs, sin: sn, isa: isa)
+                Kernels.rope(&k, heads: c.kvHeads, headDim: dh, cos: cs, sin: sn, isa: isa)
                 let n = state.kvCount[l]
                 precondition(n < state.kvCapacity[l], "layer \(l): KV cache full (\(n))")
                 for i in 0..<kvW { state.keys[l][n * kvW + i] = k[i]; state.values[l][n * kvW + i] = v[i] }
@@ -182,7 +182,7 @@ extension FastDecoder {
                 }
                 gemv(w.o, a, nil, &o)
                 Kernels.add(&x, o, count: d)
-                Kernels.rmsNorm(x, w.postNorm, &xn, count: d, eps: eps)
+                Kernels.rmsNorm(x, w.postNorm, &xn, count: d, eps: eps, isa: isa)
                 gemv(w.gate, xn, nil, &g)
                 gemv(w.up, xn, nil, &u)
                 Kernels.swiGLU(&g, u, count: m, isa: isa)
@@ -190,7 +190,7 @@ extension FastDecoder {
                 Kernels.add(&x, o, count: d)
             }
             var xf = [Float](repeating: 0, count: d)
-            Kernels.rmsNorm(x, weights.finalNorm, &xf, count: d, eps: eps)
+            Kernels.rmsNorm(x, weights.finalNorm, &xf, count: d, eps: eps, isa: isa)
             var logits = [Float](repeating: 0, count: c.vocabSize)
             gemv(weights.lmHead, xf, nil, &logits)
             stepLogits.append(logits)

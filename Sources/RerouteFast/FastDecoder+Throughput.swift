@@ -3,7 +3,7 @@ import RerouteModel
 
 extension FastDecoder {
     /// GFLOP/s of one layer's seven projection products at `rows` rows through this decoder's
-    /// own product (the packed-weight kernel up to `options.packedRowLimit` rows, else OpenBLAS
+    /// own product (the packed-weight kernel up to `packedRowLimit` rows, else OpenBLAS
     /// split over the workers): `2 · rows · Σ out·in` FLOPs over one timed run (after one
     /// untimed run). For `reroute bench`, which takes the median of several; the inputs are constant.
     public func projectionThroughput(layer l: Int = 0, rows: Int) -> Double {

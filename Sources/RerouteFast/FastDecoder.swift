@@ -17,15 +17,15 @@ public struct FastDecoderOptions: Sendable {
     /// `CRerouteKernels` instead of OpenBLAS (f32 weights on a CPU with AVX2 and FMA; the
     /// weights are packed once, when the decoder is made, which doubles their memory).
     /// OpenBLAS repacks the weights on every call, which at routed layers' row counts costs
-    /// about as much as the multiply; 128 is the measured crossover (README, Performance).
-    /// 0: OpenBLAS only.
-    public var packedRowLimit: Int
+    /// about as much as the multiply. nil: the measured crossover of the decoder's path
+    /// (`FastDecoder.packedRowCrossover`); 0: OpenBLAS only.
+    public var packedRowLimit: Int?
     /// The vector path of the decoder's own kernels (`VectorISA`; default `VectorISA.standard`:
     /// `REROUTE_ISA` when set, else the CPU's widest); a path wider than the CPU has is
     /// narrowed to `VectorISA.widest` (the decoder's `isa` says which ran).
     public var isa: VectorISA
 
-    public init(recordHiddenStates: Bool = true, threads: Int? = nil, packedRowLimit: Int = 128, isa: VectorISA = .standard) {
+    public init(recordHiddenStates: Bool = true, threads: Int? = nil, packedRowLimit: Int? = nil, isa: VectorISA = .standard) {
         self.recordHiddenStates = recordHiddenStates
         self.threads = threads
         self.packedRowLimit = packedRowLimit
@@ -52,6 +52,9 @@ public struct FastDecoder: Sendable {
     public var usesPackedWeights: Bool { packed != nil }
     /// The vector path the decoder's kernels run: `options.isa`, at most the CPU's widest.
     public let isa: VectorISA
+    /// Products with at most this many rows use the packed-weight kernel (`options.packedRowLimit`,
+    /// or the path's crossover); 0 when the weights are not packed.
+    public let packedRowLimit: Int
 
     public init(weights: ModelWeights, options: FastDecoderOptions = FastDecoderOptions()) {
         self.weights = weights
@@ -63,9 +66,11 @@ public struct FastDecoder: Sendable {
         workers = max(1, options.threads ?? ProcessInfo.processInfo.activeProcessorCount)
         // Only when every projection is f32 (a checkpoint may map some tensors and not others).
         isa = min(options.isa, .widest)
-        let packable = options.packedRowLimit > 0 && isa >= .avx2
+        let limit = options.packedRowLimit ?? Self.packedRowCrossover(isa: isa)
+        let packable = limit > 0 && isa >= .avx2
             && !weights.layers.contains { l in [l.q, l.k, l.v, l.o, l.gate, l.up, l.down].contains { $0.isMapped } }
         packed = packable ? weights.layers.map(PackedLayer.init) : nil
+        packedRowLimit = packable ? limit : 0
     }
 
     /// cos/sin of `position · f[k]`, computed in Double and rounded once (float32 angles

@@ -1,3 +1,4 @@
+import CBLAS
 import CRerouteKernels
 import RerouteModel
 
@@ -31,5 +32,25 @@ struct PackedLayer: Sendable {
     init(_ w: LayerWeights) {
         (q, k, v, o) = (PackedWeight(w.q), PackedWeight(w.k), PackedWeight(w.v), PackedWeight(w.o))
         (gate, up, down) = (PackedWeight(w.gate), PackedWeight(w.up), PackedWeight(w.down))
+    }
+}
+
+extension FastDecoder {
+    /// OpenBLAS cores whose sgemm kernel is AVX-512.
+    static let avx512BLASCores: Set<String> = ["skylakex", "cooperlake", "sapphirerapids"]
+
+    /// The row count up to which the packed-weight kernel beats single-threaded OpenBLAS
+    /// (measured with `reroute bench`, section 1, README "Vector paths and the physical limit"):
+    /// 128 on the AVX2 path (its 6×16 kernel against OpenBLAS's Haswell/Zen kernels); on the
+    /// AVX-512 path 256 when OpenBLAS runs its own AVX-512 sgemm (`blasCore`, as
+    /// `openblas_get_corename` names it: at 612 rows that sgemm is slightly faster), else
+    /// every row count (an AVX2 OpenBLAS, for instance with `OPENBLAS_CORETYPE=Haswell`, is
+    /// slower than the 12×32 kernel at every size); 0 on the portable path.
+    public static func packedRowCrossover(isa: VectorISA, blasCore: String = String(cString: openblas_get_corename())) -> Int {
+        switch isa {
+        case .portable: return 0
+        case .avx2: return 128
+        case .avx512: return avx512BLASCores.contains(blasCore.lowercased()) ? 256 : 1 << 30
+        }
     }
 }

@@ -17,49 +17,18 @@ enum Kernels {
     @inline(__always) static func load8(_ p: UnsafeMutablePointer<Float>) -> V8 { UnsafeRawPointer(p).loadUnaligned(as: V8.self) }
     @inline(__always) static func store8(_ v: V8, _ p: UnsafeMutablePointer<Float>) { UnsafeMutableRawPointer(p).storeBytes(of: v, as: V8.self) }
 
-    /// `y[i] = w[i] · x[i] / sqrt(mean(x²) + ε)` (the mean accumulated in Float, 8 lanes).
-    static func rmsNorm(_ x: UnsafePointer<Float>, _ w: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, count n: Int, eps: Float) {
-        var acc = V8.zero
-        var i = 0
-        while i + 8 <= n {
-            let v = load8(x + i)
-            acc += v * v
-            i += 8
-        }
-        var sum = acc.sum()
-        while i < n { sum += x[i] * x[i]; i += 1 }
-        let inv = 1 / (sum / Float(n) + eps).squareRoot()
-        let s = V8(repeating: inv)
-        i = 0
-        while i + 8 <= n {
-            let v = load8(x + i) * s * load8(w + i)
-            store8(v, y + i)
-            i += 8
-        }
-        while i < n { y[i] = w[i] * (x[i] * inv); i += 1 }
+    /// `y[i] = w[i] · x[i] / sqrt(mean(x²) + ε)` (the mean accumulated in Float), on the
+    /// decoder's vector path; `y` may be `x`.
+    static func rmsNorm(_ x: UnsafePointer<Float>, _ w: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, count n: Int, eps: Float,
+                        isa: VectorISA) {
+        reroute_rmsnorm(isa.code, x, w, y, n, eps)
     }
 
     /// RoPE on `heads` consecutive head vectors at one position, from cos/sin tables of
-    /// `d_h/2` entries (rotate-half pairing, SPEC.md §2.4).
-    static func rope(_ x: UnsafeMutablePointer<Float>, heads: Int, headDim dh: Int, cos c: UnsafePointer<Float>, sin s: UnsafePointer<Float>) {
-        let h = dh / 2
-        for head in 0..<heads {
-            let p = x + head * dh
-            var i = 0
-            while i + 8 <= h {
-                let a = load8(p + i), b = load8(p + i + h)
-                let cv = load8(c + i), sv = load8(s + i)
-                let y0 = a * cv - b * sv, y1 = b * cv + a * sv
-                store8(y0, p + i); store8(y1, p + i + h)
-                i += 8
-            }
-            while i < h {
-                let a = p[i], b = p[i + h]
-                p[i] = a * c[i] - b * s[i]
-                p[i + h] = b * c[i] + a * s[i]
-                i += 1
-            }
-        }
+    /// `d_h/2` entries (rotate-half pairing, SPEC.md §2.4), on the decoder's vector path.
+    static func rope(_ x: UnsafeMutablePointer<Float>, heads: Int, headDim dh: Int, cos c: UnsafePointer<Float>, sin s: UnsafePointer<Float>,
+                     isa: VectorISA) {
+        reroute_rope(isa.code, x, Int32(heads), Int32(dh), c, s)
     }
 
     /// In-place softmax over `n` values (max subtracted), on the decoder's vector path.

@@ -162,10 +162,7 @@ import Testing
     }
 }
 
-/// The packed-weight kernel (`CRerouteKernels`) against a Double product, on shapes that cut
-/// every block edge: rows around the 6-row tile and the 132-row block, outputs around the
-/// 16-column panel, inputs around the 256-long k block.
-/// The exp-bound elementwise kernels and the FMA peak loop, on every path this CPU has.
+/// The elementwise and row kernels and the FMA peak loop, on every path this CPU has.
 @Suite struct VectorPathKernelTests {
     static let inputs: [Float] = (0..<1003).map { Float(sin(Double($0) * 0.37)) * 12 }
 
@@ -189,6 +186,40 @@ import Testing
         }
     }
 
+    @Test(arguments: VectorISA.supported)
+    func rmsNormAndRoPEAreWithinAFewUlpOfDouble(isa: VectorISA) {
+        let x = Self.inputs
+        for n in [1, 7, 8, 9, 16, 17, 1003] {
+            let w = (0..<n).map { 0.5 + Float($0 % 7) / 8 }
+            var y = [Float](repeating: .nan, count: n)
+            reroute_rmsnorm(isa.code, x, w, &y, n, 1e-5)
+            let ms = x.prefix(n).map { Double($0) * Double($0) }.reduce(0, +) / Double(n)
+            for i in 0..<n {
+                let e = Double(x[i]) / (ms + 1e-5).squareRoot() * Double(w[i])
+                #expect(abs(Double(y[i]) - e) <= 2e-6 * abs(e) + 1e-37, "\(isa) rmsnorm n=\(n) at \(i): \(y[i]) vs \(e)")
+            }
+            var inPlace = Array(x.prefix(n))
+            inPlace.withUnsafeMutableBufferPointer { p in reroute_rmsnorm(isa.code, p.baseAddress!, w, p.baseAddress!, n, 1e-5) }
+            #expect(inPlace.map(\.bitPattern) == y.map(\.bitPattern), "\(isa) rmsnorm in place")
+        }
+        for (heads, dh) in [(1, 2), (3, 18), (2, 32), (4, 64), (1, 100)] {
+            let half = dh / 2
+            let angles = (0..<half).map { Double($0 + 1) * 0.71 }
+            let c = angles.map { Float(Foundation.cos($0)) }, sn = angles.map { Float(Foundation.sin($0)) }
+            var v = Array(x.prefix(heads * dh))
+            reroute_rope(isa.code, &v, Int32(heads), Int32(dh), c, sn)
+            for h in 0..<heads {
+                for i in 0..<half {
+                    let a = Double(x[h * dh + i]), b = Double(x[h * dh + i + half])
+                    let e0 = a * Double(c[i]) - b * Double(sn[i]), e1 = b * Double(c[i]) + a * Double(sn[i])
+                    let bound = 2e-7 * (abs(a) + abs(b)) + 1e-37
+                    #expect(abs(Double(v[h * dh + i]) - e0) <= bound, "\(isa) rope \(heads)x\(dh) head \(h) at \(i)")
+                    #expect(abs(Double(v[h * dh + i + half]) - e1) <= bound, "\(isa) rope \(heads)x\(dh) head \(h) at \(i + half)")
+                }
+            }
+        }
+    }
+
     /// The portable path is the plain scalar definition, bit for bit (SPEC.md §10.1).
     @Test func portablePathIsTheScalarDefinition() {
         let x = Self.inputs, u = x.map { 1 + $0 / 24 }
@@ -202,6 +233,26 @@ import Testing
         for v in e { total += v }
         e = e.map { $0 * (1 / total) }
         #expect(s.map(\.bitPattern) == e.map(\.bitPattern))
+        let w = x.map { 1 - $0 / 32 }
+        var y = x
+        reroute_rmsnorm(VectorISA.portable.code, x, w, &y, x.count, 1e-6)
+        var squares: Float = 0
+        for v in x { squares += v * v }
+        let inv = 1 / (squares / Float(x.count) + 1e-6).squareRoot()
+        #expect(y.map(\.bitPattern) == zip(x, w).map { ($0 * inv * $1).bitPattern })
+        let (cs, sn) = ((0..<50).map { Float(Foundation.cos(Double($0))) }, (0..<50).map { Float(Foundation.sin(Double($0))) })
+        var r = Array(x.prefix(200))
+        reroute_rope(VectorISA.portable.code, &r, 2, 100, cs, sn)
+        var expected = Array(x.prefix(200))
+        for h in 0..<2 {
+            for i in 0..<50 {
+                let a = x[h * 100 + i], b = x[h * 100 + i + 50]
+                let ac = a * cs[i], bs = b * sn[i], bc = b * cs[i], asn = a * sn[i]
+                expected[h * 100 + i] = ac - bs
+                expected[h * 100 + i + 50] = bc + asn
+            }
+        }
+        #expect(r.map(\.bitPattern) == expected.map(\.bitPattern))
     }
 
     @Test(arguments: VectorISA.supported)
@@ -212,9 +263,12 @@ import Testing
     }
 }
 
+/// The packed-weight kernel (`CRerouteKernels`) against a Double product, on shapes that cut
+/// every block edge: rows around the 6- and 12-row tiles and the 132-row block, outputs around the
+/// 16-column panel and the AVX-512 kernel's pairs of panels, inputs around the 256-long k block.
 @Suite struct PackedKernelTests {
     @Test(.enabled(if: VectorISA.widest >= .avx2, "needs AVX2 and FMA"),
-          arguments: [(3, 20, 0), (1, 1, 1), (5, 15, 7), (6, 16, 256), (7, 17, 257), (13, 40, 600), (128, 33, 255), (133, 48, 513), (270, 20, 64)])
+          arguments: [(3, 20, 0), (1, 1, 1), (5, 15, 7), (6, 16, 256), (7, 17, 257), (12, 32, 9), (13, 40, 600), (25, 79, 300), (128, 33, 255), (133, 48, 513), (270, 20, 64)])
     func matchesDoubleProduct(rows: Int, out: Int, inner: Int) {
         var rng = SplitMix64(seed: UInt64(rows * 1_000_003 + out * 1009 + inner))
         func random() -> Float { Float(Double(rng.next() % 2_000_001) / 1_000_000 - 1) }
@@ -223,12 +277,24 @@ import Testing
         reroute_pack_weights(w, Int32(out), Int32(inner), &packed)
         let panels = (out + 15) / 16
         var workspace = [Float](repeating: .nan, count: Int(REROUTE_PACK_MC) * Int(REROUTE_PACK_KC))
-        // All panels at once, and one panel per call (as a split over workers would).
-        var whole = [Float](repeating: .nan, count: rows * out), split = whole
-        reroute_packed_gemm(Int32(rows), Int32(out), Int32(inner), x, packed, &whole, 0, Int32(panels), &workspace)
-        for p in 0..<panels { reroute_packed_gemm(Int32(rows), Int32(out), Int32(inner), x, packed, &split, Int32(p), Int32(p + 1), &workspace) }
+        // On each path: all panels at once, one panel per call, and panel 0 then the rest (as
+        // splits over workers would); every path and split gives the same bits.
+        let paths = VectorISA.supported.filter { $0 >= .avx2 }
+        var whole = [Float](repeating: .nan, count: rows * out)
+        reroute_packed_gemm(paths[0].code, Int32(rows), Int32(out), Int32(inner), x, packed, &whole, 0, Int32(panels), &workspace)
         #expect(whole.allSatisfy { $0.isFinite }, "an output element was not written")
-        #expect(whole.map(\.bitPattern) == split.map(\.bitPattern), "the result depends on the panel split")
+        for isa in paths {
+            var all = [Float](repeating: .nan, count: rows * out), single = all, skewed = all
+            reroute_packed_gemm(isa.code, Int32(rows), Int32(out), Int32(inner), x, packed, &all, 0, Int32(panels), &workspace)
+            for p in 0..<panels {
+                reroute_packed_gemm(isa.code, Int32(rows), Int32(out), Int32(inner), x, packed, &single, Int32(p), Int32(p + 1), &workspace)
+            }
+            reroute_packed_gemm(isa.code, Int32(rows), Int32(out), Int32(inner), x, packed, &skewed, 0, 1, &workspace)
+            reroute_packed_gemm(isa.code, Int32(rows), Int32(out), Int32(inner), x, packed, &skewed, 1, Int32(panels), &workspace)
+            #expect(all.map(\.bitPattern) == whole.map(\.bitPattern), "the \(isa) path differs from the \(paths[0]) path")
+            #expect(single.map(\.bitPattern) == whole.map(\.bitPattern), "\(isa): the result depends on the panel split")
+            #expect(skewed.map(\.bitPattern) == whole.map(\.bitPattern), "\(isa): the result depends on the panel split")
+        }
         var worst = 0.0
         for i in 0..<rows {
             for o in 0..<out {
@@ -242,6 +308,23 @@ import Testing
             }
         }
         #expect(worst <= 1, "error \(worst) × the bound")
+    }
+
+    /// The default row limit follows the path and the sgemm OpenBLAS runs; an explicit limit wins.
+    @Test func packedRowCrossoverByPathAndBLASCore() throws {
+        #expect(FastDecoder.packedRowCrossover(isa: .portable, blasCore: "Cooperlake") == 0)
+        #expect(FastDecoder.packedRowCrossover(isa: .avx2, blasCore: "Haswell") == 128)
+        #expect(FastDecoder.packedRowCrossover(isa: .avx2, blasCore: "SkylakeX") == 128)
+        for core in ["SkylakeX", "Cooperlake", "SAPPHIRERAPIDS"] { #expect(FastDecoder.packedRowCrossover(isa: .avx512, blasCore: core) == 256) }
+        for core in ["Haswell", "Zen", "Prescott"] { #expect(FastDecoder.packedRowCrossover(isa: .avx512, blasCore: core) >= 1 << 20) }
+        let w = try ModelWeights.load(directory: Repo.model("tiny-llama"))
+        for isa in VectorISA.supported {
+            let standard = FastDecoder(weights: w, options: .init(isa: isa))
+            #expect(standard.packedRowLimit == FastDecoder.packedRowCrossover(isa: isa), "\(isa)")
+            #expect(standard.usesPackedWeights == (isa >= .avx2))
+            #expect(FastDecoder(weights: w, options: .init(packedRowLimit: 0, isa: isa)).packedRowLimit == 0)
+            #expect(FastDecoder(weights: w, options: .init(packedRowLimit: 40, isa: isa)).packedRowLimit == (isa >= .avx2 ? 40 : 0))
+        }
     }
 
     /// Packed and OpenBLAS-only runs of the fast decoder agree within the decoder tolerance,

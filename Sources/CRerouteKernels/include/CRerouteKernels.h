@@ -15,8 +15,10 @@
 /// at `b·KC·P·16 + p·kc_b·16 + (k − b·KC)·16 + (o − 16p)` where P = ceil(N/16) and kc_b is
 /// the block's length. Every output element is accumulated in the same order (k ascending,
 /// one FMA per k, block partial sums added in block order) whatever the panel split, so
-/// results do not depend on the thread count. The kernel needs AVX2 and FMA: it is called on
-/// the AVX2 path or wider only (see the vector paths below).
+/// results do not depend on the thread count, nor on the path: the AVX2 kernel (6 rows × one
+/// panel) and the AVX-512 kernel (12 rows × two panels) do the same operations per element.
+/// The kernels need AVX2 and FMA: the product is called on the AVX2 path or wider only (see
+/// the vector paths below).
 
 /// Vector paths of the kernels, narrowest first. Each kernel below that takes an `isa` runs
 /// the code of that path; a path may only be asked for on a CPU that has it
@@ -45,6 +47,15 @@ void reroute_swiglu(int isa, float *g, const float *u, size_t n);
 /// paths: libmvec expf and lane-wise partial sums, added in a fixed order).
 void reroute_softmax(int isa, float *x, size_t n);
 
+/// `y[i] = x[i] · inv · w[i]` with `inv = 1 / sqrt(Σ x² / n + eps)` (RMSNorm; `y` may be `x`).
+/// Vector paths: lane-wise partial sums of squares, added in lane order, then the tail.
+void reroute_rmsnorm(int isa, const float *x, const float *w, float *y, size_t n, float eps);
+
+/// RoPE in place on `heads` consecutive vectors of `head_dim` (even) floats at one position:
+/// for i < head_dim/2, (a, b) = (x[i], x[i + head_dim/2]) becomes (a·cos[i] − b·sin[i],
+/// b·cos[i] + a·sin[i]) (rotate-half pairing, SPEC.md §2.4); tables of head_dim/2 entries.
+void reroute_rope(int isa, float *x, int heads, int head_dim, const float *cos_table, const float *sin_table);
+
 #define REROUTE_PACK_KC 256
 #define REROUTE_PACK_PANEL 16
 /// Rows of X packed at a time: the workspace holds `REROUTE_PACK_MC · REROUTE_PACK_KC` floats.
@@ -57,9 +68,10 @@ size_t reroute_packed_count(int n_out, int k_in);
 void reroute_pack_weights(const float *w, int n_out, int k_in, float *out);
 
 /// C[:, 16·p0 ..< min(N, 16·p1)] = X · Wᵀ for panels p0 ..< p1, with X [rows, K] row-major
-/// (row stride K) and C [rows, N] row-major (row stride N). `workspace` holds
-/// REROUTE_PACK_MC · REROUTE_PACK_KC floats, one per concurrent caller.
-void reroute_packed_gemm(int rows, int n_out, int k_in, const float *x, const float *packed, float *c, int p0, int p1,
+/// (row stride K) and C [rows, N] row-major (row stride N), on path `isa` (AVX2 or AVX-512;
+/// the CPU must have it). `workspace` holds REROUTE_PACK_MC · REROUTE_PACK_KC floats, one per
+/// concurrent caller.
+void reroute_packed_gemm(int isa, int rows, int n_out, int k_in, const float *x, const float *packed, float *c, int p0, int p1,
                          float *workspace);
 
 #endif
