@@ -43,9 +43,9 @@ extension FastDecoder {
     /// (measured with `reroute bench`, section 1, README "Vector paths and the physical limit"):
     /// 128 on the AVX2 path (its 6×16 kernel against OpenBLAS's Haswell/Zen kernels); on the
     /// AVX-512 path 256 when OpenBLAS runs its own AVX-512 sgemm (`blasCore`, as
-    /// `openblas_get_corename` names it: at 612 rows that sgemm is slightly faster), else
-    /// every row count (an AVX2 OpenBLAS, for instance with `OPENBLAS_CORETYPE=Haswell`, is
-    /// slower than the 12×32 kernel at every size); 0 on the portable path.
+    /// `openblas_get_corename` names it), which is as fast at 612 rows; else every row count
+    /// (an AVX2 sgemm, for instance under `OPENBLAS_CORETYPE=Haswell`, reaches at most the
+    /// AVX2 peak, half the AVX-512 one on cores with full-width AVX-512); 0 on the portable path.
     public static func packedRowCrossover(isa: VectorISA, blasCore: String = String(cString: openblas_get_corename())) -> Int {
         switch isa {
         case .portable: return 0
