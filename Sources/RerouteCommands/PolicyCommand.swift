@@ -12,7 +12,8 @@ struct PolicyCommand: ParsableCommand {
             Every command that takes --policy NAME also takes --policy-file FILE. A policy file
             holds every value of a policy (SPEC.md §8.14): scorer, schedule (decision layers at a
             stated reference depth, keep ratios of the original visual tokens or integer counts,
-            count rule), action, positions, vision-side stage, budget matching, provenance.
+            count rule), action, positions, vision-side stage, budget matching, provenance, and the
+            selection rule of policies that do not keep the top-k of their scorer's scores.
             `reroute policy show NAME --json > mine.json` gives a complete file to edit.
             """,
         subcommands: [List.self, Show.self])
@@ -39,6 +40,7 @@ struct PolicyCommand: ParsableCommand {
             if json { return print(PolicyFile.encode(p), terminator: "") }
             print("""
                 policy     \(p.name)
+                selection  \(p.selection.map { "\($0.rawValue) (the scorer is not read)" } ?? "top-k of the scorer's scores")
                 scorer     \(p.scorer.query), \(p.scorer.attention), heads \(p.scorer.heads.rawValue), softmax over \(p.scorer.domain.rawValue)
                 schedule   decision layers \(p.decisionLayers) at \(p.referenceDepth) layers; \(p.keepCounts.map { "keep counts \($0)" } ?? "keep ratios \(p.keepRatios)"), count rule \(p.countRule.rawValue)
                 action     \(p.action)

@@ -8,7 +8,9 @@ public struct CatalogAdapter: PrunerAdapter {
 
     public init(policy: RoutingPolicy, tier: Tier? = nil, waivers: [Waiver] = []) {
         self.policy = policy
-        capabilities = AdapterCapabilities(keepsTopKOfScores: true, scoresAreAttention: true, tier: tier, waivers: waivers)
+        capabilities = policy.capabilities
+        capabilities.tier = tier
+        capabilities.waivers = waivers
     }
 
     public func select(_ input: SelectionInput) throws -> Selection { try policy.select(input) }
@@ -26,7 +28,7 @@ public enum ConformanceCatalog {
         var list = [RoutingPolicy.dense, .fastV(), .fastV(k: 2, r: 0.75), .pyramidDrop(), .pyramidDrop(lambda: 0.25),
                     .pyramidDropOriginalPositions()].map { CatalogAdapter(policy: $0) }
         for tier in Tier.allCases {
-            list += [RoutingPolicy.fastVRelease(tier: tier), .nuwa(tier: tier), .rerouteFastV(tier: tier), .rerouteNuwa(tier: tier)]
+            list += [RoutingPolicy.fastVRelease(tier: tier), .nuwa(tier: tier), .rerouteFastV(tier: tier), .rerouteNuwa(tier: tier), .divPrune(tier: tier)]
                 .map { CatalogAdapter(policy: $0, tier: tier) }
             let avg64 = "the release's avg64 configs are not λ-geometric: avg_T is 80.4 (PDrop) and 84.1 (Reroute), not 64 (SPEC.md §8.12, open upstream)"
             list.append(CatalogAdapter(policy: .pyramidDropRelease(tier: tier), tier: tier,

@@ -73,7 +73,8 @@ public struct ScoringCost: Sendable, Equatable {
     /// otherwise all keys (the previous layer's attention, or re-indexed positions).
     public var extraKeys: Int
     /// `2·d·H_kv·d_h·extraKeys + 2·d·H·d_h·ρ + 2·H·d_h·Σ_i (κ − i)` over the ρ query rows
-    /// (causal: the i-th row from the end sees κ − i keys).
+    /// (causal: the i-th row from the end sees κ − i keys); for a selection rule (no keys, no
+    /// query rows), the rule's own work (`SelectionRule.flops`).
     public var flops: Double
 }
 
@@ -131,7 +132,11 @@ public enum BudgetCalculator {
         let (_, llmN, schedule, visual) = try counts(config: c, policy: policy, grid: grid)
         let d = Double(c.hiddenSize), q = Double(c.queryWidth), kv = Double(c.kvWidth)
         return schedule.decisionLayers.map { l in
-            var scored = visual[l - 1]
+            let entering = l == 0 ? llmN : visual[l - 1]
+            if let rule = policy.selection {
+                return ScoringCost(layer: l, keys: 0, queryRows: 0, extraKeys: 0, flops: rule.flops(candidates: entering, width: c.hiddenSize))
+            }
+            var scored = entering
             if case .route = policy.action, policy.scorer.domain == .allTokens, policy.scorer.attention == .decisionLayerInput { scored = llmN }
             let keys = textTokens + scored
             let rows: Int

@@ -23,6 +23,7 @@ public enum PolicyFile {
     static let actions: [(String, RoutingAction)] = [("delete", .delete), ("route", .route(monotonic: false)),
                                                      ("route_monotonic", .route(monotonic: true))]
     static let positionPolicies: [(String, PositionPolicy)] = [("original", .original), ("reindexed", .reindexed)]
+    static let selections: [(String, SelectionRule)] = SelectionRule.allCases.map { ($0.rawValue, $0) }
 
     static func name<T: Equatable>(_ v: T, in table: [(String, T)]) -> String { table.first { $0.1 == v }!.0 }
 
@@ -61,7 +62,8 @@ public enum PolicyFile {
                                   "provenance": p.provenance.map(JSON.string) ?? .null, "scorer": .object(scorer),
                                   "schedule": .object(schedule), "action": .string(name(p.action, in: actions)),
                                   "positions": .string(name(p.positions, in: positionPolicies)), "vision_stage": stage,
-                                  "budget_matching": matching])
+                                  "budget_matching": matching,
+                                  "selection": p.selection.map { JSON.string($0.rawValue) } ?? .null])
         return root.text(indent: "") + "\n"
     }
 
@@ -110,7 +112,7 @@ public enum PolicyFile {
         }
         let r = Fields(root, path: "", bad: bad)
         try r.allowOnly(["schema", "schema_version", "name", "provenance", "scorer", "schedule", "action", "positions", "vision_stage",
-                         "budget_matching"])
+                         "budget_matching", "selection"])
         try r.require(["provenance", "vision_stage", "budget_matching"])  // present, null allowed
         guard try r.string("schema") == schema else { throw bad("schema", "'\(try r.string("schema"))', expected '\(schema)'") }
         guard try r.int("schema_version") == schemaVersion else {
@@ -142,8 +144,8 @@ public enum PolicyFile {
         let depth = try sc.int("reference_depth")
         guard (1...4096).contains(depth) else { throw bad("schedule.reference_depth", "\(depth) layers is outside 1…4096") }
         let layers = try sc.ints("decision_layers")
-        for (i, l) in layers.enumerated() where !(1..<depth).contains(l) {
-            throw bad("schedule.decision_layers[\(i)]", "layer \(l) is outside 1 ..< \(depth) (the reference depth; layer 0 cannot decide)")
+        for (i, l) in layers.enumerated() where !(0..<depth).contains(l) {
+            throw bad("schedule.decision_layers[\(i)]", "layer \(l) is outside 0 ..< \(depth) (the reference depth; 0 is the LLM input)")
         }
         for i in layers.indices.dropFirst() where layers[i] <= layers[i - 1] {
             throw bad("schedule.decision_layers[\(i)]", "layers must increase strictly (\(layers[i - 1]) then \(layers[i]))")
@@ -201,12 +203,18 @@ public enum PolicyFile {
                               positions: try r.choice("positions", positionPolicies), visionStage: stage, budgetMatching: matching)
         p.keepCounts = counts
         p.provenance = provenance
+        if let rule = try r.optionalString("selection") {
+            guard let v = selections.first(where: { $0.0 == rule })?.1 else {
+                throw bad("selection", "'\(rule)' is not one of \(selections.map(\.0).joined(separator: ", ")) (or null: top-k of the scorer's scores)")
+            }
+            p.selection = v
+        }
         do { try p.validate() } catch let e as RoutingError { throw bad("(policy)", "\(e)") }
         return p
     }
 
     /// Checks that `p` can run on a model of `layers` layers (its decision layers, remapped
-    /// from the reference depth when it differs, fall in 1 ..< layers), naming `file`.
+    /// from the reference depth when it differs, fall in 0 ..< layers), naming `file`.
     public static func check(_ p: RoutingPolicy, layers: Int, file: String) throws {
         do {
             _ = try p.schedule(layers: layers, originalN: 1, llmN: 1)

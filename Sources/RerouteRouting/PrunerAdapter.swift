@@ -132,12 +132,15 @@ public struct Selection: Sendable, Equatable {
 extension RoutingPolicy: PrunerAdapter {
     public var policy: RoutingPolicy { self }
 
-    /// Top-k of the declared scorer's scores.
+    /// Top-k of the declared scorer's scores, or the declared selection rule.
     public func select(_ input: SelectionInput) throws -> Selection {
-        try Selection.topK(input, scores: try input.attentionScores())
+        if let selection { return try selection.select(input) }
+        return try Selection.topK(input, scores: try input.attentionScores())
     }
 
     public func with(policy: RoutingPolicy) -> RoutingPolicy { policy }
 
-    public var capabilities: AdapterCapabilities { AdapterCapabilities(keepsTopKOfScores: true, scoresAreAttention: true) }
+    public var capabilities: AdapterCapabilities {
+        AdapterCapabilities(keepsTopKOfScores: selection == nil, scoresAreAttention: selection == nil)
+    }
 }

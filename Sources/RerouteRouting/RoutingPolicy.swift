@@ -20,6 +20,8 @@ public struct RoutingPolicy: Sendable, Equatable, Codable {
     public var positions: PositionPolicy
     /// Nüwa's stage 1, applied to the image before the LLM.
     public var visionStage: NuwaVisionStage?
+    /// How the kept tokens are chosen (nil: top-k of the scorer's scores, §8.4).
+    public var selection: SelectionRule?
     public var budgetMatching: BudgetMatching
 
     public init(name: String, scorer: Scorer, decisionLayers: [Int], referenceDepth: Int = LayerRemap.referenceDepth,
@@ -55,8 +57,8 @@ public struct RoutingPolicy: Sendable, Equatable, Codable {
     public func schedule(layers: Int, originalN: Int, llmN: Int) throws -> Schedule {
         try validate()
         let mapped = layers == referenceDepth ? decisionLayers : try LayerRemap.remap(decisionLayers, from: referenceDepth, to: layers)
-        if let bad = mapped.first(where: { $0 < 1 || $0 >= layers }) {
-            throw RoutingError.badSchedule("decision layer \(bad) outside 1 ..< \(layers)")
+        if let bad = mapped.first(where: { $0 < 0 || $0 >= layers }) {
+            throw RoutingError.badSchedule("decision layer \(bad) outside 0 ..< \(layers)")
         }
         let counts = keepCounts.map { $0.map { min(llmN, max(0, $0)) } }
             ?? keepRatios.map { min(llmN, countRule.count(of: originalN, ratio: $0)) }
@@ -74,8 +76,11 @@ public struct RoutingPolicy: Sendable, Equatable, Codable {
         if !(1...RoutingPolicy.maxDepth).contains(referenceDepth) {
             throw RoutingError.badSchedule("\(name): reference depth \(referenceDepth) outside 1…\(RoutingPolicy.maxDepth)")
         }
-        if let l = decisionLayers.first(where: { !(1..<referenceDepth).contains($0) }) {
-            throw RoutingError.badSchedule("\(name): decision layer \(l) outside 1 ..< \(referenceDepth) (the reference depth)")
+        if let l = decisionLayers.first(where: { !(0..<referenceDepth).contains($0) }) {
+            throw RoutingError.badSchedule("\(name): decision layer \(l) outside 0 ..< \(referenceDepth) (the reference depth)")
+        }
+        if decisionLayers.first == 0, selection == nil, scorer.attention == .producedByPreviousLayer {
+            throw RoutingError.badSchedule("\(name): a decision at layer 0 (the LLM input) has no previous layer whose attention it could read")
         }
         if let c = keepCounts?.first(where: { $0 > RoutingPolicy.maxKeepCount }) {
             throw RoutingError.badSchedule("\(name): keep count \(c) above \(RoutingPolicy.maxKeepCount)")

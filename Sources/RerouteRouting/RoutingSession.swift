@@ -93,7 +93,9 @@ public struct RoutingSession: Sendable {
     }
 
     mutating func decide(layer l: Int, stage t: Int, probe: DecisionProbe) throws -> RoutingDecision {
-        guard let previous = plans.last else { throw RoutingError.badSchedule("decision at layer 0") }
+        // At the LLM input (layer 0) the tokens compete as the case gives them.
+        let previous = plans.last ?? LayerPlan(active: Array(0..<sequenceLength), positions: llmCase.positions,
+                                               decodePosition: llmCase.positions.nextDecodePosition)
         let candidates: [Int]
         switch policy.action {
         case .delete, .route(monotonic: true): candidates = visualActive
@@ -105,7 +107,7 @@ public struct RoutingSession: Sendable {
         var keyPositions = previous.positions
         switch (policy.scorer.attention, policy.scorer.domain) {
         case (.producedByPreviousLayer, _):
-            scoringLayer = l - 1
+            scoringLayer = l - 1  // l ≥ 1: validate() refuses this scorer at layer 0
         case (.decisionLayerInput, .activeTokens):
             break
         case (.decisionLayerInput, .allTokens):

@@ -57,14 +57,15 @@ public struct Schedule: Sendable, Equatable, Codable {
 }
 
 /// Remapping layer indices given for a reference depth (LLaVA-1.5: 32) to another depth
-/// (SPEC.md §8.3): `l' = max(1, ⌊l · L / L_ref + 1/2⌋)`, and the result must stay strictly
+/// (SPEC.md §8.3): `l' = max(1, ⌊l · L / L_ref + 1/2⌋)` for l ≥ 1 (a decision at the LLM
+/// input, l = 0, stays at 0), and the result must stay strictly
 /// increasing and below L. This reproduces the Reroute release's Qwen2.5-VL remap
 /// (32 → 28: [2,7,15,23] → [2,6,13,20], [3,7,15,23] → [3,6,13,20]).
 public enum LayerRemap {
     public static let referenceDepth = 32
 
     public static func remap(_ layers: [Int], from reference: Int = referenceDepth, to depth: Int) throws -> [Int] {
-        let mapped = layers.map { max(1, Int((Double($0) * Double(depth) / Double(reference) + 0.5).rounded(.down))) }
+        let mapped = layers.map { $0 == 0 ? 0 : max(1, Int((Double($0) * Double(depth) / Double(reference) + 0.5).rounded(.down))) }
         for (a, b) in zip(mapped, mapped.dropFirst()) where b <= a {
             throw RoutingError.badSchedule("remapping \(layers) from \(reference) to \(depth) layers gives \(mapped), not strictly increasing")
         }

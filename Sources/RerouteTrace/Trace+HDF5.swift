@@ -244,7 +244,7 @@ extension Trace {
             let candidates = try indices("\(p)/candidates", span)
             let scores = try doubles("\(p)/scores", [candidates.count])
             let layer = try f.intAttribute("layer", of: p)
-            guard (1..<L).contains(layer) else { throw bad("\(p)@layer", "\(layer) is outside 1 ..< \(L) (a decision layer of this model)") }
+            guard (0..<L).contains(layer) else { throw bad("\(p)@layer", "\(layer) is outside 0 ..< \(L) (a decision layer of this model)") }
             let kept = try indices("\(p)/kept", span), deferred = try indices("\(p)/deferred", span)
             let budget = try bounded("\(p)@budget", [try f.intAttribute("budget", of: p)], 0...span.upperBound + 1)[0]
             decisions.append(RoutingDecision(layer: layer, candidates: candidates, kept: kept, deferred: deferred,

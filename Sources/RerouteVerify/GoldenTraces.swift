@@ -10,12 +10,12 @@ import RerouteTrace
 /// `reroute golden regenerate`; listed with SHA-256 in `golden/traces/MANIFEST.json`.
 public enum GoldenTraces {
     public static let seed = 20_261_125
-    /// Policies with a golden trace (dense, and FastV, PDrop, Nüwa, Reroute on each at two budgets).
+    /// Policies with a golden trace (dense, and FastV, PDrop, Nüwa, Reroute on each, DivPrune at two budgets).
     public static var policies: [RoutingPolicy] {
         [.dense, .fastV(), .fastV(k: 2, r: 0.75), .pyramidDrop(), .pyramidDrop(lambda: 0.25), .pyramidDropOriginalPositions()]
             + [Tier.t192, .t64].flatMap { t in
                 [RoutingPolicy.fastVRelease(tier: t), .pyramidDropRelease(tier: t), .nuwa(tier: t),
-                 .rerouteFastV(tier: t), .reroutePDrop(tier: t), .rerouteNuwa(tier: t)]
+                 .rerouteFastV(tier: t), .reroutePDrop(tier: t), .rerouteNuwa(tier: t), .divPrune(tier: t)]
             }
     }
     /// The golden policies for a model: all of `policies`, except that re-indexed positions

@@ -150,6 +150,7 @@ import RerouteHDF5
             }
             let text = PolicyFile.encode(p)
             let error = Self.failure { _ = try PolicyFile.decode(Data(text.utf8), file: "p.json") }
+            if v == 0, field == "decision_layers" { #expect(error == nil, "layer 0 (the LLM input): \(error ?? "")"); continue }
             #expect(error != nil && error!.contains("p.json"), "\(field) = \(v) accepted")
         }
     }
@@ -209,11 +210,12 @@ import RerouteHDF5
             case "kv_entries": t.budget.layers[1].kvEntries = v
             default: t.budget.bytesPerElement = v
             }
-            // 0 is a valid kv length, decode position and token id; the golden's own values pass.
+            // 0 is a valid kv length, decode position, token id and decision layer (the LLM
+            // input); the golden's own values pass.
             let path = dir.path("t\(k).h5")
             try t.write(to: path)
             let error = Self.failure { _ = try Trace.read(from: path) }
-            if v == 0, ["decode_positions", "tokens", "kv_entries", "budget", "kv_length", "kept", "candidates"].contains(field) { continue }
+            if v == 0, ["decode_positions", "tokens", "kv_entries", "budget", "kv_length", "kept", "candidates", "layer"].contains(field) { continue }
             #expect(error != nil && error!.contains(field), "\(field) = \(v): \(String(describing: error))")
         }
     }

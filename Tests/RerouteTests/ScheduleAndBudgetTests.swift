@@ -157,6 +157,11 @@ import Testing
         _ = try RoutedPrefill.run(decoder: decoder, case: c, policy: policy)
         let costs = try BudgetCalculator.scoringCosts(config: config, policy: policy, textTokens: 7, grid: c.grid)
         let requests = decoder.log.requests
+        if policy.selection != nil {  // a selection rule reads hidden states, never attention
+            #expect(requests.isEmpty, "\(requests.count) attention requests")
+            #expect(costs.count == policy.decisionLayers.count && costs.allSatisfy { $0.keys == 0 && $0.flops > 0 }, "\(costs)")
+            return
+        }
         try #require(costs.count == requests.count, "\(costs.count) costs, \(requests.count) requests")
         for (cost, request) in zip(costs, requests) {
             #expect(cost.keys == request.keys.count && cost.queryRows == request.queryRows.count, "layer \(cost.layer): \(cost)")

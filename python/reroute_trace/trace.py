@@ -262,6 +262,7 @@ def _case_name(v: Any) -> str | None:
 
 _QUERIES = {"lastToken", "lastInstructionToken", "lastRows"}
 _ATTENTION = {"producedByPreviousLayer", "decisionLayerInput"}
+_SELECTIONS = {"divprune"}  # SelectionRule's cases
 
 
 def _matching_ok(m: Any) -> bool:
@@ -301,6 +302,8 @@ def validate_policy(p: Any, path: str) -> dict[str, Any]:
         raise bad_json("countRule or positions is not one of its cases")
     if not all(_is(x, int) for x in p["decisionLayers"]) or not all(_is(x, float) for x in p["keepRatios"]):
         raise bad_json("decisionLayers must be integers and keepRatios numbers")
+    if p.get("selection") is not None and p["selection"] not in _SELECTIONS:
+        raise bad_json("selection is not one of its cases")
     counts = p.get("keepCounts")
     if counts is not None and not (isinstance(counts, list) and all(_is(x, int) for x in counts)):
         raise bad_json("keepCounts must be integers")
@@ -327,8 +330,10 @@ def validate_policy(p: Any, path: str) -> dict[str, Any]:
     if not 1 <= depth <= S.MAX_DEPTH:
         raise bad(f"reference depth {depth} outside 1…{S.MAX_DEPTH}")
     for l in layers:
-        if not 1 <= l < depth:
-            raise bad(f"decision layer {l} outside 1 ..< {depth} (the reference depth)")
+        if not 0 <= l < depth:
+            raise bad(f"decision layer {l} outside 0 ..< {depth} (the reference depth)")
+    if layers and layers[0] == 0 and p.get("selection") is None and _case_name(scorer["attention"]) == "producedByPreviousLayer":
+        raise bad("a decision at layer 0 (the LLM input) has no previous layer whose attention it could read")
     for c in counts or []:
         if c > S.MAX_KEEP_COUNT:
             raise bad(f"keep count {c} above {S.MAX_KEEP_COUNT}")
@@ -598,8 +603,8 @@ def _read(f: _File, path: str) -> TraceDict:
         candidates = indices(f"{p}/candidates", span_hi)
         scores = floats(f"{p}/scores", [len(candidates)])
         layer = f.int_attr("layer", p)
-        if not 1 <= layer < L:
-            raise TraceError(path, f"{p}@layer", "bad case", f"{layer} is outside 1 ..< {L} (a decision layer of this model)")
+        if not 0 <= layer < L:
+            raise TraceError(path, f"{p}@layer", "bad case", f"{layer} is outside 0 ..< {L} (a decision layer of this model)")
         kept, deferred = indices(f"{p}/kept", span_hi), indices(f"{p}/deferred", span_hi)
         budget = int(bounded(f"{p}@budget", [f.int_attr("budget", p)], 0, span_hi + 1)[0])
         decisions.append({"layer": layer, "budget": budget, "candidates": candidates, "kept": kept, "deferred": deferred, "scores": scores})

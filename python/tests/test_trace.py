@@ -120,6 +120,9 @@ MUTATIONS = {
     "policy_not_increasing": lambda f: _json_attr(f, "policy", lambda p: p.__setitem__("decisionLayers", [3, 3, 15, 23])),
     "policy_depth": lambda f: _json_attr(f, "policy", lambda p: p.__setitem__("referenceDepth", 0)),
     "policy_ratio": lambda f: _json_attr(f, "policy", lambda p: p.__setitem__("keepRatios", [0.5, 1.5, 0.5, 0.5])),
+    "policy_layer_zero_previous_attention": lambda f: _json_attr(
+        f, "policy", lambda p: (p.__setitem__("decisionLayers", [0, 7, 15, 23]),
+                                p["scorer"].__setitem__("attention", {"producedByPreviousLayer": {}}))),
     "grid_zero": lambda f: _set(f, "inputs/grid", lambda v: v.__setitem__(0, 0)),
     "grid_mismatch": lambda f: _set(f, "inputs/grid", lambda v: v.__setitem__(0, v[0] + 1)),
     "prefix_token": lambda f: _set(f, "inputs/prefix_ids", lambda v: v.__setitem__(0, 99999)),
@@ -134,7 +137,7 @@ MUTATIONS = {
     "kept_outside_span": lambda f: _set(f, "prefill/decisions/00/kept", lambda v: v.__setitem__(0, 100000)),
     "candidates_repeated": lambda f: _set(f, "prefill/decisions/00/candidates", lambda v: v.__setitem__(1, v[0])),
     "scores_length": lambda f: _replace(f, "prefill/decisions/00/scores", f["prefill/decisions/00/scores"][:-1]),
-    "decision_layer": lambda f: f["prefill/decisions/00"].attrs.__setitem__("layer", np.int64(0)),
+    "decision_layer": lambda f: f["prefill/decisions/00"].attrs.__setitem__("layer", np.int64(1000)),
     "decision_budget": lambda f: f["prefill/decisions/00"].attrs.__setitem__("budget", np.int64(-1)),
     "no_decisions_group": lambda f: f.__delitem__("prefill/decisions"),
     "token_outside_vocabulary": lambda f: _set(f, "decode/tokens", lambda v: v.__setitem__(0, 1 << 40)),
@@ -254,6 +257,7 @@ def test_a_policy_file_may_stand_in_for_the_policy_json(copy_of, reroute):
     ("policy", lambda p: p.__setitem__("visionStage", 5)),
     ("policy", lambda p: p["scorer"].__setitem__("heads", {"mean": {}})),
     ("policy", lambda p: p.__setitem__("countRule", "ceiling")),
+    ("policy", lambda p: p.__setitem__("selection", "diverse")),
 ])
 def test_json_the_swift_decoder_refuses_is_refused_under_the_same_object(attr, edit, copy_of, reroute):
     path = copy_of("traces/tiny-llama/reroute-fastv-64.h5")
