@@ -40,7 +40,7 @@ struct PolicyCommand: ParsableCommand {
             if json { return print(PolicyFile.encode(p), terminator: "") }
             print("""
                 policy     \(p.name)
-                selection  \(p.selection.map { "\($0.rawValue) (the scorer is not read)" } ?? "top-k of the scorer's scores")
+                selection  \(p.selection.map { "\($0.summary) (the scorer is not read)" } ?? "top-k of the scorer's scores")
                 scorer     \(p.scorer.query), \(p.scorer.attention), heads \(p.scorer.heads.rawValue), softmax over \(p.scorer.domain.rawValue)
                 schedule   decision layers \(p.decisionLayers) at \(p.referenceDepth) layers; \(p.keepCounts.map { "keep counts \($0)" } ?? "keep ratios \(p.keepRatios)"), count rule \(p.countRule.rawValue)
                 action     \(p.action)

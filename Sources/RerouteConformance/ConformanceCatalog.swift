@@ -28,7 +28,8 @@ public enum ConformanceCatalog {
         var list = [RoutingPolicy.dense, .fastV(), .fastV(k: 2, r: 0.75), .pyramidDrop(), .pyramidDrop(lambda: 0.25),
                     .pyramidDropOriginalPositions()].map { CatalogAdapter(policy: $0) }
         for tier in Tier.allCases {
-            list += [RoutingPolicy.fastVRelease(tier: tier), .nuwa(tier: tier), .rerouteFastV(tier: tier), .rerouteNuwa(tier: tier), .divPrune(tier: tier)]
+            list += [RoutingPolicy.fastVRelease(tier: tier), .nuwa(tier: tier), .rerouteFastV(tier: tier), .rerouteNuwa(tier: tier), .divPrune(tier: tier),
+                     .dartEmbed(tier: tier)]
                 .map { CatalogAdapter(policy: $0, tier: tier) }
             let avg64 = "the release's avg64 configs are not λ-geometric: avg_T is 80.4 (PDrop) and 84.1 (Reroute), not 64 (SPEC.md §8.12, open upstream)"
             list.append(CatalogAdapter(policy: .pyramidDropRelease(tier: tier), tier: tier,

@@ -72,19 +72,26 @@ public struct SelectionInput {
     public let candidates: [Int]
     public let grid: ImageGrid
     public let gridCells: [Int]
+    /// Text tokens before the image (the rows of `textHiddenStates()` before `prefixCount` are
+    /// these; the rest come after the image).
+    public let prefixCount: Int
     let attention: () throws -> [Double]
     let hidden: () -> [[Double]]
+    let textHidden: () -> [[Double]]
 
     public init(layer: Int, stage: Int, budget: Int, candidates: [Int], grid: ImageGrid, gridCells: [Int],
-                attentionScores: @escaping () throws -> [Double], hiddenStates: @escaping () -> [[Double]]) {
+                attentionScores: @escaping () throws -> [Double], hiddenStates: @escaping () -> [[Double]],
+                prefixCount: Int = 0, textHiddenStates: @escaping () -> [[Double]] = { [] }) {
         self.layer = layer
         self.stage = stage
         self.budget = budget
         self.candidates = candidates
         self.grid = grid
         self.gridCells = gridCells
+        self.prefixCount = prefixCount
         attention = attentionScores
         hidden = hiddenStates
+        textHidden = textHiddenStates
     }
 
     /// The declared scorer's score of each candidate (SPEC.md §8.1), computed on demand.
@@ -93,6 +100,10 @@ public struct SelectionInput {
     /// The hidden state entering the decision layer of each candidate, `[candidates][d]`
     /// (a deferred token's is the stale state it bypassed with). Read-only.
     public func hiddenStates() -> [[Double]] { hidden() }
+
+    /// The hidden state entering the decision layer of every text token, `[text][d]`, in
+    /// sequence order: the `prefixCount` tokens before the image, then those after it. Read-only.
+    public func textHiddenStates() -> [[Double]] { textHidden() }
 
     /// The number of tokens to keep: `min(budget, candidates.count)`.
     public var keepCount: Int { min(budget, candidates.count) }

@@ -150,7 +150,8 @@ public struct RoutingSession: Sendable {
         let k = schedule.counts[t]
         let input = SelectionInput(layer: l, stage: t, budget: k, candidates: candidates, grid: llmCase.grid,
                                    gridCells: llmCase.gridIndices, attentionScores: attentionScores,
-                                   hiddenStates: { probe.hiddenStates(l, candidates.map { prefixCount + $0 }) })
+                                   hiddenStates: { probe.hiddenStates(l, candidates.map { prefixCount + $0 }) },
+                                   prefixCount: prefixCount, textHiddenStates: { [textTokens] in probe.hiddenStates(l, textTokens) })
         let selection = try adapter.select(input)
         if let problem = selection.problem(for: input) { throw RoutingError.badSelection(adapter: policy.name, layer: l, problem) }
         let scores = selection.scores

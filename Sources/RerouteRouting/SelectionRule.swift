@@ -6,12 +6,26 @@ public enum SelectionRule: String, Sendable, Equatable, Codable, CaseIterable {
     /// Greedy max–min cosine diversity over the candidates' hidden states (DivPrune; at the
     /// LLM input these are the projected visual embeddings). `Policies/DivPrune.swift`.
     case divPrune = "divprune"
+    /// Embedding-level DART (TensorRT-Edge-LLM): pivots by L1 norm, the least similar tokens
+    /// to each pivot by cosine, on the hidden states entering the decision layer. **Not DART
+    /// as published**, which reads layer 1's keys and normed states. `Policies/DARTEmbed.swift`.
+    case dartEmbed = "dart-embed"
+
+    /// What the rule is, for people (`reroute policy show`).
+    public var summary: String {
+        switch self {
+        case .divPrune: "divprune: greedy max–min cosine diversity (DivPrune)"
+        case .dartEmbed: "dart-embed: embedding-level DART (TensorRT-Edge-LLM), a different method from DART as published"
+        }
+    }
 
     /// The rule's arithmetic at a decision over `candidates` hidden states of `width` floats
-    /// (reported with the scoring costs): DivPrune, the N×N distances, `2·width·N²`.
+    /// (reported with the scoring costs): DivPrune, the N×N distances, `2·width·N²`;
+    /// embedding-level DART, each candidate's cosine to the 8 pivots, `2·width·N·8`.
     public func flops(candidates n: Int, width d: Int) -> Double {
         switch self {
         case .divPrune: 2 * Double(d) * Double(n) * Double(n)
+        case .dartEmbed: 2 * Double(d) * Double(n) * Double(DARTEmbedSelection.imagePivots + DARTEmbedSelection.textPivots)
         }
     }
 
@@ -19,6 +33,7 @@ public enum SelectionRule: String, Sendable, Equatable, Codable, CaseIterable {
     public func select(_ input: SelectionInput) throws -> Selection {
         switch self {
         case .divPrune: DivPruneSelection.select(input)
+        case .dartEmbed: DARTEmbedSelection.select(input)
         }
     }
 }

@@ -51,6 +51,27 @@ import Testing
         #expect(s.scores[1] == 1)
     }
 
+    /// Embedding-level DART worked by hand: 8 candidates, one text token, k = 6. The image
+    /// pivots are the 4 largest L1 norms (c0…c3); 2 remain for 5 pivots: c0 = (4, 0) takes
+    /// ⌈2/5⌉ = 1, its least similar c5 (cos −0.894); c1 = (0, 3) takes ⌈1/4⌉ = 1 of {c4, c6, c7},
+    /// c6 (cos −0.894); the others take none.
+    @Test func dartEmbedByHand() throws {
+        let states: [[Double]] = [[4, 0], [0, 3], [-2.5, 0], [0, -2.2], [1, 1], [-1, 0.5], [0.5, -1], [1, 0.1]]
+        let input = SelectionInput(layer: 0, stage: 0, budget: 6, candidates: Array(0..<8), grid: ImageGrid(rows: 2, cols: 4),
+                                   gridCells: Array(0..<8), attentionScores: { Issue.record("read attention"); return [] },
+                                   hiddenStates: { states }, prefixCount: 1, textHiddenStates: { [[-1, -1]] })
+        let s = try RoutingPolicy.dartEmbed(tier: .t64).select(input)
+        #expect(s.kept == [0, 1, 2, 3, 5, 6])
+        let expected = [2, 2, 2, 2, -1 / 2.0.squareRoot(), 1 / 1.25.squareRoot(), 1 / 1.25.squareRoot(), -1 / 1.01.squareRoot()]
+        for (j, e) in expected.enumerated() { #expect(abs(s.scores[j] - e) < 1e-12, "candidate \(j): \(s.scores[j]) vs \(e)") }
+        // Equal states: pivots and takes by lowest index.
+        let same = SelectionInput(layer: 0, stage: 0, budget: 5, candidates: Array(10..<17), grid: ImageGrid(rows: 1, cols: 7),
+                                  gridCells: Array(0..<7), attentionScores: { [] }, hiddenStates: { Array(repeating: [1, 2], count: 7) },
+                                  prefixCount: 0, textHiddenStates: { [[1, 2], [2, 1]] })
+        #expect(try RoutingPolicy.dartEmbed(tier: .t64).select(same).kept == [10, 11, 12, 13, 14])
+        #expect(RoutingPolicy.dartEmbed(tier: .t192).selection?.summary.contains("a different method from DART as published") == true)
+    }
+
     func DivPrune(states: [[Double]], budget: Int) -> Selection {
         try! RoutingPolicy.divPrune(tier: .t64).select(Self.input(states, budget: budget))
     }

@@ -36,11 +36,12 @@ enum Goldens {
     @Test func manifestListsEveryFileWithItsHash() throws {
         let m = try #require(Goldens.manifest)
         #expect(m.problems(in: Goldens.traces).isEmpty)
-        // Both 1-D models carry every policy; the M-RoPE model all but the re-indexed ones
-        // (PDrop's two and DivPrune's two).
+        // Both 1-D models carry every policy but embedding-level DART's two; the M-RoPE model
+        // all but the re-indexed ones (PDrop's two and DivPrune's two).
         let reindexed = GoldenTraces.policies.filter { $0.positions == .reindexed }.count
-        #expect(reindexed == 4)
-        #expect(m.files.count == 3 * GoldenTraces.policies.count - reindexed)
+        let mropeOnly = GoldenTraces.policies.filter { $0.selection == .dartEmbed }.count
+        #expect(reindexed == 4 && mropeOnly == 2)
+        #expect(m.files.count == 3 * GoldenTraces.policies.count - reindexed - 2 * mropeOnly)
         #expect(Set(m.files.map(\.model)) == ["tiny-llama", "tiny-qwen2", "tiny-qwen2-vl"])
         #expect(m.seed == GoldenTraces.seed && m.traceSchemaVersion == Trace.schemaVersion)
         #expect(!m.generatorCommit.isEmpty)

@@ -262,7 +262,7 @@ def _case_name(v: Any) -> str | None:
 
 _QUERIES = {"lastToken", "lastInstructionToken", "lastRows"}
 _ATTENTION = {"producedByPreviousLayer", "decisionLayerInput"}
-_SELECTIONS = {"divprune"}  # SelectionRule's cases
+_SELECTIONS = {"divprune", "dart-embed"}  # SelectionRule's cases
 
 
 def _matching_ok(m: Any) -> bool:

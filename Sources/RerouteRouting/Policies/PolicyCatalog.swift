@@ -5,7 +5,8 @@ public enum PolicyCatalog {
                                      .pyramidDropOriginalPositions()]
         for tier in Tier.allCases {
             list += [.fastVRelease(tier: tier), .pyramidDropRelease(tier: tier), .nuwa(tier: tier),
-                     .rerouteFastV(tier: tier), .reroutePDrop(tier: tier), .rerouteNuwa(tier: tier), .divPrune(tier: tier)]
+                     .rerouteFastV(tier: tier), .reroutePDrop(tier: tier), .rerouteNuwa(tier: tier), .divPrune(tier: tier),
+                     .dartEmbed(tier: tier)]
         }
         return list
     }
