@@ -1,6 +1,6 @@
-// Register-blocked 6×16 FMA kernel over pre-packed weights (see the header). Compiled for
-// AVX2+FMA per function, so the rest of the package keeps the default x86-64 baseline; the
-// caller uses it only on the AVX2 path or wider (reroute_isa_widest).
+// Register-blocked FMA kernels over pre-packed weights (see the header): 6×16 for AVX2+FMA,
+// 12×32 for AVX-512. Compiled for their ISA per function, so the rest of the package keeps
+// the default x86-64 baseline; the caller picks a path the CPU has (reroute_isa_widest).
 #include "CRerouteKernels.h"
 
 #if defined(__x86_64__)
@@ -86,6 +86,8 @@ static void kernel_6x16(int rows, int cols, int kc, const float *xp, const float
 // order as in kernel_6x16 (one FMA per k, k ascending, then + C), so the two paths agree bit
 // for bit on this product.
 #define MR512 12
+// Row blocks are packed whole in tiles of either kernel: the workspace holds MC rows exactly.
+_Static_assert(MC % MR == 0 && MC % MR512 == 0, "REROUTE_PACK_MC must be a multiple of both tile heights");
 __attribute__((target("avx512f"), always_inline))
 static inline void kernel_12xnp(int np, int rows, int cols, int kc, const float *xp, const float *wp, float *c, int ldc,
                                 int accumulate) {

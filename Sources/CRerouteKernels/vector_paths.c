@@ -5,6 +5,10 @@
 
 #include <math.h>
 
+// No a·b + c fused into an FMA behind the source's back: the portable path is the plain
+// definition bit for bit on any target, and each path's scalar tails are fixed by the source.
+#pragma STDC FP_CONTRACT OFF
+
 #if defined(__x86_64__)
 #include <immintrin.h>
 

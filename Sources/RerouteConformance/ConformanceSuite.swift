@@ -34,7 +34,8 @@ public func checkConformance(_ adapter: some PrunerAdapter, options: Conformance
 }
 
 /// Checks one trace produced elsewhere against the laws a trace alone can show
-/// (`reroute conform --trace`), with the capabilities of a top-k-of-scores adapter unless given.
+/// (`reroute conform --trace`), with the capabilities of the trace's policy unless given (top-k
+/// of scores, or a selection rule's).
 public func checkConformance(trace: Trace, name: String, capabilities: AdapterCapabilities? = nil) -> ConformanceReport {
     let caps = capabilities ?? trace.policy.capabilities
     let input = "\(name) (model \(trace.provenance.model), case \(trace.input.name), decoder \(trace.provenance.decoder))"

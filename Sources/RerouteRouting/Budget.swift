@@ -134,7 +134,9 @@ public enum BudgetCalculator {
         return schedule.decisionLayers.map { l in
             let entering = l == 0 ? llmN : visual[l - 1]
             if let rule = policy.selection {
-                return ScoringCost(layer: l, keys: 0, queryRows: 0, extraKeys: 0, flops: rule.flops(candidates: entering, width: c.hiddenSize))
+                // The candidates, as the session takes them: every live token under non-monotonic routing.
+                let candidates = policy.action == .route(monotonic: false) ? llmN : entering
+                return ScoringCost(layer: l, keys: 0, queryRows: 0, extraKeys: 0, flops: rule.flops(candidates: candidates, width: c.hiddenSize))
             }
             var scored = entering
             if case .route = policy.action, policy.scorer.domain == .allTokens, policy.scorer.attention == .decisionLayerInput { scored = llmN }

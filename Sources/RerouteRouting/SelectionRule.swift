@@ -1,7 +1,7 @@
 /// How a policy chooses its kept tokens at a decision (SPEC.md §8.15). nil in
 /// `RoutingPolicy.selection`: top-k of the scorer's scores, with the suite's tie-break (§8.4).
-/// A rule reads what `SelectionInput` offers (hidden states entering the decision layer,
-/// the grid) and not the scorer, which it leaves unused.
+/// A rule reads what `SelectionInput` offers (the candidates' and the text tokens' hidden
+/// states entering the decision layer, the grid) and not the scorer, which it leaves unused.
 public enum SelectionRule: String, Sendable, Equatable, Codable, CaseIterable {
     /// Greedy max–min cosine diversity over the candidates' hidden states (DivPrune; at the
     /// LLM input these are the projected visual embeddings). `Policies/DivPrune.swift`.

@@ -26,12 +26,14 @@ public struct RouteStage: Sendable, Equatable, Codable {
 }
 
 extension Trace {
-    /// The route map of the run: one stage before the first decision, then one per decision.
+    /// The route map of the run: one stage before the first decision (none when it is at
+    /// the LLM input, layer 0), then one per decision.
     public var routeStages: [RouteStage] {
         let grid = input.grid
         let llmCells = Set(llmGridIndices ?? Array(0..<grid.count))
-        var stages = [RouteStage(firstLayer: 0, lastLayer: (decisions.first?.layer ?? config.layers) - 1, budget: nil,
-                                 cells: (0..<grid.count).map { llmCells.contains($0) ? .processed : .removed })]
+        let firstDecision = decisions.first?.layer ?? config.layers
+        var stages = firstDecision == 0 ? [] : [RouteStage(firstLayer: 0, lastLayer: firstDecision - 1, budget: nil,
+                                                           cells: (0..<grid.count).map { llmCells.contains($0) ? .processed : .removed })]
         var processed = llmCells
         var removed = Set(0..<grid.count).subtracting(llmCells)
         for (i, d) in decisions.enumerated() {

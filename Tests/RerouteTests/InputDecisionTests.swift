@@ -1,8 +1,10 @@
 import Foundation
 import RerouteConformance
+import RerouteFast
 import RerouteModel
 import RerouteReference
 import RerouteRouting
+import RerouteTrace
 import RerouteVerify
 import Testing
 
@@ -66,7 +68,8 @@ import Testing
         for (j, e) in expected.enumerated() { #expect(abs(s.scores[j] - e) < 1e-12, "candidate \(j): \(s.scores[j]) vs \(e)") }
         // Equal states: pivots and takes by lowest index.
         let same = SelectionInput(layer: 0, stage: 0, budget: 5, candidates: Array(10..<17), grid: ImageGrid(rows: 1, cols: 7),
-                                  gridCells: Array(0..<7), attentionScores: { [] }, hiddenStates: { Array(repeating: [1, 2], count: 7) },
+                                  gridCells: Array(0..<7), attentionScores: { Issue.record("read attention"); return [] },
+                                  hiddenStates: { Array(repeating: [1, 2], count: 7) },
                                   prefixCount: 0, textHiddenStates: { [[1, 2], [2, 1]] })
         #expect(try RoutingPolicy.dartEmbed(tier: .t64).select(same).kept == [10, 11, 12, 13, 14])
         #expect(RoutingPolicy.dartEmbed(tier: .t192).selection?.summary.contains("a different method from DART as published") == true)
@@ -76,7 +79,7 @@ import Testing
         try! RoutingPolicy.divPrune(tier: .t64).select(Self.input(states, budget: budget))
     }
 
-    /// A layer-0 decision on a real model: both decoders run it; every layer processes text +
+    /// A layer-0 decision on a real model: both decoders run it (the same kept tokens); every layer processes text +
     /// the kept tokens at re-indexed positions; the kept tokens are DivPrune's on the embeddings.
     @Test func divPruneAtTheLLMInput() throws {
         let w = try ModelWeights.load(directory: Repo.model("tiny-llama"))
@@ -99,6 +102,12 @@ import Testing
         #expect(record.decisions[0].kept == expected)
         // Every layer's cache holds the text and the kept tokens only (decode's entries come later).
         for (l, cache) in state.caches.enumerated() { #expect(cache.count == text + k, "layer \(l) KV entries") }
+        // The fast decoder's embedded input gives the same selection, and its trace shows one stage.
+        let (_, fast) = try RoutedPrefill.run(decoder: FastDecoder(weights: w), case: c, policy: policy)
+        #expect(fast.decisions == record.decisions.map { d in var f = d; f.scores = fast.decisions[0].scores; return f })
+        for (a, b) in zip(fast.decisions[0].scores, record.decisions[0].scores) { #expect(abs(a - b) < 1e-5) }
+        let golden = try Trace.read(from: Repo.root.appendingPathComponent("golden/traces/tiny-llama/divprune-64.h5").path)
+        #expect(golden.routeStages.map(\.firstLayer) == [0] && golden.routeStages[0].budget == k, "no stage before a layer-0 decision")
     }
 
     @Test func layerZeroRules() throws {
@@ -137,6 +146,12 @@ import Testing
         let costs = try BudgetCalculator.scoringCosts(config: w.config, policy: .divPrune(tier: .t64), textTokens: 8, grid: c.grid)
         #expect(costs.map(\.layer) == [0])
         #expect(costs[0].flops == 2 * Double(w.config.hiddenSize) * Double(c.visual.count * c.visual.count))
+        // Under non-monotonic routing a rule's candidates are every live token.
+        var routed = RoutingPolicy.divPrune(tier: .t64)
+        (routed.action, routed.positions, routed.decisionLayers, routed.keepRatios) = (.route(monotonic: false), .original, [0, 16], [0.5, 0.25])
+        routed.scorer.domain = .allTokens
+        let routedCosts = try BudgetCalculator.scoringCosts(config: w.config, policy: routed, textTokens: 8, grid: c.grid)
+        #expect(routedCosts.map(\.flops) == Array(repeating: 2 * Double(w.config.hiddenSize) * Double(c.visual.count * c.visual.count), count: 2))
         let caps = RoutingPolicy.divPrune(tier: .t64).capabilities
         #expect(!caps.keepsTopKOfScores && !caps.scoresAreAttention)
     }

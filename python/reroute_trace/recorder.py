@@ -186,6 +186,11 @@ class Recorder:
         """A routing decision at ``layer``: ``candidates`` (visual-span indices, one per
         scored token), their ``scores`` and the ``kept`` subset, which the layers from
         ``layer`` until the next decision process; the rest are deferred (or deleted)."""
+        if int(layer) == 0:
+            # The trace's layer-0 input holds the whole sequence's embeddings; a reducer at the
+            # LLM input hands layer 0 only the kept rows, so they cannot be recorded from it.
+            raise RecorderError("decision at layer 0 (the LLM input): not supported by the recorder, which takes the "
+                                "whole sequence's embeddings from layer 0's input")
         c = [int(x) for x in np.asarray(candidates).reshape(-1)]
         k = sorted(int(x) for x in np.asarray(kept).reshape(-1))
         s = [float(x) for x in np.asarray(scores, dtype=np.float64).reshape(-1)]

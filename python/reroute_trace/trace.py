@@ -302,7 +302,7 @@ def validate_policy(p: Any, path: str) -> dict[str, Any]:
         raise bad_json("countRule or positions is not one of its cases")
     if not all(_is(x, int) for x in p["decisionLayers"]) or not all(_is(x, float) for x in p["keepRatios"]):
         raise bad_json("decisionLayers must be integers and keepRatios numbers")
-    if p.get("selection") is not None and p["selection"] not in _SELECTIONS:
+    if p.get("selection") is not None and not (isinstance(p["selection"], str) and p["selection"] in _SELECTIONS):
         raise bad_json("selection is not one of its cases")
     counts = p.get("keepCounts")
     if counts is not None and not (isinstance(counts, list) and all(_is(x, int) for x in counts)):

@@ -62,6 +62,13 @@ def test_rows_that_disagree_with_the_decisions_are_named(reroute):
         rec.trace()
 
 
+def test_a_decision_at_the_llm_input_is_refused(reroute):
+    model, case = load("tiny-llama"), read_case(str(GOLDEN / "traces/tiny-llama/dense.h5"))
+    with Recorder(model, case, policy(reroute, "divprune-64"), model_name="tiny-llama") as rec:
+        with pytest.raises(RecorderError, match=r"decision at layer 0 \(the LLM input\): not supported by the recorder"):
+            rec.decision(layer=0, candidates=range(100), kept=[5, 6], scores=np.zeros(100))
+
+
 def record_example(reroute, tmp_path, model, policy_name, bug=None):
     out = tmp_path / f"{model}-{policy_name}-{bug}.h5"
     args = [sys.executable, str(REPO / "python/examples/record.py"), "--model", str(GOLDEN / "models" / model),

@@ -10,6 +10,8 @@ extension RoutingPolicy {
     /// keep `⌈N·T/576⌉` of the N visual tokens (the engine's `ceil(span·(1 − ratio))`), delete
     /// the rest, keep the original (M-)RoPE positions (decode continues after the unpruned
     /// length). 4 image and 4 text pivots (the published defaults). The scorer is not read.
+    /// The engine leaves images of fewer than 16 tokens unpruned (`minVisualTokens`); the
+    /// policy always keeps its count, so the tiny models' small grids are pruned too.
     public static func dartEmbed(tier: Tier) -> RoutingPolicy {
         var p = RoutingPolicy(name: "dart-embed-\(tier.rawValue)",
                               scorer: Scorer(query: .lastToken, attention: .decisionLayerInput, heads: .mean, domain: .activeTokens),
