@@ -209,3 +209,27 @@ enum BrokenAdapters {
     }
 }
 
+
+/// The adapter guide's examples as written: its adapter is the file the example target
+/// compiles (so it builds against the public API only), and its run of the suite passes.
+@Suite struct AdapterGuideTests {
+    static func swiftBlocks() throws -> [String] {
+        let text = try String(contentsOf: Repo.root.appendingPathComponent("docs/adding-an-adapter.md"), encoding: .utf8)
+        return text.components(separatedBy: "```swift\n").dropFirst().map { String($0.components(separatedBy: "```")[0]) }
+    }
+
+    @Test func theGuidesAdapterIsTheCompiledOne() throws {
+        let blocks = try Self.swiftBlocks()
+        let compiled = try String(contentsOf: Repo.root.appendingPathComponent("Examples/DARTStyleAdapter/Sources/DARTStyleAdapter/GuideAdapter.swift"),
+                                  encoding: .utf8)
+        let code = compiled.components(separatedBy: "\n").drop { $0.hasPrefix("//") }.joined(separator: "\n")
+        #expect(blocks.first == code, "docs/adding-an-adapter.md §2 and GuideAdapter.swift differ")
+    }
+
+    @Test func theGuidesRunPasses() throws {
+        // The guide's §4 call, verbatim but for `print`.
+        #expect(try Self.swiftBlocks().contains { $0.contains("checkConformance(MyAdapter(policy: .fastVRelease(tier: .t192)))") })
+        let report = checkConformance(MyAdapter(policy: .fastVRelease(tier: .t192)))
+        #expect(report.passed, "\(report.rendered())")
+    }
+}
