@@ -34,8 +34,9 @@ public struct FastDecoderOptions: Sendable {
 }
 
 /// The optimized decoder (SPEC.md §10): Float32, OpenBLAS `sgemm`/`sgemv` for the matrix
-/// products (products of few rows: the packed-weight kernel of `CRerouteKernels`), SIMD8
-/// kernels for RMSNorm, RoPE, softmax, SwiGLU and row gather/scatter. It executes the same
+/// products (products of few rows: the packed-weight kernel of `CRerouteKernels`), the C
+/// kernels of its vector path for RMSNorm, RoPE, softmax and SwiGLU, SIMD8 for residual adds
+/// and row gather/scatter. It executes the same
 /// plans as the reference decoder; only the arithmetic differs.
 public struct FastDecoder: Sendable {
     public let weights: ModelWeights

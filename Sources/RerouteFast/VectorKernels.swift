@@ -6,9 +6,10 @@ import Glibc
 import Darwin
 #endif
 
-/// Elementwise kernels of the fast decoder on raw Float32 buffers, vectorised with SIMD8.
+/// Elementwise kernels of the fast decoder on raw Float32 buffers: RMSNorm, RoPE, softmax and
+/// SwiGLU call `CRerouteKernels` on the decoder's vector path; adds and copies are SIMD8 here.
 ///
-/// Plain `a * b + c` everywhere: `SIMD.addingProduct` compiles to per-lane `fmaf` calls on
+/// Plain `a * b + c` in the SIMD8 code: `SIMD.addingProduct` compiles to per-lane `fmaf` calls on
 /// Swift's default x86-64 baseline (no FMA) and is ~50× slower (platform.md §3).
 enum Kernels {
     typealias V8 = SIMD8<Float>

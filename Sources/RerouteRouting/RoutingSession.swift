@@ -44,6 +44,11 @@ public struct RoutingSession: Sendable {
         alive = Array(repeating: true, count: visualCount)
     }
 
+    /// What the LLM input holds: every token, the case's positions (the plan before any decision).
+    var inputPlan: LayerPlan {
+        LayerPlan(active: Array(0..<sequenceLength), positions: llmCase.positions, decodePosition: llmCase.positions.nextDecodePosition)
+    }
+
     var textTokens: [Int] { Array(0..<prefixCount) + Array((prefixCount + visualCount)..<sequenceLength) }
 
     func sequenceIndices(visual: [Int]) -> [Int] {
@@ -70,11 +75,8 @@ public struct RoutingSession: Sendable {
             let decision = try decide(layer: l, stage: t, probe: probe)
             decisions.append(decision)
             plan = layout(visual: visualActive)
-        } else if let previous = plans.last {
-            plan = previous
         } else {
-            plan = LayerPlan(active: Array(0..<sequenceLength), positions: llmCase.positions,
-                             decodePosition: llmCase.positions.nextDecodePosition)
+            plan = plans.last ?? inputPlan
         }
         plans.append(plan)
         return plan
@@ -94,8 +96,7 @@ public struct RoutingSession: Sendable {
 
     mutating func decide(layer l: Int, stage t: Int, probe: DecisionProbe) throws -> RoutingDecision {
         // At the LLM input (layer 0) the tokens compete as the case gives them.
-        let previous = plans.last ?? LayerPlan(active: Array(0..<sequenceLength), positions: llmCase.positions,
-                                               decodePosition: llmCase.positions.nextDecodePosition)
+        let previous = plans.last ?? inputPlan
         let candidates: [Int]
         switch policy.action {
         case .delete, .route(monotonic: true): candidates = visualActive

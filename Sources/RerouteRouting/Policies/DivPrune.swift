@@ -42,13 +42,11 @@ enum DivPruneSelection {
     static func select(_ input: SelectionInput) -> Selection {
         let n = input.candidates.count, k = input.keepCount
         let x = input.hiddenStates()
-        let unit = x.map { v -> [Double] in
-            let norm = v.reduce(0) { $0 + $1 * $1 }.squareRoot()
-            return norm > 0 ? v.map { $0 / norm } : v.map { _ in .nan }
-        }
+        let norms = x.map { $0.reduce(0) { $0 + $1 * $1 }.squareRoot() }
+        let unit = zip(x, norms).map { v, norm in norm > 0 ? v.map { $0 / norm } : v }
         func distance(_ i: Int, _ j: Int) -> Double {
             if i == j { return 0 }
-            if unit[i].first?.isNaN ?? true || unit[j].first?.isNaN ?? true { return 1 }
+            if norms[i] == 0 || norms[j] == 0 { return 1 }
             var dot = 0.0
             for t in unit[i].indices { dot += unit[i][t] * unit[j][t] }
             return 1 - dot
