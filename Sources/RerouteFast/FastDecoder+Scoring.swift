@@ -16,33 +16,9 @@ extension FastDecoder {
     public func attentionProbabilities(_ r: ScoreRequest, state: FastState) -> ScoreAnswer<ScoredKeys> {
         guard let input = state.input(of: r.layer) else { preconditionFailure("scores for layer \(r.layer): its input is not kept") }
         let c = config, w = weights.layers[r.layer], d = c.hiddenSize, kvW = c.kvWidth, qW = c.queryWidth, dh = c.headDim
-        let n = r.keys.count, eps = Float(c.rmsNormEps)
-        // The keys go to the answer (the layer's run may reuse them); the normalised rows are workspace.
-        var keys = [Float](repeating: 0, count: n * kvW)
-        input.withUnsafeBufferPointer { h in
-            w.inputNorm.withUnsafeBufferPointer { wn in
-                state.scoreRows.withUnsafeMutableBufferPointer { xp in
-                    for i in 0..<n { Kernels.rmsNorm(h.baseAddress! + r.keys[i] * d, wn.baseAddress!, xp.baseAddress! + i * d, count: d, eps: eps, isa: isa) }
-                }
-            }
-        }
-        state.scoreRows.withUnsafeBufferPointer { xp in
-            keys.withUnsafeMutableBufferPointer { kp in
-                state.packWorkspace.withUnsafeMutableBufferPointer { ws in
-                    gemm(xp.baseAddress!, rows: n, inner: d, matrix: w.k, bias: w.kBias, into: kp.baseAddress!, packed: packed?[r.layer].k,
-                         workspace: ws.baseAddress!)
-                }
-                state.cosTable.withUnsafeMutableBufferPointer { ct in
-                    state.sinTable.withUnsafeMutableBufferPointer { st in
-                        fillRotations(r.keyPositions, cos: ct.baseAddress!, sin: st.baseAddress!)
-                        for i in 0..<n {
-                            Kernels.rope(kp.baseAddress! + i * kvW, heads: c.kvHeads, headDim: dh, cos: ct.baseAddress! + i * dh / 2,
-                                         sin: st.baseAddress! + i * dh / 2, isa: isa)
-                        }
-                    }
-                }
-            }
-        }
+        let n = r.keys.count
+        // The keys go to the answer (the layer's run may reuse them); the normalised rows stay in `state.scoreRows`.
+        let keys = normedRowsAndKeys(layer: r.layer, rows: r.keys, positions: r.keyPositions, input: input, state: state)
         var rowOfToken = [Int](repeating: -1, count: state.sequenceLength)
         var positions = [SIMD3<Int>](repeating: .zero, count: n)
         for i in 0..<n {
@@ -79,6 +55,61 @@ extension FastDecoder {
         }
         return ScoreAnswer(probabilities: probabilities,
                            reuse: ScoredKeys(layer: r.layer, rowOfToken: rowOfToken, positions: positions, keys: keys))
+    }
+
+    /// Layer `layer`'s input norm of `rows` (left in `state.scoreRows`, row i at `i·d`) and
+    /// their keys after RoPE at `positions`, `[rows][H_kv·d_head]` flattened.
+    func normedRowsAndKeys(layer: Int, rows: [Int], positions: PositionIDs, input: [Float], state: FastState) -> [Float] {
+        let c = config, w = weights.layers[layer], d = c.hiddenSize, kvW = c.kvWidth, dh = c.headDim
+        let n = rows.count, eps = Float(c.rmsNormEps)
+        var keys = [Float](repeating: 0, count: n * kvW)
+        input.withUnsafeBufferPointer { h in
+            w.inputNorm.withUnsafeBufferPointer { wn in
+                state.scoreRows.withUnsafeMutableBufferPointer { xp in
+                    for i in 0..<n { Kernels.rmsNorm(h.baseAddress! + rows[i] * d, wn.baseAddress!, xp.baseAddress! + i * d, count: d, eps: eps, isa: isa) }
+                }
+            }
+        }
+        state.scoreRows.withUnsafeBufferPointer { xp in
+            keys.withUnsafeMutableBufferPointer { kp in
+                state.packWorkspace.withUnsafeMutableBufferPointer { ws in
+                    gemm(xp.baseAddress!, rows: n, inner: d, matrix: w.k, bias: w.kBias, into: kp.baseAddress!, packed: packed?[layer].k,
+                         workspace: ws.baseAddress!)
+                }
+                state.cosTable.withUnsafeMutableBufferPointer { ct in
+                    state.sinTable.withUnsafeMutableBufferPointer { st in
+                        fillRotations(positions, cos: ct.baseAddress!, sin: st.baseAddress!)
+                        for i in 0..<n {
+                            Kernels.rope(kp.baseAddress! + i * kvW, heads: c.kvHeads, headDim: dh, cos: ct.baseAddress! + i * dh / 2,
+                                         sin: st.baseAddress! + i * dh / 2, isa: isa)
+                        }
+                    }
+                }
+            }
+        }
+        return keys
+    }
+
+    /// Layer `layer`'s keys after RoPE for `rows` at `positions` (what it caches for them),
+    /// widened to Double: one sgemm, as for scoring.
+    public func rotatedKeys(layer: Int, rows: [Int], positions: PositionIDs, state: FastState) -> [[Double]] {
+        guard let input = state.input(of: layer) else { preconditionFailure("keys of layer \(layer): its input is not kept") }
+        let kvW = config.kvWidth
+        let keys = normedRowsAndKeys(layer: layer, rows: rows, positions: positions, input: input, state: state)
+        return rows.indices.map { i in (0..<kvW).map { Double(keys[i * kvW + $0]) } }
+    }
+
+    /// The final RMSNorm of each row (the LM head's input), with the vector path's kernel.
+    public func finalNormed(_ rows: [[Double]]) -> [[Double]] {
+        let d = config.hiddenSize, eps = Float(config.rmsNormEps)
+        return rows.map { row in
+            let x = row.map(Float.init)
+            var out = [Float](repeating: 0, count: d)
+            x.withUnsafeBufferPointer { xp in
+                weights.finalNorm.withUnsafeBufferPointer { wn in Kernels.rmsNorm(xp.baseAddress!, wn.baseAddress!, &out, count: d, eps: eps, isa: isa) }
+            }
+            return out.map(Double.init)
+        }
     }
 
     public func prefillOutputs(_ state: FastState) -> PrefillOutputs {

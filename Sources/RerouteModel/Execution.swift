@@ -55,6 +55,13 @@ public protocol LayerwiseDecoder {
     /// The hidden states entering `layer` of the given sequence rows, `[rows][d]` (read-only;
     /// adapters that select by content read them at decision layers).
     func hiddenStates(entering layer: Int, rows: [Int], state: State) -> [[Double]]
+    /// Layer `layer`'s keys after RoPE for the given sequence rows at `positions` (one column
+    /// per row), `[rows][H_kv·d_head]`: its input norm, K projection (+ bias) and RoPE on the
+    /// hidden states entering `layer`, i.e. what that layer caches for a row it processes with
+    /// those positions (read-only; adapters that select by keys read them).
+    func rotatedKeys(layer: Int, rows: [Int], positions: PositionIDs, state: State) -> [[Double]]
+    /// The final RMSNorm (the LM head's input) of each row, `[rows][d]`.
+    func finalNormed(_ rows: [[Double]]) -> [[Double]]
 }
 
 extension LayerwiseDecoder {

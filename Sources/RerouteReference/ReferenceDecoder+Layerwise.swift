@@ -35,6 +35,23 @@ extension ReferenceDecoder: TraceableDecoder {
         return rows.map { state.hiddenStates[layer][$0] }
     }
 
+    /// Layer `layer`'s keys after RoPE (SPEC.md §3): `RoPE(W_k · RMSNorm(h) + b_k)` at
+    /// `positions` (one column per row), on the hidden states entering `layer`.
+    public func rotatedKeys(layer: Int, rows: [Int], positions: PositionIDs, state: ReferenceState) -> [[Double]] {
+        precondition(layer < state.hiddenStates.count, "keys of layer \(layer) before its input exists")
+        let w = weights.layers[layer], c = config
+        return rows.enumerated().map { i, row in
+            let normed = ReferenceMath.rmsNorm(state.hiddenStates[layer][row], weight: w.inputNorm, eps: c.rmsNormEps)
+            return ReferenceMath.ropeHeads(ReferenceMath.linear(normed, w.k, bias: w.kBias), heads: c.kvHeads,
+                                           positions: c.ropePositions(positions, token: i), inverseFrequencies: inverseFrequencies)
+        }
+    }
+
+    /// The final RMSNorm (the LM head's input, SPEC.md §3) of each row.
+    public func finalNormed(_ rows: [[Double]]) -> [[Double]] {
+        rows.map { ReferenceMath.rmsNorm($0, weight: weights.finalNorm, eps: config.rmsNormEps) }
+    }
+
     /// Scoring attention (SPEC.md §8.1): layer `r.layer`'s input norm, Q/K (+ bias) and
     /// RoPE on the hidden states entering that layer, causal softmax over `r.keys`.
     public func attentionProbabilities(_ r: ScoreRequest, state: ReferenceState) -> ScoreAnswer<Never> {

@@ -19,7 +19,7 @@ public enum PolicyFile {
     static let heads: [(String, Scorer.HeadAggregation)] = [("mean", .mean), ("max", .max)]
     static let domains: [(String, Scorer.SoftmaxDomain)] = [("all_tokens", .allTokens), ("active_tokens", .activeTokens)]
     static let countRules: [(String, CountRule)] = [("floor", .floor), ("floor_at_least_one", .floorAtLeastOne), ("round", .round),
-                                                    ("ceil", .ceil)]
+                                                    ("ceil", .ceil), ("dart_pivot_quota", .dartPivotQuota)]
     static let actions: [(String, RoutingAction)] = [("delete", .delete), ("route", .route(monotonic: false)),
                                                      ("route_monotonic", .route(monotonic: true))]
     static let positionPolicies: [(String, PositionPolicy)] = [("original", .original), ("reindexed", .reindexed)]

@@ -78,10 +78,18 @@ public struct SelectionInput {
     let attention: () throws -> [Double]
     let hidden: () -> [[Double]]
     let textHidden: () -> [[Double]]
+    let keysOfPreviousLayer: () throws -> (candidates: [[Double]], text: [[Double]])
+    let finalNorm: ([[Double]]) throws -> [[Double]]
 
     public init(layer: Int, stage: Int, budget: Int, candidates: [Int], grid: ImageGrid, gridCells: [Int],
                 attentionScores: @escaping () throws -> [Double], hiddenStates: @escaping () -> [[Double]],
-                prefixCount: Int = 0, textHiddenStates: @escaping () -> [[Double]] = { [] }) {
+                prefixCount: Int = 0, textHiddenStates: @escaping () -> [[Double]] = { [] },
+                previousLayerKeys: @escaping () throws -> (candidates: [[Double]], text: [[Double]]) = {
+                    throw RoutingError.badInput("this selection input offers no keys of the previous layer")
+                },
+                finalNorm: @escaping ([[Double]]) throws -> [[Double]] = { _ in
+                    throw RoutingError.badInput("this selection input offers no final norm")
+                }) {
         self.layer = layer
         self.stage = stage
         self.budget = budget
@@ -92,6 +100,8 @@ public struct SelectionInput {
         attention = attentionScores
         hidden = hiddenStates
         textHidden = textHiddenStates
+        keysOfPreviousLayer = previousLayerKeys
+        self.finalNorm = finalNorm
     }
 
     /// The declared scorer's score of each candidate (SPEC.md §8.1), computed on demand.
@@ -104,6 +114,15 @@ public struct SelectionInput {
     /// The hidden state entering the decision layer of every text token, `[text][d]`, in
     /// sequence order: the `prefixCount` tokens before the image, then those after it. Read-only.
     public func textHiddenStates() -> [[Double]] { textHidden() }
+
+    /// The keys after RoPE that layer `layer − 1` cached for each candidate and each text token
+    /// (text in the order of `textHiddenStates()`), `[rows][H_kv·d_head]`, heads concatenated.
+    /// Throws at layer 0, and when a token was not processed by layer `layer − 1` (a deferred
+    /// token has no key there). Read-only.
+    public func previousLayerKeys() throws -> (candidates: [[Double]], text: [[Double]]) { try keysOfPreviousLayer() }
+
+    /// The model's final RMSNorm (the LM head's input) of each row, `[rows][d]`.
+    public func finalNormed(_ rows: [[Double]]) throws -> [[Double]] { try finalNorm(rows) }
 
     /// The number of tokens to keep: `min(budget, candidates.count)`.
     public var keepCount: Int { min(budget, candidates.count) }

@@ -149,10 +149,26 @@ public struct RoutingSession: Sendable {
             }
         }
         let k = schedule.counts[t]
+        // Layer l − 1's cached keys: its rows, with the positions that layer processed them with.
+        let previousLayerKeys = { [textTokens] () throws -> (candidates: [[Double]], text: [[Double]]) in
+            guard l > 0 else { throw RoutingError.badInput("\(policy.name): keys of the previous layer requested at layer 0, which has none") }
+            let column = Dictionary(uniqueKeysWithValues: previous.active.enumerated().map { ($1, $0) })
+            let candidateRows = candidates.map { prefixCount + $0 }
+            let rows = candidateRows + textTokens
+            let columns = try rows.map { r in
+                guard let c = column[r] else {
+                    throw RoutingError.badInput("\(policy.name): token \(r) was not processed by layer \(l - 1), so it has no key there")
+                }
+                return c
+            }
+            let keys = try probe.keys(l - 1, rows, previous.positions.gathering(columns))
+            return (Array(keys[..<candidateRows.count]), Array(keys[candidateRows.count...]))
+        }
         let input = SelectionInput(layer: l, stage: t, budget: k, candidates: candidates, grid: llmCase.grid,
                                    gridCells: llmCase.gridIndices, attentionScores: attentionScores,
                                    hiddenStates: { probe.hiddenStates(l, candidates.map { prefixCount + $0 }) },
-                                   prefixCount: prefixCount, textHiddenStates: { [textTokens] in probe.hiddenStates(l, textTokens) })
+                                   prefixCount: prefixCount, textHiddenStates: { [textTokens] in probe.hiddenStates(l, textTokens) },
+                                   previousLayerKeys: previousLayerKeys, finalNorm: probe.finalNormed)
         let selection = try adapter.select(input)
         if let problem = selection.problem(for: input) { throw RoutingError.badSelection(adapter: policy.name, layer: l, problem) }
         let scores = selection.scores
@@ -182,9 +198,21 @@ public struct DecisionProbe {
     /// Hidden states entering a layer for the given sequence rows (`LayerwiseDecoder.hiddenStates`).
     public var hiddenStates: (_ layer: Int, _ rows: [Int]) -> [[Double]]
 
-    public init(attention: @escaping (ScoreRequest) -> [[[Double]]], hiddenStates: @escaping (_ layer: Int, _ rows: [Int]) -> [[Double]]) {
+    /// Keys after RoPE of a layer for the given sequence rows at the given positions
+    /// (`LayerwiseDecoder.rotatedKeys`).
+    public var keys: (_ layer: Int, _ rows: [Int], _ positions: PositionIDs) throws -> [[Double]]
+    /// The final RMSNorm of rows (`LayerwiseDecoder.finalNormed`).
+    public var finalNormed: ([[Double]]) throws -> [[Double]]
+
+    /// A probe without `keys` or `finalNormed` answers them by throwing (a session driven by
+    /// attention and hidden states only).
+    public init(attention: @escaping (ScoreRequest) -> [[[Double]]], hiddenStates: @escaping (_ layer: Int, _ rows: [Int]) -> [[Double]],
+                keys: ((_ layer: Int, _ rows: [Int], _ positions: PositionIDs) throws -> [[Double]])? = nil,
+                finalNormed: (([[Double]]) throws -> [[Double]])? = nil) {
         self.attention = attention
         self.hiddenStates = hiddenStates
+        self.keys = keys ?? { layer, _, _ in throw RoutingError.badInput("this probe offers no keys (layer \(layer) requested)") }
+        self.finalNormed = finalNormed ?? { _ in throw RoutingError.badInput("this probe offers no final norm") }
     }
 }
 
@@ -256,7 +284,9 @@ public enum RoutedPrefill {
                                           reuse = request.layer == l ? answer.reuse : nil
                                           return answer.probabilities
                                       },
-                                      hiddenStates: { decoder.hiddenStates(entering: $0, rows: $1, state: current) })
+                                      hiddenStates: { decoder.hiddenStates(entering: $0, rows: $1, state: current) },
+                                      keys: { decoder.rotatedKeys(layer: $0, rows: $1, positions: $2, state: current) },
+                                      finalNormed: { decoder.finalNormed($0) })
             let plan = try session.plan(layer: l, probe: probe)
             decoder.run(layer: l, plan: plan, state: &state, reusing: reuse)
             onLayer?(l)

@@ -11,6 +11,10 @@ public enum CountRule: String, Sendable, Equatable, Codable {
     case round
     /// `⌈N·r⌉` (Nüwa on Qwen, stage 1).
     case ceil
+    /// `4 + 8·⌊N·r/8⌋` (DART: its 4 image pivots, kept, plus a quota of `⌊N·r/8⌋` for each of
+    /// its 8 pivots; the official LLaVA `ceil(max_num_trunction // 8)` with
+    /// `max_num_trunction = N·r`, and the Qwen2.5-VL `int(L·(1 − ratio)/8)`).
+    case dartPivotQuota
 
     /// The count for `n` tokens at ratio `r`, clipped to `[0, n]`.
     public func count(of n: Int, ratio r: Double) -> Int {
@@ -21,6 +25,7 @@ public enum CountRule: String, Sendable, Equatable, Codable {
         case .floorAtLeastOne: k = max(1, Int(x.rounded(.down)))
         case .round: k = Int(x.rounded(.toNearestOrEven))
         case .ceil: k = Int(x.rounded(.up))
+        case .dartPivotQuota: k = 4 + 8 * Int((x / 8).rounded(.down))
         }
         return min(n, max(0, k))
     }

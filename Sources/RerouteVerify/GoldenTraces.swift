@@ -11,19 +11,24 @@ import RerouteTrace
 public enum GoldenTraces {
     public static let seed = 20_261_125
     /// Policies with a golden trace (dense, and FastV, PDrop, Nüwa, Reroute on each, DivPrune,
-    /// embedding-level DART at two budgets).
+    /// DART and embedding-level DART at two budgets).
     public static var policies: [RoutingPolicy] {
         [.dense, .fastV(), .fastV(k: 2, r: 0.75), .pyramidDrop(), .pyramidDrop(lambda: 0.25), .pyramidDropOriginalPositions()]
             + [Tier.t192, .t64].flatMap { t in
                 [RoutingPolicy.fastVRelease(tier: t), .pyramidDropRelease(tier: t), .nuwa(tier: t),
-                 .rerouteFastV(tier: t), .reroutePDrop(tier: t), .rerouteNuwa(tier: t), .divPrune(tier: t), .dartEmbed(tier: t)]
+                 .rerouteFastV(tier: t), .reroutePDrop(tier: t), .rerouteNuwa(tier: t), .divPrune(tier: t), .dartEmbed(tier: t),
+                 .dart(tier: t)]
             }
     }
     /// The golden policies for a model: all of `policies`, except that re-indexed positions
     /// are not defined for M-RoPE models (their traces keep the sliced 3-D positions), and
-    /// embedding-level DART, whose engine runs M-RoPE models only, has goldens on those only.
+    /// embedding-level DART, whose engine runs M-RoPE models only, has goldens on those only;
+    /// DART as published (LLaVA-1.5 and Qwen2.5-VL upstream) on the LLaMA-shaped 1-D model
+    /// (no attention biases) and the M-RoPE model, which keeps the golden folder small.
     public static func policies(for c: ModelConfig) -> [RoutingPolicy] {
-        c.mropeSection == nil ? policies.filter { $0.selection != .dartEmbed } : policies.filter { $0.positions != .reindexed }
+        c.mropeSection == nil
+            ? policies.filter { $0.selection != .dartEmbed && !($0.selection == .dart && c.attentionBias) }
+            : policies.filter { $0.positions != .reindexed }
     }
 
     /// The traces' case for a model: 4 prefix tokens, an image of vision features (so the

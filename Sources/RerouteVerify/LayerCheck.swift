@@ -87,19 +87,26 @@ public enum LayerCheck {
         var session = try RoutingSession(adapter: adapter, llmCase: llmCase, layers: weights.config.layers, originalN: c.grid.count,
                                          forcedKept: forced)
         var scorers: [Int: ReferenceDecoder] = [:]
+        // The reference for layer s alone, on the fast run's hidden states entering it.
+        func scorer(_ s: Int) -> (decoder: ReferenceDecoder, state: ReferenceState) {
+            if scorers[s] == nil { scorers[s] = ReferenceDecoder(weights: weights.layerView(s)) }
+            return (scorers[s]!, ReferenceState(hiddenStates: [fast.hiddenStates[s].map { $0.map(Double.init) }]))
+        }
         for k in 0...l {
             let probe = DecisionProbe(attention: { request in
                 // Forced decisions only record scores: answer with zeros of the right shape.
                 guard k == l else {
                     return request.queryRows.map { _ in (0..<weights.config.heads).map { _ in [Double](repeating: 0, count: request.keys.count) } }
                 }
-                let s = request.layer
-                if scorers[s] == nil { scorers[s] = ReferenceDecoder(weights: weights.layerView(s)) }
-                let state = ReferenceState(hiddenStates: [fast.hiddenStates[s].map { $0.map(Double.init) }])
-                return scorers[s]!.attentionProbabilities(
+                let (decoder, state) = scorer(request.layer)
+                return decoder.attentionProbabilities(
                     ScoreRequest(layer: 0, keys: request.keys, keyPositions: request.keyPositions, queryRows: request.queryRows), state: state)
                     .probabilities
-            }, hiddenStates: { layer, rows in rows.map { fast.hiddenStates[layer][$0].map(Double.init) } })
+            }, hiddenStates: { layer, rows in rows.map { fast.hiddenStates[layer][$0].map(Double.init) } },
+            keys: { layer, rows, positions in
+                let (decoder, state) = scorer(layer)
+                return decoder.rotatedKeys(layer: 0, rows: rows, positions: positions, state: state)
+            }, finalNormed: { rows in scorer(l).decoder.finalNormed(rows) })
             _ = try session.plan(layer: k, probe: probe)
         }
         guard let mine = session.decisions.first(where: { $0.layer == l }) else { return [] }

@@ -109,7 +109,8 @@ public func compareTraces(expected e: Trace, actual a: Trace, rules r: Compariso
                     }
                 }
             } else {
-                add(path, .set, false, "no decision at layer \(l) in actual")
+                add(path, .set, false, "no decision at layer \(l) in actual (expected keeps \(de.kept.count) of \(de.candidates.count); "
+                    + "actual decides at layers \(a.decisions.map(\.layer)))")
             }
         }
         if l < e.processed.count, l < a.processed.count {
@@ -127,7 +128,8 @@ public func compareTraces(expected e: Trace, actual a: Trace, rules r: Compariso
         }
     }
     for d in a.decisions where !e.decisions.contains(where: { $0.layer == d.layer }) {
-        add("/prefill/decisions", .set, false, "unexpected decision at layer \(d.layer) in actual")
+        add("/prefill/decisions", .set, false, "unexpected decision at layer \(d.layer) in actual (it keeps \(d.kept.count) of "
+            + "\(d.candidates.count); expected decides at layers \(e.decisions.map(\.layer)))")
     }
     if !sameShape {
         add("/prefill/hidden_states", .float, false,

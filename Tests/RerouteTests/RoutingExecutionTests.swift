@@ -136,11 +136,11 @@ import Testing
                     #expect(Set(d.kept).union(d.deferred) == Set(d.candidates))
                     #expect(d.kept.count == min(d.budget, d.candidates.count))
                     // Attention scores are probabilities; DivPrune's cosine distances, in [0, 2];
-                    // embedding-level DART's negated cosines, or 2 for a pivot (up to rounding).
+                    // DART's negated cosines, or 2 for a pivot (up to rounding).
                     let (low, top): (Double, Double) = switch record.policy.selection {
                     case nil: (0, 1)
                     case .divPrune: (-1e-12, 2 + 1e-12)
-                    case .dartEmbed: (-1 - 1e-12, 2)
+                    case .dartEmbed, .dart: (-1 - 1e-12, 2)
                     }
                     #expect(d.scores.count == d.candidates.count && d.scores.allSatisfy { $0 >= low && $0 <= top })
                     // The decision is what the layer executes.

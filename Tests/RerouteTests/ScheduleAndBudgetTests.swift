@@ -142,6 +142,10 @@ import Testing
         func hiddenStates(entering layer: Int, rows: [Int], state: D.State) -> [[Double]] {
             base.hiddenStates(entering: layer, rows: rows, state: state)
         }
+        func rotatedKeys(layer: Int, rows: [Int], positions: PositionIDs, state: D.State) -> [[Double]] {
+            base.rotatedKeys(layer: layer, rows: rows, positions: positions, state: state)
+        }
+        func finalNormed(_ rows: [[Double]]) -> [[Double]] { base.finalNormed(rows) }
     }
 
     @Test(arguments: PolicyCatalog.names.filter { $0 != "dense" })

@@ -36,12 +36,16 @@ enum Goldens {
     @Test func manifestListsEveryFileWithItsHash() throws {
         let m = try #require(Goldens.manifest)
         #expect(m.problems(in: Goldens.traces).isEmpty)
-        // Both 1-D models carry every policy but embedding-level DART's two; the M-RoPE model
-        // all but the re-indexed ones (PDrop's two and DivPrune's two).
+        // Both 1-D models carry every policy but embedding-level DART's two, and the one with
+        // attention biases not DART's two; the M-RoPE model all but the re-indexed ones
+        // (PDrop's two and DivPrune's two).
         let reindexed = GoldenTraces.policies.filter { $0.positions == .reindexed }.count
         let mropeOnly = GoldenTraces.policies.filter { $0.selection == .dartEmbed }.count
-        #expect(reindexed == 4 && mropeOnly == 2)
-        #expect(m.files.count == 3 * GoldenTraces.policies.count - reindexed - 2 * mropeOnly)
+        let dart = GoldenTraces.policies.filter { $0.selection == .dart }.count
+        #expect(reindexed == 4 && mropeOnly == 2 && dart == 2)
+        #expect(m.files.count == 3 * GoldenTraces.policies.count - reindexed - 2 * mropeOnly - dart)
+        #expect(m.files.filter { $0.policy.hasPrefix("dart-1") || $0.policy.hasPrefix("dart-6") }.map(\.model).sorted()
+            == ["tiny-llama", "tiny-llama", "tiny-qwen2-vl", "tiny-qwen2-vl"])
         #expect(Set(m.files.map(\.model)) == ["tiny-llama", "tiny-qwen2", "tiny-qwen2-vl"])
         #expect(m.seed == GoldenTraces.seed && m.traceSchemaVersion == Trace.schemaVersion)
         #expect(!m.generatorCommit.isEmpty)

@@ -262,7 +262,7 @@ def _case_name(v: Any) -> str | None:
 
 _QUERIES = {"lastToken", "lastInstructionToken", "lastRows"}
 _ATTENTION = {"producedByPreviousLayer", "decisionLayerInput"}
-_SELECTIONS = {"divprune", "dart-embed"}  # SelectionRule's cases
+_SELECTIONS = {"divprune", "dart-embed", "dart"}  # SelectionRule's cases
 
 
 def _matching_ok(m: Any) -> bool:
@@ -298,7 +298,7 @@ def validate_policy(p: Any, path: str) -> dict[str, Any]:
         raise bad_json("missing or mistyped key 'action'")
     if not _matching_ok(p.get("budgetMatching")):
         raise bad_json("missing or mistyped key 'budgetMatching'")
-    if p["countRule"] not in ("floor", "floorAtLeastOne", "round", "ceil") or p["positions"] not in ("original", "reindexed"):
+    if p["countRule"] not in ("floor", "floorAtLeastOne", "round", "ceil", "dartPivotQuota") or p["positions"] not in ("original", "reindexed"):
         raise bad_json("countRule or positions is not one of its cases")
     if not all(_is(x, int) for x in p["decisionLayers"]) or not all(_is(x, float) for x in p["keepRatios"]):
         raise bad_json("decisionLayers must be integers and keepRatios numbers")
