@@ -42,7 +42,7 @@ struct RoutesCommand: ParsableCommand {
             }
             struct Report: Encodable {
                 var schema = "reroute.routes", schemaVersion = 1, file: String, policy: String, grid: [String: Int]
-                var indexSpace = "visual grid cell: rows[r] character c is cell (r, c) = r·cols + c"
+                var indexSpace = "visual grid cell: rows[r] character c is cell r·cols + c (a video's frames follow one another, rows frames·rows)"
                 var legend = [["symbol": "P", "route": "processed"], ["symbol": "R", "route": "re-entered"],
                               ["symbol": "d", "route": "deferred"], ["symbol": ".", "route": "removed"]]
                 var stages: [Stage]
@@ -50,21 +50,21 @@ struct RoutesCommand: ParsableCommand {
             let out = stages.map { s in
                 Stage(firstLayer: s.firstLayer, lastLayer: s.lastLayer, budget: s.budget,
                       counts: Dictionary(uniqueKeysWithValues: CellRoute.allCases.map { ($0.rawValue, s.count($0)) }),
-                      rows: (0..<grid.rows).map { r in String((0..<grid.cols).map { Self.letter[s.cells[r * grid.cols + $0]]! }) })
+                      rows: (0..<grid.frames * grid.rows).map { r in String((0..<grid.cols).map { Self.letter[s.cells[r * grid.cols + $0]]! }) })
             }
-            print(try ReportJSON.encode(Report(file: file, policy: t.policy.name, grid: ["rows": grid.rows, "cols": grid.cols], stages: out)))
+            print(try ReportJSON.encode(Report(file: file, policy: t.policy.name, grid: ["rows": grid.rows, "cols": grid.cols, "frames": grid.frames], stages: out)))
         } else if svg == nil {
             for s in stages {
                 print(title(s))
-                for r in 0..<grid.rows { print("  " + String((0..<grid.cols).map { Self.letter[s.cells[r * grid.cols + $0]]! })) }
+                for r in 0..<grid.frames * grid.rows { print("  " + String((0..<grid.cols).map { Self.letter[s.cells[r * grid.cols + $0]]! })) }
             }
-            print("P processed, R re-entered, d deferred, . removed (rows and columns of the image grid)")
+            print("P processed, R re-entered, d deferred, . removed (rows and columns of the image grid; a video's frames one below the other)")
         }
     }
 
     func writeSVG(_ panels: [(title: String, cells: [CellRoute])], grid: ImageGrid, title: String, to path: String) throws {
         let cell = 12, gap = 24, top = 44
-        let panelW = grid.cols * cell, panelH = grid.rows * cell
+        let panelW = grid.cols * cell, panelH = grid.frames * grid.rows * cell
         let width = panels.count * (panelW + gap) + gap, height = top + panelH + 60
         let colors: [CellRoute: String] = [.processed: "#2e7d32", .reentered: "#1565c0", .deferred: "#f9a825", .removed: "#d0d0d0"]
         var s = """

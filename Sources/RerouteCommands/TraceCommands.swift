@@ -163,7 +163,7 @@ struct ShowCommand: ParsableCommand {
             producer  \(t.provenance.producer) \(t.provenance.producerVersion) @ \(t.provenance.producerCommit); decoder \(t.provenance.decoder), mode \(t.provenance.mode)
             model     \(t.provenance.model): \(c.family.rawValue), \(c.layers) layers, d=\(c.hiddenSize), H=\(c.heads), H_kv=\(c.kvHeads)
             policy    \(t.policy.name): \(t.policy.action), positions \(t.policy.positions.rawValue), decisions at \(t.decisions.map(\.layer))
-            case      \(t.input.name): \(t.input.prefixTokens.count) + \(t.input.grid.rows)x\(t.input.grid.cols) + \(t.input.suffixTokens.count) tokens; LLM sequence \(t.sequenceLength); seed \(t.provenance.seed)
+            case      \(t.input.name): \(t.input.prefixTokens.count) + \(t.input.grid.description) + \(t.input.suffixTokens.count) tokens; LLM sequence \(t.sequenceLength); seed \(t.provenance.seed)
             """)
         print("\nlayer  processed  visual  positions        decode-pos  KV")
         let p = t.input.prefixTokens.count, n = t.llmGridIndices?.count ?? t.input.visual.count
@@ -217,7 +217,7 @@ struct TraceSummary: Encodable {
         policy = t.policy.name
         caseName = t.input.name
         prefixTokens = t.input.prefixTokens.count
-        grid = ["rows": t.input.grid.rows, "cols": t.input.grid.cols]
+        grid = ["rows": t.input.grid.rows, "cols": t.input.grid.cols, "frames": t.input.grid.frames]
         suffixTokens = t.input.suffixTokens.count
         sequenceLength = t.sequenceLength
         let p = t.input.prefixTokens.count, n = t.llmGridIndices?.count ?? t.input.visual.count

@@ -43,6 +43,8 @@ public enum ConformanceCatalog {
                 .map { CatalogAdapter(policy: $0, tier: tier) }
             // DART's T is the paper's retained count after layer 2 (`max_num_trunction`), not avg_T.
             list.append(CatalogAdapter(policy: .dart(tier: tier), waivers: dartWaivers))
+            list.append(CatalogAdapter(policy: .cdPruner(tier: tier), tier: tier, waivers: [Waiver(law: ConformanceLaw.prefixLengthInvariance.rawValue,
+                reason: "relevance is to the mean of every text token's embedding, so more text before the image changes it, as in the engine")]))
             let avg64 = "the release's avg64 configs are not λ-geometric: avg_T is 80.4 (PDrop) and 84.1 (Reroute), not 64 (SPEC.md §8.12, open upstream)"
             list.append(CatalogAdapter(policy: .pyramidDropRelease(tier: tier), tier: tier,
                                        waivers: tier == .t64 ? [Waiver(law: ConformanceLaw.tierDeclared.rawValue, reason: avg64)] : []))
@@ -50,6 +52,11 @@ public enum ConformanceCatalog {
                                        waivers: tier == .t64 ? [Waiver(law: ConformanceLaw.tierDeclared.rawValue, reason: avg64),
                                                                 Waiver(law: ConformanceLaw.budgetMatching.rawValue,
                                                                        reason: "avg_T 84.1 vs the PDrop baseline's 80.4 (4.6%): the release's avg64 profiles (SPEC.md §8.12)")] : []))
+        }
+        for q in [0.5, 0.75] {
+            list.append(CatalogAdapter(policy: .evs(pruningRate: q), waivers: [Waiver(law: ConformanceLaw.ratioOneIsDense.rawValue,
+                reason: "vLLM's recomputed positions start the text after a video at base + cols, not transformers' base + max(t_max, rows − 1, cols − 1) + 1, even when nothing is pruned (SPEC.md §8.6)")]))
+            list.append(CatalogAdapter(policy: .evs(pruningRate: q, recomputed: false)))
         }
         return list
     }

@@ -45,11 +45,14 @@ public enum ConformanceCases {
     /// A non-square image of vision features (3–6 rows, 4–7 columns) between 2–5 prefix and
     /// 2–4 suffix tokens, 3 greedy steps, Nüwa's vision-side inputs; contiguous positions, or
     /// Qwen2-VL's 3-D ones on an M-RoPE model.
-    public static func random(for m: ConformanceModel, seed: UInt64, grid forced: ImageGrid? = nil) -> PromptCase {
+    /// With `video`, a video of 3–4 frames of 2–4 × 3–5 cells whose later frames partly repeat
+    /// the earlier ones (positions `PositionIDs.video` on an M-RoPE model).
+    public static func random(for m: ConformanceModel, seed: UInt64, grid forced: ImageGrid? = nil, video: Bool = false) -> PromptCase {
         var rng = SplitMix64(seed: seed &* 0x9E37_79B9 &+ m.seed)
-        let grid = forced ?? ImageGrid(rows: 3 + rng.integer(below: 4), cols: 4 + rng.integer(below: 4))
+        let grid = forced ?? (video ? ImageGrid(rows: 2 + rng.integer(below: 3), cols: 3 + rng.integer(below: 3), frames: 3 + rng.integer(below: 2))
+            : ImageGrid(rows: 3 + rng.integer(below: 4), cols: 4 + rng.integer(below: 4)))
         let prefix = 2 + rng.integer(below: 4), suffix = 2 + rng.integer(below: 3)
-        return RandomCase.make(config: m.config, name: "conform-s\(seed)-\(grid.rows)x\(grid.cols)", grid: grid, prefix: prefix, suffix: suffix,
+        return RandomCase.make(config: m.config, name: "conform-s\(seed)-\(grid.description)", grid: grid, prefix: prefix, suffix: suffix,
                                visual: .features(width: m.visionDim), positions: m.config.mropeSection == nil ? .contiguous : .multimodal,
                                decodeSteps: 3, similarityWidth: 8, rng: &rng)
     }
@@ -68,7 +71,8 @@ public enum ConformanceCases {
         var out = c
         out.prefixTokens = (0..<extra).map { _ in rng.integer(below: vocab) } + c.prefixTokens
         out.positions = c.positions.isMultimodal
-            ? .multimodal(prefix: out.prefixTokens.count, grid: c.grid, suffix: c.suffixTokens.count)
+            ? (c.grid.isVideo ? .video(prefix: out.prefixTokens.count, grid: c.grid, temporalStride: 2, suffix: c.suffixTokens.count)
+                : .multimodal(prefix: out.prefixTokens.count, grid: c.grid, suffix: c.suffixTokens.count))
             : .contiguous(out.sequenceLength)
         out.name += "+prefix\(extra)"
         return out

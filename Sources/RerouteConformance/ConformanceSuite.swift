@@ -119,7 +119,7 @@ struct ConformanceRun<A: PrunerAdapter> {
     /// calls (a cache, a counter) answers differently now.
     mutating func checkLateRerun() {
         guard let (m, seed, first) = firstRun else { return }
-        let c = ConformanceCases.random(for: m, seed: seed)
+        let c = ConformanceCases.random(for: m, seed: seed, video: policy.selection == .evs)
         do {
             let again = try TraceRecorder.record(decoder: ReferenceDecoder(weights: m.weights()), model: m.name, case: c, adapter: adapter,
                                                  seed: Int(truncatingIfNeeded: seed))
@@ -188,11 +188,13 @@ struct ConformanceRun<A: PrunerAdapter> {
     mutating func check(model m: ConformanceModel) {
         // Re-indexing is defined for 1-D positions only (SPEC.md §8.6); such policies refuse M-RoPE cases.
         if m.config.mropeSection != nil, policy.positions == .reindexed { return }
+        // The recomputed M-RoPE rules are defined for 3-D positions only.
+        if m.config.mropeSection == nil, policy.positions.requiresMultimodal { return }
         let weights = m.weights()
         let reference = ReferenceDecoder(weights: weights)
         let fast = FastDecoder(weights: weights)
         for seed in options.seeds {
-            let c = ConformanceCases.random(for: m, seed: seed)
+            let c = ConformanceCases.random(for: m, seed: seed, video: policy.selection == .evs)
             let input = "model \(m.name), seed \(seed), case \(c.name)"
             func trace<D: TraceableDecoder>(_ d: D, _ a: A, _ c: PromptCase, forced: [Int: [Int]] = [:]) throws -> Trace {
                 try TraceRecorder.record(decoder: d, model: m.name, case: c, adapter: a, seed: Int(truncatingIfNeeded: seed), forcedKept: forced)
@@ -304,7 +306,7 @@ struct ConformanceRun<A: PrunerAdapter> {
         } catch { threw(error, law: .oneVisualToken, input: oneInput) }
 
         // Ratios 0 and 1.
-        let c = ConformanceCases.random(for: m, seed: seed)
+        let c = ConformanceCases.random(for: m, seed: seed, video: policy.selection == .evs)
         for ratio in [0.0, 1.0] where !policy.isDense {
             var p = policy.withEveryKeepRatio(ratio)
             if ratio == 0 { p.countRule = .floor }  // so that the budget really is 0 (max(1, ·) would keep one)

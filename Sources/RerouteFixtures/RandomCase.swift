@@ -18,11 +18,12 @@ public enum RandomCase {
         case contiguous
         /// Increasing with gaps of 1–3 (drawn after everything else).
         case gapped
-        /// Qwen2-VL's 3-D (t, h, w) ids (`PositionIDs.multimodal`).
+        /// Qwen2-VL's 3-D (t, h, w) ids (`PositionIDs.multimodal`), or a video's
+        /// (`PositionIDs.video`, temporal stride 2 as Qwen2.5-VL at 2 fps) when the grid has frames.
         case multimodal
     }
 
-    /// A case of `prefix` text tokens, an image of `grid`, `suffix` text tokens, drawn from
+    /// A case of `prefix` text tokens, an image (or video) of `grid`, `suffix` text tokens, drawn from
     /// `rng` in a fixed order: the visual values (standard normals), the CLS attention (a
     /// softmax of standard normals), the similarity features (`similarityWidth` normals per
     /// token), the prefix and suffix token ids (uniform below the vocabulary), then gapped
@@ -32,7 +33,7 @@ public enum RandomCase {
                             rng: inout SplitMix64) -> PromptCase {
         let n = grid.count
         let width = if case .features(let w) = visual { w } else { c.hiddenSize }
-        let values = Matrix(rows: n, cols: width, values: (0..<(n * width)).map { _ in Float(rng.normal()) })
+        var drawn = (0..<(n * width)).map { _ in Float(rng.normal()) }
         let logits = (0..<n).map { _ in rng.normal() }
         let total = logits.map { exp($0) }.reduce(0, +)
         let cls = logits.map { Float(exp($0) / total) }
@@ -42,9 +43,19 @@ public enum RandomCase {
         let s = prefix + n + suffix
         let ids: PositionIDs? = switch positions {
         case .contiguous: nil
-        case .multimodal: .multimodal(prefix: prefix, grid: grid, suffix: suffix)
+        case .multimodal: grid.isVideo ? .video(prefix: prefix, grid: grid, temporalStride: 2, suffix: suffix)
+            : .multimodal(prefix: prefix, grid: grid, suffix: suffix)
         case .gapped: PositionIDs(gappedPositions(count: s, rng: &rng))
         }
+        // A video repeats itself: each cell of a later frame is, with probability 1/2, the same
+        // cell of the frame before plus noise of 0.1 (drawn last, so images draw as before).
+        if grid.isVideo {
+            let cells = grid.cellsPerFrame
+            for j in cells..<n where rng.integer(below: 2) == 0 {
+                for e in 0..<width { drawn[j * width + e] = drawn[(j - cells) * width + e] + Float(0.1 * rng.normal()) }
+            }
+        }
+        let values = Matrix(rows: n, cols: width, values: drawn)
         let image: VisualInput = if case .features = visual { .features(values) } else { .embeddings(values) }
         return PromptCase(name: name, prefixTokens: prefixTokens, suffixTokens: suffixTokens, visual: image, grid: grid, positions: ids,
                           decodeSteps: decodeSteps, visionSide: VisionSideInputs(clsAttention: cls, similarityFeatures: sim))

@@ -1,22 +1,46 @@
-/// Rows × columns of the visual tokens (e.g. 24×24 for LLaVA-1.5 at 336 px).
+/// Rows × columns of the visual tokens (e.g. 24×24 for LLaVA-1.5 at 336 px), and for a
+/// video the number of frames (temporal patches): token `t·rows·cols + r·cols + c` is frame
+/// t's cell (r, c), in raster order frame after frame.
 public struct ImageGrid: Sendable, Equatable, Codable {
     public var rows: Int
     public var cols: Int
-    public init(rows: Int, cols: Int) { self.rows = rows; self.cols = cols }
-    /// Number of visual tokens, rows · cols.
-    public var count: Int { rows * cols }
+    /// Temporal patches of a video (Qwen2.5-VL's `grid_t`); 1 for an image.
+    public var frames: Int
+    public init(rows: Int, cols: Int, frames: Int = 1) { self.rows = rows; self.cols = cols; self.frames = frames }
+    /// Number of visual tokens, frames · rows · cols.
+    public var count: Int { frames * rows * cols }
+    /// Tokens per frame, rows · cols.
+    public var cellsPerFrame: Int { rows * cols }
+    public var isVideo: Bool { frames > 1 }
+    /// `ROWSxCOLS`, or `FRAMESxROWSxCOLS` for a video.
+    public var description: String { isVideo ? "\(frames)x\(rows)x\(cols)" : "\(rows)x\(cols)" }
+    /// The stored form (`/inputs/grid`): `[rows, cols]`, or `[frames, rows, cols]` for a video.
+    public var shape: [Int] { isVideo ? [frames, rows, cols] : [rows, cols] }
+
+    enum CodingKeys: String, CodingKey { case rows, cols, frames }
+    public init(from decoder: Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        self.init(rows: try c.decode(Int.self, forKey: .rows), cols: try c.decode(Int.self, forKey: .cols),
+                  frames: try c.decodeIfPresent(Int.self, forKey: .frames) ?? 1)
+    }
 
     /// Largest `rows · cols` accepted from text: a case's whole sequence limit.
     public static let maxCountFromText = PromptCase.maxSequenceLength
 
-    /// Parses `ROWSxCOLS` (e.g. `24x24`; `X` also accepted): two positive integers whose
-    /// product is at most `maxCountFromText`. The one grid syntax of the command line.
+    /// Parses `ROWSxCOLS` (e.g. `24x24`; `X` also accepted) or `FRAMESxROWSxCOLS`: positive
+    /// integers whose product is at most `maxCountFromText`. The one grid syntax of the
+    /// command line.
     public init?(parsing text: String) {
-        let parts = text.lowercased().split(separator: "x", omittingEmptySubsequences: false)
-        guard parts.count == 2, let r = Int(parts[0]), let c = Int(parts[1]), r > 0, c > 0 else { return nil }
-        let (n, overflow) = r.multipliedReportingOverflow(by: c)
-        guard !overflow, n <= Self.maxCountFromText else { return nil }
-        self.init(rows: r, cols: c)
+        let parts = text.lowercased().split(separator: "x", omittingEmptySubsequences: false).map { Int($0) }
+        guard parts.count == 2 || parts.count == 3, parts.allSatisfy({ ($0 ?? 0) > 0 }) else { return nil }
+        let v = parts.map { $0! }
+        var n = 1
+        for x in v {
+            let (m, overflow) = n.multipliedReportingOverflow(by: x)
+            guard !overflow, m <= Self.maxCountFromText else { return nil }
+            n = m
+        }
+        self = v.count == 2 ? ImageGrid(rows: v[0], cols: v[1]) : ImageGrid(rows: v[1], cols: v[2], frames: v[0])
     }
 }
 
@@ -92,10 +116,25 @@ public struct PositionIDs: Sendable, Equatable {
     /// visual token r·cols + c at (P, P + r, P + c); suffix token j at P + max(rows, cols) + j
     /// on all three axes.
     public static func multimodal(prefix p: Int, grid: ImageGrid, suffix q: Int) -> PositionIDs {
+        precondition(!grid.isVideo, "PositionIDs.multimodal is one image; a video's are PositionIDs.video")
         let n = grid.count, after = p + max(grid.rows, grid.cols)
         let text = Array(0..<p), tail = (0..<q).map { after + $0 }
         let t = text + Array(repeating: p, count: n) + tail
         let h = text + (0..<n).map { p + $0 / grid.cols } + tail
+        let w = text + (0..<n).map { p + $0 % grid.cols } + tail
+        return PositionIDs(axes: [t, h, w])
+    }
+
+    /// Qwen2.5-VL 3-D positions for one video (transformers' `get_rope_index`): prefix token i
+    /// at (i, i, i); the token of frame t, cell (r, c) at (P + t·s, P + r, P + c), with
+    /// `s = temporalStride` (`int(tokens_per_second · second_per_grid_t)`, 2 for Qwen2.5-VL
+    /// at 2 fps); suffix token j at `P + max((frames − 1)·s, rows − 1, cols − 1) + 1 + j`.
+    public static func video(prefix p: Int, grid: ImageGrid, temporalStride s: Int, suffix q: Int) -> PositionIDs {
+        let n = grid.count, cells = grid.cellsPerFrame
+        let after = p + max((grid.frames - 1) * s, grid.rows - 1, grid.cols - 1) + 1
+        let text = Array(0..<p), tail = (0..<q).map { after + $0 }
+        let t = text + (0..<n).map { p + ($0 / cells) * s } + tail
+        let h = text + (0..<n).map { p + ($0 % cells) / grid.cols } + tail
         let w = text + (0..<n).map { p + $0 % grid.cols } + tail
         return PositionIDs(axes: [t, h, w])
     }
@@ -178,9 +217,11 @@ public struct PromptCase: Sendable, Equatable {
     /// is not checked against a projector.
     public func validate(for config: ModelConfig, projector: ProjectorWeights?, file: String, checkProjector: Bool = true) throws {
         func bad(_ object: String, _ why: String) -> InputError { InputError(.badCase, file: file, object: object, why) }
-        if !(1...Self.maxGridSide).contains(grid.rows) || !(1...Self.maxGridSide).contains(grid.cols) {
-            throw bad("grid", "\(grid.rows)x\(grid.cols) must be 1 ... \(Self.maxGridSide) rows and columns")
+        if !(1...Self.maxGridSide).contains(grid.rows) || !(1...Self.maxGridSide).contains(grid.cols)
+            || !(1...Self.maxGridSide).contains(grid.frames) {
+            throw bad("grid", "\(grid.description) must be 1 ... \(Self.maxGridSide) frames, rows and columns")
         }
+        if grid.count > Self.maxSequenceLength { throw bad("grid", "\(grid.description) holds more than \(Self.maxSequenceLength) tokens") }
         if decodeSteps > Self.maxDecodeSteps { throw bad("decode_steps", "\(decodeSteps) exceeds the supported \(Self.maxDecodeSteps)") }
         if prefixTokens.count > Self.maxSequenceLength || suffixTokens.count > Self.maxSequenceLength
             || prefixTokens.count + suffixTokens.count + visual.count > Self.maxSequenceLength {
@@ -191,10 +232,10 @@ public struct PromptCase: Sendable, Equatable {
         if let idx = visualGridIndices {
             if idx.count != visual.count { throw bad("visual_grid_indices", "\(idx.count) indices for \(visual.count) visual tokens") }
             if zip(idx, idx.dropFirst()).contains(where: { $0 >= $1 }) || (idx.first ?? 0) < 0 || (idx.last ?? 0) >= grid.count {
-                throw bad("visual_grid_indices", "must be strictly ascending cells of the \(grid.rows)x\(grid.cols) grid")
+                throw bad("visual_grid_indices", "must be strictly ascending cells of the \(grid.description) grid")
             }
         } else if grid.rows < 1 || grid.cols < 1 || grid.count != visual.count {
-            throw bad("grid", "\(grid.rows)x\(grid.cols) does not hold the \(visual.count) visual tokens")
+            throw bad("grid", "\(grid.description) does not hold the \(visual.count) visual tokens")
         }
         if let v = visionSide {
             if v.clsAttention.count != grid.count || v.similarityFeatures.rows != grid.count {

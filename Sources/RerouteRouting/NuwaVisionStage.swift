@@ -46,6 +46,7 @@ public struct NuwaVisionStage: Sendable, Equatable, Codable {
     /// Anchor selection and aggregation on one image.
     public func select(features x: Matrix, inputs: VisionSideInputs, grid: ImageGrid) throws -> Result {
         let n = grid.count
+        guard !grid.isVideo else { throw RoutingError.badInput("Nüwa stage 1 is defined for one image; this case is a \(grid.description) video") }
         guard x.rows == n, inputs.clsAttention.count == n, inputs.similarityFeatures.rows == n else {
             throw RoutingError.badInput("Nüwa stage 1 needs features, CLS attention and similarity features for all \(n) grid cells")
         }

@@ -19,10 +19,13 @@ public enum PolicyFile {
     static let heads: [(String, Scorer.HeadAggregation)] = [("mean", .mean), ("max", .max)]
     static let domains: [(String, Scorer.SoftmaxDomain)] = [("all_tokens", .allTokens), ("active_tokens", .activeTokens)]
     static let countRules: [(String, CountRule)] = [("floor", .floor), ("floor_at_least_one", .floorAtLeastOne), ("round", .round),
-                                                    ("ceil", .ceil), ("dart_pivot_quota", .dartPivotQuota)]
+                                                    ("ceil", .ceil), ("dart_pivot_quota", .dartPivotQuota),
+                                                    ("round_half_away", .roundHalfAway)]
     static let actions: [(String, RoutingAction)] = [("delete", .delete), ("route", .route(monotonic: false)),
                                                      ("route_monotonic", .route(monotonic: true))]
-    static let positionPolicies: [(String, PositionPolicy)] = [("original", .original), ("reindexed", .reindexed)]
+    static let positionPolicies: [(String, PositionPolicy)] = [("original", .original), ("reindexed", .reindexed),
+                                                               ("text_after_grid_width", .textAfterGridWidth),
+                                                               ("text_after_kept_max", .textAfterKeptMax)]
     static let selections: [(String, SelectionRule)] = SelectionRule.allCases.map { ($0.rawValue, $0) }
 
     static func name<T: Equatable>(_ v: T, in table: [(String, T)]) -> String { table.first { $0.1 == v }!.0 }

@@ -1,3 +1,5 @@
+import RerouteModel
+
 /// What happens to visual candidates a decision does not keep (SPEC.md §8.5).
 public enum RoutingAction: Sendable, Equatable, Codable {
     /// Physical removal: the token leaves the sequence for every later layer and never
@@ -17,6 +19,55 @@ public enum PositionPolicy: String, Sendable, Equatable, Codable {
     /// After each decision the processed sequence is re-numbered `0 ..< n_l`, and decode at
     /// layer l continues at `n_l` (official PDrop, including its decode-position shift).
     case reindexed
+    /// vLLM's recomputed M-RoPE positions under EVS (`vllm/multimodal/evs.py`,
+    /// `recompute_mrope_positions`, read at 926c71f): tokens before the visual span and the
+    /// kept visual tokens keep theirs (a kept token keeps its own t/h/w ids); the text after
+    /// the visual span restarts at `base + cols` on every axis, contiguous, with `base` one
+    /// past the last token before the span (its `<|vision_start|>`); decode continues at
+    /// `max(position ids) + 1`. transformers' unpruned rule starts that text at
+    /// `base + max(t_max, rows − 1, cols − 1) + 1` instead. 3-D positions and delete only.
+    case textAfterGridWidth
+    /// OpenVINO GenAI's recomputed M-RoPE positions after pruning an image
+    /// (`update_position_ids_3d`, openvino.genai@da1db86): the tokens before the visual span
+    /// and the kept visual tokens keep theirs; the text after the span restarts at one past the
+    /// largest position id of any kept visual token (on any axis), contiguous on every axis
+    /// (at `base`, one past the last token before the span, if none is kept); decode continues
+    /// at `max(position ids) + 1`. With nothing pruned it is transformers' rule for an image;
+    /// pruning the last rows or columns lowers it. 3-D positions and delete only.
+    case textAfterKeptMax
+
+    /// Whether the rule is defined for 3-D M-RoPE positions only (the recomputed video and
+    /// image rules).
+    public var requiresMultimodal: Bool { self == .textAfterGridWidth || self == .textAfterKeptMax }
+
+    /// The positions of the processed tokens after a decision and the first decode position:
+    /// the one rule the session lays out and the trace laws check.
+    /// - Parameters:
+    ///   - active: processed sequence indices of the LLM-side sequence, ascending.
+    ///   - positions: the LLM-side case's positions (every token).
+    ///   - visualSpan: the visual tokens' sequence indices in that sequence.
+    public func layout(active: [Int], positions: PositionIDs, visualSpan: Range<Int>, grid: ImageGrid) -> (positions: PositionIDs, decodePosition: Int) {
+        switch self {
+        case .original:
+            return (positions.gathering(active), positions.nextDecodePosition)
+        case .reindexed:
+            return (.contiguous(active.count), active.count)
+        case .textAfterGridWidth:
+            let base = visualSpan.lowerBound > 0 ? positions.axes[0][visualSpan.lowerBound - 1] + 1 : 0
+            let out = PositionIDs(axes: positions.axes.map { axis in
+                active.map { i in i < visualSpan.upperBound ? axis[i] : base + grid.cols + (i - visualSpan.upperBound) }
+            })
+            return (out, out.nextDecodePosition)
+        case .textAfterKeptMax:
+            let base = visualSpan.lowerBound > 0 ? positions.axes[0][visualSpan.lowerBound - 1] + 1 : 0
+            let visual = active.filter { visualSpan.contains($0) }
+            let next = visual.isEmpty ? base : positions.axes.map { axis in visual.map { axis[$0] }.max()! }.max()! + 1
+            let out = PositionIDs(axes: positions.axes.map { axis in
+                active.map { i in i < visualSpan.upperBound ? axis[i] : next + (i - visualSpan.upperBound) }
+            })
+            return (out, out.nextDecodePosition)
+        }
+    }
 }
 
 /// How a policy's budget relates to the method it augments (reported by the budget calculator).

@@ -106,8 +106,8 @@ public struct RoutingPolicy: Sendable, Equatable, Codable {
         if let r = keepRatios.first(where: { !($0 >= 0 && $0 <= 1) }) {
             throw RoutingError.badSchedule("\(name): keep ratio \(r) outside [0, 1]")
         }
-        if positions == .reindexed, action != .delete {
-            throw RoutingError.badSchedule("\(name): re-indexed positions need the delete action (routed tokens keep theirs)")
+        if positions != .original, action != .delete {
+            throw RoutingError.badSchedule("\(name): \(positions == .reindexed ? "re-indexed" : "recomputed") positions need the delete action (routed tokens keep theirs)")
         }
         if case .lastRows(let k) = scorer.query, k < 1 { throw RoutingError.badSchedule("\(name): lastRows(\(k))") }
         if action == .route(monotonic: false), scorer.domain == .activeTokens || scorer.attention == .producedByPreviousLayer {

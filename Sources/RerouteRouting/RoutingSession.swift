@@ -34,6 +34,9 @@ public struct RoutingSession: Sendable {
         if policy.positions == .reindexed, llmCase.positions.isMultimodal {
             throw RoutingError.badSchedule("\(policy.name): re-indexed positions are defined for 1-D RoPE; this case has 3-D M-RoPE positions (keep the original ones)")
         }
+        if policy.positions.requiresMultimodal, !llmCase.positions.isMultimodal {
+            throw RoutingError.badSchedule("\(policy.name): positions \(policy.positions.rawValue) are defined for 3-D M-RoPE; this case has 1-D positions")
+        }
         self.forcedKept = forcedKept
         self.llmCase = llmCase
         schedule = try policy.schedule(layers: layers, originalN: originalN, llmN: llmCase.visual.count)
@@ -85,13 +88,9 @@ public struct RoutingSession: Sendable {
     /// Active tokens = all text + the given visual tokens, with positions per the policy.
     func layout(visual: [Int]) -> LayerPlan {
         let active = sequenceIndices(visual: visual)
-        switch policy.positions {
-        case .original:
-            return LayerPlan(active: active, positions: llmCase.positions.gathering(active),
-                             decodePosition: llmCase.positions.nextDecodePosition)
-        case .reindexed:
-            return LayerPlan(active: active, positions: .contiguous(active.count), decodePosition: active.count)
-        }
+        let (positions, decode) = policy.positions.layout(active: active, positions: llmCase.positions,
+                                                          visualSpan: llmCase.visualSpan.range, grid: llmCase.grid)
+        return LayerPlan(active: active, positions: positions, decodePosition: decode)
     }
 
     mutating func decide(layer l: Int, stage t: Int, probe: DecisionProbe) throws -> RoutingDecision {

@@ -15,6 +15,8 @@ public enum CountRule: String, Sendable, Equatable, Codable {
     /// its 8 pivots; the official LLaVA `ceil(max_num_trunction // 8)` with
     /// `max_num_trunction = N·r`, and the Qwen2.5-VL `int(L·(1 − ratio)/8)`).
     case dartPivotQuota
+    /// `round(N·r)` with halves away from zero (C++'s `std::round`; OpenVINO GenAI's CDPruner).
+    case roundHalfAway
 
     /// The count for `n` tokens at ratio `r`, clipped to `[0, n]`.
     public func count(of n: Int, ratio r: Double) -> Int {
@@ -26,6 +28,7 @@ public enum CountRule: String, Sendable, Equatable, Codable {
         case .round: k = Int(x.rounded(.toNearestOrEven))
         case .ceil: k = Int(x.rounded(.up))
         case .dartPivotQuota: k = 4 + 8 * Int((x / 8).rounded(.down))
+        case .roundHalfAway: k = Int(x.rounded(.toNearestOrAwayFromZero))
         }
         return min(n, max(0, k))
     }

@@ -14,6 +14,12 @@ public enum SelectionRule: String, Sendable, Equatable, Codable, CaseIterable {
     /// duplication by cosine on its final-normed output. Decides at a layer ≥ 1.
     /// `Policies/DART.swift`.
     case dart
+    /// EVS (vLLM): at the LLM input of a video, each token's dissimilarity to the same cell of
+    /// the previous frame; frame 0 first, then the most changed. `Policies/EVS.swift`.
+    case evs
+    /// CDPruner as OpenVINO GenAI ships it: a conditional DPP over the visual embeddings with
+    /// relevance to the mean text embedding. `Policies/CDPruner.swift`.
+    case cdPruner = "cdpruner"
 
     /// What the rule is, for people (`reroute policy show`).
     public var summary: String {
@@ -21,17 +27,23 @@ public enum SelectionRule: String, Sendable, Equatable, Codable, CaseIterable {
         case .divPrune: "divprune: greedy max–min cosine diversity (DivPrune)"
         case .dartEmbed: "dart-embed: embedding-level DART (TensorRT-Edge-LLM), a different method from DART as published"
         case .dart: "dart: DART as published (pivots by the previous layer's key L1 norms, duplicates by cosine on its final-normed output)"
+        case .evs: "evs: efficient video sampling (vLLM): frame 0, then the tokens most changed since the previous frame"
+        case .cdPruner: "cdpruner: conditional DPP with text relevance (CDPruner as OpenVINO GenAI ships it; the official relevance is CLIP's)"
         }
     }
 
     /// The rule's arithmetic at a decision over `candidates` hidden states of `width` floats
     /// (reported with the scoring costs): DivPrune, the N×N distances, `2·width·N²`;
-    /// DART (either variant), each candidate's cosine to the 8 pivots, `2·width·N·8`.
+    /// DART (either variant), each candidate's cosine to the 8 pivots, `2·width·N·8`; EVS, each
+    /// token's cosine to the same cell of the previous frame, `2·width·N`; CDPruner, its two
+    /// half kernels, `2·width·(⌊N/2⌋² + ⌈N/2⌉²)`.
     public func flops(candidates n: Int, width d: Int) -> Double {
         switch self {
         case .divPrune: 2 * Double(d) * Double(n) * Double(n)
         case .dartEmbed: 2 * Double(d) * Double(n) * Double(DARTEmbedSelection.imagePivots + DARTEmbedSelection.textPivots)
         case .dart: 2 * Double(d) * Double(n) * Double(DARTSelection.imagePivots + DARTSelection.textPivots)
+        case .evs: 2 * Double(d) * Double(n)
+        case .cdPruner: 2 * Double(d) * (Double(n / 2) * Double(n / 2) + Double(n - n / 2) * Double(n - n / 2))
         }
     }
 
@@ -41,6 +53,18 @@ public enum SelectionRule: String, Sendable, Equatable, Codable, CaseIterable {
         case .divPrune: DivPruneSelection.select(input)
         case .dartEmbed: DARTEmbedSelection.select(input)
         case .dart: try DARTSelection.select(input)
+        case .evs: try EVSSelection.select(input)
+        case .cdPruner: CDPrunerSelection.select(input)
         }
+    }
+}
+
+/// Arithmetic the selection rules share.
+enum SelectionMath {
+    /// `cos(a, b) = a·b / max(‖a‖‖b‖, 1e-8)` (torch's `cosine_similarity`).
+    static func cosine(_ a: [Double], _ b: [Double]) -> Double {
+        var dot = 0.0, na = 0.0, nb = 0.0
+        for t in a.indices { dot += a[t] * b[t]; na += a[t] * a[t]; nb += b[t] * b[t] }
+        return dot / max(na.squareRoot() * nb.squareRoot(), 1e-8)
     }
 }

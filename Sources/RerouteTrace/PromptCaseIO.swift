@@ -29,10 +29,12 @@ public enum PromptCaseIO {
         let prefix = try ints("\(g)/prefix_ids", rank: 1).values
         let suffix = try ints("\(g)/suffix_ids", rank: 1).values
         let grid = try ints("\(g)/grid", rank: 1).values
-        guard grid.count == 2 else { throw InputError(.badCase, file: path, object: "\(g)/grid", "expected [rows, cols]") }
-        // Bounded before anything multiplies them (rows · cols must not overflow).
+        guard grid.count == 2 || (grid.count == 3 && grid[0] > 1) else {
+            throw InputError(.badCase, file: path, object: "\(g)/grid", "expected [rows, cols], or [frames, rows, cols] with frames > 1 for a video")
+        }
+        // Bounded before anything multiplies them (frames · rows · cols must not overflow).
         guard grid.allSatisfy({ (1...PromptCase.maxGridSide).contains($0) }) else {
-            throw InputError(.badCase, file: path, object: "\(g)/grid", "\(grid) must be 1 ... \(PromptCase.maxGridSide) rows and columns")
+            throw InputError(.badCase, file: path, object: "\(g)/grid", "\(grid) must be 1 ... \(PromptCase.maxGridSide) frames, rows and columns")
         }
         let visual: VisualInput
         if f.exists("\(g)/visual_features") {
@@ -56,7 +58,8 @@ public enum PromptCaseIO {
             side = VisionSideInputs(clsAttention: cls.values, similarityFeatures: try matrix("\(g)/vision_side/similarity_features"))
         }
         return PromptCase(name: name, prefixTokens: prefix, suffixTokens: suffix, visual: visual,
-                          grid: ImageGrid(rows: grid[0], cols: grid[1]), positions: positions, decodeSteps: steps,
+                          grid: grid.count == 2 ? ImageGrid(rows: grid[0], cols: grid[1]) : ImageGrid(rows: grid[1], cols: grid[2], frames: grid[0]),
+                          positions: positions, decodeSteps: steps,
                           visionSide: side)
     }
 
@@ -65,7 +68,7 @@ public enum PromptCaseIO {
         try w.createGroup(g)
         try w.write("\(g)/prefix_ids", c.prefixTokens, shape: [c.prefixTokens.count])
         try w.write("\(g)/suffix_ids", c.suffixTokens, shape: [c.suffixTokens.count])
-        try w.write("\(g)/grid", [c.grid.rows, c.grid.cols], shape: [2])
+        try w.write("\(g)/grid", c.grid.shape, shape: [c.grid.shape.count])
         switch c.visual {
         case .features(let m): try w.write("\(g)/visual_features", m.values, shape: [m.rows, m.cols])
         case .embeddings(let m): try w.write("\(g)/visual_embeddings", m.values, shape: [m.rows, m.cols])

@@ -227,7 +227,7 @@ extension Trace {
             let cells = try ints("/llm/visual_grid_indices", [nil])
             if zip(cells, cells.dropFirst()).contains(where: { $0 >= $1 }) || (cells.first ?? 0) < 0 || (cells.last ?? 0) >= input.grid.count {
                 throw InputError(.badValue, file: path, object: "/llm/visual_grid_indices",
-                                 "must be strictly ascending cells of the \(input.grid.rows)x\(input.grid.cols) grid")
+                                 "must be strictly ascending cells of the \(input.grid.description) grid")
             }
             llmGrid = cells
         }

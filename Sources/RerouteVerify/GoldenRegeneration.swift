@@ -46,11 +46,12 @@ public enum GoldenRegeneration {
         for model in try plan(set, modelsRoot: modelsRoot) {
             let weights = try ModelWeights.load(directory: model.directory)
             let decoder = ReferenceDecoder(weights: weights)
-            let c = try model.built?.goldenCase(in: model.directory) ?? GoldenTraces.traceCase(for: weights, model: model.name)
+            let builtCase = try model.built?.goldenCase(in: model.directory)
             try fm.createDirectory(at: staging.appendingPathComponent(model.name), withIntermediateDirectories: true)
             for policy in model.built?.policies ?? GoldenTraces.policies(for: weights.config) {
                 let rel = GoldenTraces.relativePath(model: model.name, policy: policy.name)
                 progress("  \(rel)")
+                let c = builtCase ?? GoldenTraces.goldenCase(for: policy, weights: weights, model: model.name)
                 var trace = try TraceRecorder.record(decoder: decoder, model: model.name, case: c, policy: policy,
                                                      seed: GoldenTraces.seed, commit: "see MANIFEST.json")
                 if let built = model.built { trace = trace.keepingHiddenStates(ofRows: built.storedRows(sequenceLength: trace.sequenceLength)) }

@@ -11,24 +11,47 @@ import RerouteTrace
 public enum GoldenTraces {
     public static let seed = 20_261_125
     /// Policies with a golden trace (dense, and FastV, PDrop, Nüwa, Reroute on each, DivPrune,
-    /// DART and embedding-level DART at two budgets).
+    /// DART, embedding-level DART and CDPruner at two budgets; EVS at q = 0.5 with both
+    /// position rules).
     public static var policies: [RoutingPolicy] {
         [.dense, .fastV(), .fastV(k: 2, r: 0.75), .pyramidDrop(), .pyramidDrop(lambda: 0.25), .pyramidDropOriginalPositions()]
             + [Tier.t192, .t64].flatMap { t in
                 [RoutingPolicy.fastVRelease(tier: t), .pyramidDropRelease(tier: t), .nuwa(tier: t),
                  .rerouteFastV(tier: t), .reroutePDrop(tier: t), .rerouteNuwa(tier: t), .divPrune(tier: t), .dartEmbed(tier: t),
-                 .dart(tier: t)]
+                 .dart(tier: t), .cdPruner(tier: t)]
             }
+            + [.evs(pruningRate: 0.5), .evs(pruningRate: 0.5, recomputed: false)]
     }
     /// The golden policies for a model: all of `policies`, except that re-indexed positions
     /// are not defined for M-RoPE models (their traces keep the sliced 3-D positions), and
     /// embedding-level DART, whose engine runs M-RoPE models only, has goldens on those only;
     /// DART as published (LLaVA-1.5 and Qwen2.5-VL upstream) on the LLaMA-shaped 1-D model
     /// (no attention biases) and the M-RoPE model, which keeps the golden folder small.
+    /// EVS (a video reducer of Qwen2.5-VL) has goldens on the M-RoPE model's video case, and
+    /// CDPruner (whose engine prunes Qwen-VL images) on the M-RoPE model.
     public static func policies(for c: ModelConfig) -> [RoutingPolicy] {
         c.mropeSection == nil
-            ? policies.filter { $0.selection != .dartEmbed && !($0.selection == .dart && c.attentionBias) }
+            ? policies.filter { $0.selection != .dartEmbed && !($0.selection == .dart && c.attentionBias) && !$0.positions.requiresMultimodal
+                && $0.selection != .evs }
             : policies.filter { $0.positions != .reindexed }
+    }
+
+    /// The case of a policy's golden: the video case for video reducers (EVS), else the trace case.
+    public static func goldenCase(for policy: RoutingPolicy, weights: ModelWeights, model: String) -> PromptCase {
+        policy.selection == .evs ? videoCase(for: weights, model: model) : traceCase(for: weights, model: model)
+    }
+
+    /// The video case (`trace-video-4x3x4-mrope`): 4 prefix tokens, a video of 4 frames of 3×4
+    /// vision features (each cell of a later frame, with probability 1/2, the cell before plus
+    /// noise of 0.1, so frames repeat as a video's do), 4 suffix tokens, 3 greedy steps, the 3-D
+    /// positions of `PositionIDs.video` with temporal stride 2 (t_max = 6 > cols − 1, so
+    /// transformers' and vLLM's text positions after the video differ). Seeded by the model name
+    /// with "/video".
+    public static func videoCase(for weights: ModelWeights, model: String) -> PromptCase {
+        var rng = SplitMix64(seed: UInt64(seed) &+ fnv1a(model + "/video"))
+        return RandomCase.make(config: weights.config, name: "trace-video-4x3x4-mrope", grid: ImageGrid(rows: 3, cols: 4, frames: 4),
+                               prefix: 4, suffix: 4, visual: .features(width: weights.projector?.visionDim ?? 0), positions: .multimodal,
+                               decodeSteps: 3, similarityWidth: 16, rng: &rng)
     }
 
     /// The traces' case for a model: 4 prefix tokens, an image of vision features (so the

@@ -26,6 +26,18 @@ public func compareTraces(expected e: Trace, actual a: Trace, rules r: Compariso
     func exact<T: Equatable>(_ object: String, _ x: T, _ y: T, describe: (T) -> String = { "\($0)" }) {
         add(object, .exact, x == y, x == y ? "equal" : "expected \(clip(describe(x))), actual \(clip(describe(y)))")
     }
+    /// Positions of the same processed tokens: the first token whose ids differ, with both ids
+    /// on every axis, and how many differ.
+    func positions(_ object: String, _ x: PositionIDs, _ y: PositionIDs, tokens: [Int]) {
+        guard x != y else { return add(object, .exact, true, "equal") }
+        guard x.count == y.count, x.axisCount == y.axisCount else {
+            return add(object, .exact, false, "expected \(x.count) positions on \(x.axisCount) axes, actual \(y.count) on \(y.axisCount)")
+        }
+        let differing = (0..<x.count).filter { i in x.axes.indices.contains { x.axes[$0][i] != y.axes[$0][i] } }
+        let i = differing[0]
+        add(object, .exact, false, "\(differing.count) of \(x.count) tokens differ; first at sequence index \(tokens.indices.contains(i) ? tokens[i] : i): "
+            + "expected \(x.axes.map { $0[i] }), actual \(y.axes.map { $0[i] })")
+    }
     func structured<T: Equatable & Encodable>(_ object: String, _ x: T, _ y: T) {
         add(object, .exact, x == y, x == y ? "equal" : clip(fieldDifferences(x, y)))
     }
@@ -56,7 +68,7 @@ public func compareTraces(expected e: Trace, actual a: Trace, rules r: Compariso
     structured("/@policy", e.policy, a.policy)
     exact("/inputs/prefix_ids", e.input.prefixTokens, a.input.prefixTokens)
     exact("/inputs/suffix_ids", e.input.suffixTokens, a.input.suffixTokens)
-    exact("/inputs/grid", [e.input.grid.rows, e.input.grid.cols], [a.input.grid.rows, a.input.grid.cols])
+    exact("/inputs/grid", e.input.grid.shape, a.input.grid.shape)
     exact("/inputs/positions", e.input.positions, a.input.positions, describe: { "\($0.axes)" })
     exact("/inputs/decode_steps", e.input.decodeSteps, a.input.decodeSteps)
     func visualValues(_ c: PromptCase) -> [Float] {
@@ -118,7 +130,7 @@ public func compareTraces(expected e: Trace, actual a: Trace, rules r: Compariso
                 if stop!.layer == l { skip("/prefill/{processed,positions,hidden_states}[\(l)...]", .set, stopReason) }
             } else {
                 sets("/prefill/processed[\(l)]", e.processed[l], a.processed[l], space: "sequence indices")
-                if !items.last!.failed { exact("/prefill/positions[\(l)]", e.layerPositions[l], a.layerPositions[l]) }
+                if !items.last!.failed { positions("/prefill/positions[\(l)]", e.layerPositions[l], a.layerPositions[l], tokens: e.processed[l]) }
             }
             exact("/prefill/decode_positions[\(l)]", e.decodePositions[l], a.decodePositions[l])
             exact("/prefill/kv_length[\(l)]", e.kvLength[l], a.kvLength[l])

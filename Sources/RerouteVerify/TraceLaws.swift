@@ -178,9 +178,11 @@ public enum TraceLaws {
             let originalIndex = (0..<s).map { i in i < p ? i : i < p + n ? p + cells[i - p] : i - n + n0 }
             let llmPositions = t.input.positions.gathering(originalIndex)
             let schedule = try? t.policy.schedule(layers: layers, originalN: t.input.grid.count, llmN: n)
+            let span = p..<(p + n)
             for l in 0..<layers {
-                let reindexed = t.policy.positions == .reindexed && schedule?.stage(of: l) != nil
-                let expected = reindexed ? PositionIDs.contiguous(t.processed[l].count) : llmPositions.gathering(t.processed[l])
+                // Before the first decision every policy runs the case's own positions.
+                let rule = schedule?.stage(of: l) != nil ? t.policy.positions : .original
+                let (expected, decode) = rule.layout(active: t.processed[l], positions: llmPositions, visualSpan: span, grid: t.input.grid)
                 let actual = t.layerPositions[l]
                 if actual != expected {
                     let k = (0..<min(expected.count, actual.count)).first { expected.column($0) != actual.column($0) } ?? 0
@@ -189,7 +191,6 @@ public enum TraceLaws {
                          expected: "\(t.policy.positions.rawValue): \(k < expected.count ? "\(expected.axes.map { $0[k] })" : "none")",
                          actual: k < actual.count ? "\(actual.axes.map { $0[k] })" : "\(actual.count) positions")
                 }
-                let decode = reindexed ? t.processed[l].count : llmPositions.nextDecodePosition
                 if t.decodePositions.indices.contains(l), t.decodePositions[l] != decode {
                     fail(.positionsDeclared, "/prefill/decode_positions[\(l)]", expected: "\(decode)", actual: "\(t.decodePositions[l])")
                 }

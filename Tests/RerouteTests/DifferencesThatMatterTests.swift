@@ -36,4 +36,34 @@ import Testing
         #expect(failed.contains { $0.object == "/prefill/processed[1]" })
         #expect(failed.contains { $0.object.hasPrefix("/prefill/logits") || $0.object.hasPrefix("/decode") })
     }
+
+    /// EVS with vLLM's recomputed M-RoPE positions against the same selection with every
+    /// token's original positions, on the video case: the decisions are the same, the
+    /// positions differ from layer 0 (the first routed layer) exactly at the text after the
+    /// video, which restarts at base + cols = 8 instead of transformers' base + t_max + 1 = 11,
+    /// and so do the hidden states, the logits and the tokens.
+    @Test func evsKeptAgainstRecomputedPositions() throws {
+        let kept = try Goldens.record(.evs(pruningRate: 0.5, recomputed: false), model: "tiny-qwen2-vl")
+        let recomputed = try Goldens.record(.evs(pruningRate: 0.5), model: "tiny-qwen2-vl")
+        #expect(kept.input.grid == ImageGrid(rows: 3, cols: 4, frames: 4) && kept.input.name == "trace-video-4x3x4-mrope")
+        #expect(kept.decisions.map(\.kept) == recomputed.decisions.map(\.kept) && kept.decisions[0].kept.count == 24)
+        #expect(kept.decisions[0].kept.prefix(12) == ArraySlice(0..<12), "all of frame 0")
+        let v = compareTraces(expected: kept, actual: recomputed, rules: .reference)
+        let failed = v.findings.filter(\.failed)
+        #expect(!failed.contains { $0.object.contains("/decisions") })
+        let suffix = Array((kept.sequenceLength - 4)..<kept.sequenceLength)
+        let first = try #require(failed.first { $0.object.hasPrefix("/prefill/positions[") })
+        #expect(first.object == "/prefill/positions[0]")
+        #expect(first.summary.contains("4 of 32 tokens differ; first at sequence index \(suffix[0]): expected [11, 11, 11], actual [8, 8, 8]"))
+        for l in 0..<kept.config.layers {
+            let p = kept.processed[l]
+            for (k, token) in p.enumerated() {
+                let a = kept.layerPositions[l].axes.map { $0[k] }, b = recomputed.layerPositions[l].axes.map { $0[k] }
+                #expect((a == b) == !suffix.contains(token), "layer \(l) token \(token): \(a) vs \(b)")
+            }
+        }
+        #expect(failed.contains { $0.object == "/prefill/decode_positions[0]" && $0.summary == "expected 15, actual 12" })
+        #expect(failed.contains { $0.object == "/prefill/hidden_states[1]" })
+        #expect(failed.contains { $0.object == "/prefill/logits" })
+    }
 }

@@ -35,6 +35,7 @@ import Testing
     /// not remap, its decisions are spread over 1 ..< layers instead (dropping what does not fit).
     static func adapt(_ p: RoutingPolicy, layers: Int, mrope: Bool = false) -> RoutingPolicy? {
         if mrope, p.positions == .reindexed { return nil }  // re-indexing is 1-D only (SPEC.md §4)
+        if !mrope, p.positions.requiresMultimodal { return nil }  // the recomputed M-RoPE rules are 3-D only
         if (try? p.schedule(layers: layers, originalN: 16, llmN: 16)) != nil { return p }
         let count = min(p.decisionLayers.count, layers - 1)
         guard count > 0 else { return nil }

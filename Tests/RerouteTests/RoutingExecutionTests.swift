@@ -78,7 +78,8 @@ import Testing
 /// Executing policies in the reference decoder: the laws of SPEC.md §8 on random models
 /// and cases (seeds from `TestSeeds`: a failure names its seed, REROUTE_SEED replays it).
 @Suite struct RoutingLawTests {
-    static let policies: [RoutingPolicy] = PolicyCatalog.all.filter { $0.visionStage == nil }
+    /// The 1-D cases here exclude the rules defined for 3-D positions only (EVSTests and CDPrunerTests check them).
+    static let policies: [RoutingPolicy] = PolicyCatalog.all.filter { $0.visionStage == nil && !$0.positions.requiresMultimodal }
 
     /// A random model of 8 to 12 layers (so the 32-layer schedules remap) and a random case.
     static func world(_ seed: UInt64) -> (ReferenceDecoder, PromptCase) {
@@ -127,6 +128,8 @@ import Testing
                         #expect(plan.decodePosition == plan.active.count)
                     case .reindexed:
                         #expect(plan.positions == llm.positions)
+                    case .textAfterGridWidth, .textAfterKeptMax:
+                        Issue.record("\(policy.name): a 3-D rule on a 1-D case")
                     }
                 }
                 for d in record.decisions {
@@ -136,11 +139,13 @@ import Testing
                     #expect(Set(d.kept).union(d.deferred) == Set(d.candidates))
                     #expect(d.kept.count == min(d.budget, d.candidates.count))
                     // Attention scores are probabilities; DivPrune's cosine distances, in [0, 2];
-                    // DART's negated cosines, or 2 for a pivot (up to rounding).
+                    // DART's negated cosines, or 2 for a pivot (up to rounding); EVS's dissimilarities.
                     let (low, top): (Double, Double) = switch record.policy.selection {
                     case nil: (0, 1)
                     case .divPrune: (-1e-12, 2 + 1e-12)
                     case .dartEmbed, .dart: (-1 - 1e-12, 2)
+                    case .evs: (0, 255)  // 1 − cos, or 255 for frame 0
+                    case .cdPruner: (-Double(Float.greatestFiniteMagnitude), 2)  // DPP gains
                     }
                     #expect(d.scores.count == d.candidates.count && d.scores.allSatisfy { $0 >= low && $0 <= top })
                     // The decision is what the layer executes.

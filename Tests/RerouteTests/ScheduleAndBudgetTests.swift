@@ -151,12 +151,15 @@ import Testing
     @Test(arguments: PolicyCatalog.names.filter { $0 != "dense" })
     func calculatorMatchesTheRequests(policy name: String) throws {
         let policy = try #require(PolicyCatalog.named(name))
-        let config = ModelConfig(family: .llama, hiddenSize: 32, layers: 8, heads: 4, kvHeads: 2, intermediateSize: 48, rmsNormEps: 1e-5,
-                                 ropeTheta: 10000, vocabSize: 50, tieWordEmbeddings: false)
+        // The recomputed M-RoPE rules run on an M-RoPE model and 3-D positions.
+        let mrope = policy.positions.requiresMultimodal
+        let config = ModelConfig(family: mrope ? .qwen2 : .llama, hiddenSize: 32, layers: 8, heads: 4, kvHeads: 2, intermediateSize: 48,
+                                 rmsNormEps: 1e-5, ropeTheta: 10000, vocabSize: 50, tieWordEmbeddings: false,
+                                 mropeSection: mrope ? [1, 1, 2] : nil)
         let weights = RandomModel.weights(config, visionDim: 8, seed: 3)
         // Features through the projector, so Nüwa's vision-side stage can run.
         let c = RandomCase.make(config: config, name: "costs", grid: ImageGrid(rows: 6, cols: 6), prefix: 5, suffix: 2,
-                                visual: .features(width: 8), decodeSteps: 0, seed: 4)
+                                visual: .features(width: 8), positions: mrope ? .multimodal : .contiguous, decodeSteps: 0, seed: 4)
         let decoder = Recording(base: FastDecoder(weights: weights))
         _ = try RoutedPrefill.run(decoder: decoder, case: c, policy: policy)
         let costs = try BudgetCalculator.scoringCosts(config: config, policy: policy, textTokens: 7, grid: c.grid)

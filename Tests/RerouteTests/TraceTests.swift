@@ -26,7 +26,7 @@ enum Goldens {
     /// A fresh reference trace of `policy` on the tiny LLaMA's golden case.
     static func record(_ policy: RoutingPolicy, model: String = "tiny-llama", forced: [Int: [Int]] = [:]) throws -> Trace {
         let d = try #require(decoders[model])
-        return try TraceRecorder.record(decoder: d, model: model, case: GoldenTraces.traceCase(for: d.weights, model: model),
+        return try TraceRecorder.record(decoder: d, model: model, case: GoldenTraces.goldenCase(for: policy, weights: d.weights, model: model),
                                         policy: policy, seed: 1, forcedKept: forced)
     }
 }
@@ -36,14 +36,17 @@ enum Goldens {
     @Test func manifestListsEveryFileWithItsHash() throws {
         let m = try #require(Goldens.manifest)
         #expect(m.problems(in: Goldens.traces).isEmpty)
-        // Both 1-D models carry every policy but embedding-level DART's two, and the one with
-        // attention biases not DART's two; the M-RoPE model all but the re-indexed ones
-        // (PDrop's two and DivPrune's two).
+        // Both 1-D models carry every policy but embedding-level DART's, EVS's and CDPruner's
+        // two, and the one with attention biases not DART's two; the M-RoPE model all but the
+        // re-indexed ones (PDrop's two and DivPrune's two).
         let reindexed = GoldenTraces.policies.filter { $0.positions == .reindexed }.count
         let mropeOnly = GoldenTraces.policies.filter { $0.selection == .dartEmbed }.count
         let dart = GoldenTraces.policies.filter { $0.selection == .dart }.count
-        #expect(reindexed == 4 && mropeOnly == 2 && dart == 2)
-        #expect(m.files.count == 3 * GoldenTraces.policies.count - reindexed - 2 * mropeOnly - dart)
+        let evs = GoldenTraces.policies.filter { $0.selection == .evs }.count
+        let cdpruner = GoldenTraces.policies.filter { $0.selection == .cdPruner }.count
+        #expect(reindexed == 4 && mropeOnly == 2 && dart == 2 && evs == 2 && cdpruner == 2)
+        #expect(m.files.count == 3 * GoldenTraces.policies.count - reindexed - 2 * mropeOnly - dart - 2 * evs - 2 * cdpruner)
+        #expect(m.files.filter { $0.policy.hasPrefix("evs-") }.map(\.case) == ["trace-video-4x3x4-mrope", "trace-video-4x3x4-mrope"])
         #expect(m.files.filter { $0.policy.hasPrefix("dart-1") || $0.policy.hasPrefix("dart-6") }.map(\.model).sorted()
             == ["tiny-llama", "tiny-llama", "tiny-qwen2-vl", "tiny-qwen2-vl"])
         #expect(Set(m.files.map(\.model)) == ["tiny-llama", "tiny-qwen2", "tiny-qwen2-vl"])

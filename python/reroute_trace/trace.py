@@ -262,7 +262,7 @@ def _case_name(v: Any) -> str | None:
 
 _QUERIES = {"lastToken", "lastInstructionToken", "lastRows"}
 _ATTENTION = {"producedByPreviousLayer", "decisionLayerInput"}
-_SELECTIONS = {"divprune", "dart-embed", "dart"}  # SelectionRule's cases
+_SELECTIONS = {"divprune", "dart-embed", "dart", "evs", "cdpruner"}  # SelectionRule's cases
 
 
 def _matching_ok(m: Any) -> bool:
@@ -298,7 +298,7 @@ def validate_policy(p: Any, path: str) -> dict[str, Any]:
         raise bad_json("missing or mistyped key 'action'")
     if not _matching_ok(p.get("budgetMatching")):
         raise bad_json("missing or mistyped key 'budgetMatching'")
-    if p["countRule"] not in ("floor", "floorAtLeastOne", "round", "ceil", "dartPivotQuota") or p["positions"] not in ("original", "reindexed"):
+    if p["countRule"] not in ("floor", "floorAtLeastOne", "round", "ceil", "dartPivotQuota", "roundHalfAway") or p["positions"] not in ("original", "reindexed", "textAfterGridWidth", "textAfterKeptMax"):
         raise bad_json("countRule or positions is not one of its cases")
     if not all(_is(x, int) for x in p["decisionLayers"]) or not all(_is(x, float) for x in p["keepRatios"]):
         raise bad_json("decisionLayers must be integers and keepRatios numbers")
@@ -362,8 +362,9 @@ def validate_policy(p: Any, path: str) -> dict[str, Any]:
             raise bad(f"keep ratio {_num(r)} outside [0, 1]")
     action = p["action"]
     route = _case_name(action) == "route"
-    if p["positions"] == "reindexed" and _case_name(action) != "delete":
-        raise bad("re-indexed positions need the delete action (routed tokens keep theirs)")
+    if p["positions"] != "original" and _case_name(action) != "delete":
+        kind = "re-indexed" if p["positions"] == "reindexed" else "recomputed"
+        raise bad(f"{kind} positions need the delete action (routed tokens keep theirs)")
     if last_rows is not None and last_rows < 1:
         raise bad(f"lastRows({last_rows})")
     monotonic = bool(action["route"].get("monotonic", False)) if route and isinstance(action, dict) else False
@@ -394,10 +395,10 @@ def _read_inputs(f: _File, g: str = "/inputs") -> dict[str, np.ndarray]:
     out["prefix_ids"] = ints(f"{g}/prefix_ids", 1)
     out["suffix_ids"] = ints(f"{g}/suffix_ids", 1)
     grid = ints(f"{g}/grid", 1)
-    if grid.size != 2:
-        raise TraceError(path, f"{g}/grid", "bad case", "expected [rows, cols]")
+    if not (grid.size == 2 or (grid.size == 3 and int(grid[0]) > 1)):
+        raise TraceError(path, f"{g}/grid", "bad case", "expected [rows, cols], or [frames, rows, cols] with frames > 1 for a video")
     if not all(1 <= int(x) <= S.MAX_GRID_SIDE for x in grid):
-        raise TraceError(path, f"{g}/grid", "bad case", f"{_fmt(grid)} must be 1 ... {S.MAX_GRID_SIDE} rows and columns")
+        raise TraceError(path, f"{g}/grid", "bad case", f"{_fmt(grid)} must be 1 ... {S.MAX_GRID_SIDE} frames, rows and columns")
     out["grid"] = grid
     if f.exists(f"{g}/visual_features"):
         out["visual_features"] = matrix(f"{g}/visual_features")
@@ -419,18 +420,27 @@ def _read_inputs(f: _File, g: str = "/inputs") -> dict[str, np.ndarray]:
     return out
 
 
+def grid_description(grid: np.ndarray) -> str:
+    """ImageGrid.description: ``ROWSxCOLS``, or ``FRAMESxROWSxCOLS`` for a video."""
+    return "x".join(str(int(x)) for x in grid)
+
+
 def validate_case(inputs: dict[str, np.ndarray], cfg: dict[str, Any], path: str) -> None:
     """PromptCase.validate against the trace's own config (the projector is not known here)."""
     def bad(obj: str, why: str) -> TraceError:
         return TraceError(path, obj, "bad case", why)
-    rows, cols = (int(x) for x in inputs["grid"])
+    shape = [int(x) for x in inputs["grid"]]
+    frames, rows, cols = (shape if len(shape) == 3 else [1] + shape)
+    grid_name, cells = grid_description(inputs["grid"]), frames * rows * cols
     visual = inputs.get("visual_features", inputs.get("visual_embeddings"))
     assert visual is not None
     n = visual.shape[0]
     prefix, suffix = inputs["prefix_ids"], inputs["suffix_ids"]
     steps = int(inputs["decode_steps"])
-    if not (1 <= rows <= S.MAX_GRID_SIDE and 1 <= cols <= S.MAX_GRID_SIDE):
-        raise bad("grid", f"{rows}x{cols} must be 1 ... {S.MAX_GRID_SIDE} rows and columns")
+    if not (1 <= rows <= S.MAX_GRID_SIDE and 1 <= cols <= S.MAX_GRID_SIDE and 1 <= frames <= S.MAX_GRID_SIDE):
+        raise bad("grid", f"{grid_name} must be 1 ... {S.MAX_GRID_SIDE} frames, rows and columns")
+    if cells > S.MAX_SEQUENCE_LENGTH:
+        raise bad("grid", f"{grid_name} holds more than {S.MAX_SEQUENCE_LENGTH} tokens")
     if steps > S.MAX_DECODE_STEPS:
         raise bad("decode_steps", f"{steps} exceeds the supported {S.MAX_DECODE_STEPS}")
     if len(prefix) > S.MAX_SEQUENCE_LENGTH or len(suffix) > S.MAX_SEQUENCE_LENGTH or len(prefix) + len(suffix) + n > S.MAX_SEQUENCE_LENGTH:
@@ -439,12 +449,12 @@ def validate_case(inputs: dict[str, np.ndarray], cfg: dict[str, Any], path: str)
         raise bad("visual", "a case needs at least one visual token")
     if len(suffix) == 0:
         raise bad("suffix_ids", "a case needs at least one text token after the image (the scoring query)")
-    if rows * cols != n:
-        raise bad("grid", f"{rows}x{cols} does not hold the {n} visual tokens")
+    if cells != n:
+        raise bad("grid", f"{grid_name} does not hold the {n} visual tokens")
     if "vision_side/cls_attention" in inputs:
         cls, sim = inputs["vision_side/cls_attention"], inputs["vision_side/similarity_features"]
-        if len(cls) != rows * cols or sim.shape[0] != rows * cols:
-            raise bad("vision_side", f"CLS attention and similarity features need one row per grid cell ({rows * cols})")
+        if len(cls) != cells or sim.shape[0] != cells:
+            raise bad("vision_side", f"CLS attention and similarity features need one row per grid cell ({cells})")
         if not (np.isfinite(cls).all() and np.isfinite(sim).all()):
             raise TraceError(path, "vision_side", "bad value", "contains NaN or Inf")
     vocab = cfg["vocabSize"]
@@ -581,13 +591,13 @@ def _read(f: _File, path: str) -> TraceDict:
             raise TraceError(path, "/prefill/positions", "bad value", f"layer {l}: position {int(used[np.argmax(badp)])} for a processed token")
     prefill["processed"] = mask.astype(np.uint8)
     prefill["positions"] = pos
-    grid_count = int(inputs["grid"][0]) * int(inputs["grid"][1])
+    grid_count = int(np.prod([int(x) for x in inputs["grid"]]))
     llm: dict[str, np.ndarray] = {}
     if f.exists("/llm/visual_grid_indices"):
         cells = ints("/llm/visual_grid_indices", [None])
         if (np.diff(cells) <= 0).any() or (len(cells) and (cells[0] < 0 or cells[-1] >= grid_count)):
             raise TraceError(path, "/llm/visual_grid_indices", "bad value",
-                             f"must be strictly ascending cells of the {int(inputs['grid'][0])}x{int(inputs['grid'][1])} grid")
+                             f"must be strictly ascending cells of the {grid_description(inputs['grid'])} grid")
         llm["visual_grid_indices"] = cells
     visual = inputs.get("visual_features", inputs.get("visual_embeddings"))
     assert visual is not None

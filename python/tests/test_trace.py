@@ -42,7 +42,8 @@ def test_compact_goldens_store_the_first_and_last_rows_at_every_layer():
 
 
 @pytest.mark.parametrize("rel", ["traces/tiny-llama/reroute-fastv-64.h5", "traces/tiny-qwen2/reroute-nuwa-64.h5",
-                                 "traces/tiny-qwen2-vl/reroute-fastv-64.h5", "trained/smollm2-135m-instruct/pdrop-release-192.h5"])
+                                 "traces/tiny-qwen2-vl/reroute-fastv-64.h5", "trained/smollm2-135m-instruct/pdrop-release-192.h5",
+                                 "traces/tiny-qwen2-vl/evs-50.h5"])
 def test_copy_is_identical_for_both_readers(rel, tmp_path, reroute):
     out = tmp_path / "copy.h5"
     write_trace(str(out), read_trace(str(GOLDEN / rel)))
@@ -150,6 +151,25 @@ MUTATIONS = {
     "logits_null_dataspace": lambda f: _replace(f, "prefill/logits", h5py.Empty("f4")),
     "decode_kv_length": lambda f: _set(f, "decode/kv_length", lambda v: v.__setitem__(0, -5)),
 }
+
+
+#: Mutations of a video trace's grid (`[frames, rows, cols]`).
+VIDEO_MUTATIONS = {
+    "video_one_frame": lambda f: _set(f, "inputs/grid", lambda v: v.__setitem__(0, 1)),
+    "video_frames_mismatch": lambda f: _set(f, "inputs/grid", lambda v: v.__setitem__(0, v[0] + 1)),
+    "video_frames_too_many": lambda f: _set(f, "inputs/grid", lambda v: v.__setitem__(0, 5000)),
+    "video_grid_four_numbers": lambda f: _replace(f, "inputs/grid", np.array([2, 2, 3, 4], dtype=np.int64)),
+}
+
+
+@pytest.mark.parametrize("name", sorted(VIDEO_MUTATIONS))
+def test_malformed_video_grids_are_refused_by_both_readers_with_one_message(name, copy_of, reroute):
+    path = copy_of("traces/tiny-qwen2-vl/evs-50.h5")
+    with h5py.File(path, "r+") as f:
+        VIDEO_MUTATIONS[name](f)
+    with pytest.raises(TraceError) as e:
+        read_trace(str(path))
+    assert str(e.value) == _swift_message(reroute, path)
 
 
 #: Mutations of a compact trace (hidden states of some rows only).

@@ -55,12 +55,7 @@ enum DARTSelection {
 
 /// DART's greedy pass over pivots, shared by DART and its embedding-level variant.
 enum DARTPivotGreedy {
-    /// `cos(a, b) = a·b / max(‖a‖‖b‖, 1e-8)` (torch's `cosine_similarity`).
-    static func cosine(_ a: [Double], _ b: [Double]) -> Double {
-        var dot = 0.0, na = 0.0, nb = 0.0
-        for t in a.indices { dot += a[t] * b[t]; na += a[t] * a[t]; nb += b[t] * b[t] }
-        return dot / max(na.squareRoot() * nb.squareRoot(), 1e-8)
-    }
+    static func cosine(_ a: [Double], _ b: [Double]) -> Double { SelectionMath.cosine(a, b) }
 
     /// The `m` rows of largest L1 norm, largest first, ties to the lower index.
     static func largestL1(_ rows: [[Double]], _ m: Int) -> [Int] {
