@@ -54,6 +54,10 @@ let package = Package(
         .target(name: "DARTStyleAdapter", dependencies: ["RerouteRouting", "RerouteFixtures"], path: "Examples/DARTStyleAdapter/Sources/DARTStyleAdapter"),
         .executableTarget(name: "dart-style-conform", dependencies: ["DARTStyleAdapter", "RerouteConformance"],
                           path: "Examples/DARTStyleAdapter/Sources/dart-style-conform"),
+        // A worked example of a merging adapter (a merge before the LLM), against the public API only.
+        .target(name: "MergingAdapter", dependencies: ["RerouteModel", "RerouteRouting"], path: "Examples/MergingAdapter/Sources/MergingAdapter"),
+        .executableTarget(name: "merging-conform", dependencies: ["MergingAdapter", "RerouteConformance"],
+                          path: "Examples/MergingAdapter/Sources/merging-conform"),
         // A counting allocator (forwards to glibc's) linked into `reroute` so bench and time can
         // report heap allocations per run of every thread and library.
         .target(name: "CRerouteAllocationCounter"),
@@ -75,7 +79,7 @@ let package = Package(
             name: "RerouteTests",
             dependencies: [
                 "RerouteModel", "RerouteFixtures", "RerouteHDF5", "RerouteReference", "RerouteFast", "RerouteRouting", "RerouteTrace",
-                "RerouteVerify", "RerouteConformance", "DARTStyleAdapter",
+                "RerouteVerify", "RerouteConformance", "DARTStyleAdapter", "MergingAdapter",
                 "RerouteBench",  // the machine probes (FMA peak loop)
                 "RerouteCommands",  // the argument surface in-process
                 "RerouteCLI",  // built so the end-to-end tests can run the `reroute` binary

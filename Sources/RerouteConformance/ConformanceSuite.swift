@@ -92,10 +92,11 @@ struct ConformanceRun<A: PrunerAdapter> {
         }
     }
 
-    /// A run that threw: an invalid selection breaks well-formedness, anything else the law at hand.
+    /// A run that threw: an invalid selection breaks well-formedness (an invalid merge before
+    /// the LLM, merges-declared), anything else the law at hand.
     mutating func threw(_ error: Error, law: ConformanceLaw, input: String) {
         let target: ConformanceLaw
-        if case RoutingError.badSelection = error { target = .decisionsWellFormed } else { target = law }
+        if case RoutingError.badSelection(_, let layer, _) = error { target = layer < 0 ? .mergesDeclared : .decisionsWellFormed } else { target = law }
         record(target, LawFailure(input: input, location: "run", expected: "the run completes", actual: "threw: \(error)"))
     }
 
@@ -217,6 +218,7 @@ struct ConformanceRun<A: PrunerAdapter> {
                 continue
             }
             if firstRun == nil { firstRun = (m, seed, ref) }
+            checkMerges(c, ref, reference, input: input)
             absorb(TraceLaws.check(ref, capabilities: caps, input: input + ", reference"))
             absorb(TraceLaws.check(fst, capabilities: caps, input: input + ", fast"))
             let subject = adapter
@@ -342,6 +344,39 @@ struct ConformanceRun<A: PrunerAdapter> {
         } catch { threw(error, law: .equalScores, input: input) }
     }
 
+    /// merges-declared: the plan is well formed and is what the LLM received (the reference
+    /// decoder's embedded input of the declared case, bit for bit, and the cells' positions).
+    mutating func checkMerges(_ c: PromptCase, _ t: Trace, _ reference: ReferenceDecoder, input: String) {
+        do {
+            let budget = adapter.mergeBudget(grid: c.grid)
+            guard let plan = try adapter.mergeBeforeLLM(MergeInput(visual: c.visual, grid: c.grid, visionSide: c.visionSide, budget: budget))
+            else { return }
+            func fail(_ at: String, _ expected: String, _ actual: String) {
+                record(.mergesDeclared, LawFailure(input: input, location: at, expected: expected, actual: actual))
+            }
+            if let problem = plan.problem(grid: c.grid, budget: budget) { return fail("merge before the LLM", "a well-formed plan", problem) }
+            guard (t.llmGridIndices ?? Array(0..<c.grid.count)) == plan.cells else {
+                return fail("/llm/visual_grid_indices", "the placement cells \(plan.cells.prefix(12))", "\(t.llmGridIndices?.prefix(12).description ?? "every cell")")
+            }
+            let declared = try plan.apply(to: c)
+            let p = c.prefixTokens.count, rows = (0..<plan.tokens.count).map { p + $0 }
+            let embedded = reference.hiddenStates(entering: 0, rows: rows, state: try reference.begin(declared, kvCapacity: nil))
+            for (i, row) in rows.enumerated() where embedded[i].map(Float.init) != t.hiddenStates[0][row] {
+                return fail("/prefill/hidden_states[0] token at cell \(plan.cells[i])", "the declared combination of \(plan.tokens[i].sources.count) cells",
+                            "another vector")
+            }
+            let column = Dictionary(uniqueKeysWithValues: t.processed[0].enumerated().map { ($1, $0) })
+            for (i, row) in rows.enumerated() {
+                guard let k = column[row] else { continue }  // not processed by layer 0 (a decision there)
+                let got = t.layerPositions[0].axes.map { $0[k] }, want = c.positions.axes.map { $0[p + plan.cells[i]] }
+                if t.policy.decisionLayers.first != 0, got != want {
+                    return fail("/prefill/positions[0] token at cell \(plan.cells[i])", "\(want)", "\(got)")
+                }
+            }
+            record(.mergesDeclared, nil)
+        } catch { threw(error, law: .mergesDeclared, input: input) }
+    }
+
     // MARK: Report
 
     func report() -> ConformanceReport {
@@ -365,6 +400,7 @@ struct ConformanceRun<A: PrunerAdapter> {
         case .noReadmission: "non-monotonic routing re-admits by design"
         case .equalScores: caps.scoresAreAttention ? "no decisions" : "the adapter's scores are not the attention scorer's"
         case .topKTieBreak: "the adapter does not claim top-k of its scores"
+        case .mergesDeclared: "the adapter merges nothing before the LLM"
         default: "nothing to check for this adapter"
         }
     }

@@ -81,23 +81,24 @@ public struct ScoringCost: Sendable, Equatable {
 public enum BudgetCalculator {
     /// Image tokens, visual tokens entering the LLM (after a vision-side stage), the schedule,
     /// and the visual tokens each layer processes.
-    static func counts(config c: ModelConfig, policy: RoutingPolicy, grid: ImageGrid) throws
+    /// `llmVisualTokens`: the visual tokens a merge before the LLM gave, when known (an
+    /// adapter's own merge); else the declared vision-side stage's K1, else every cell.
+    static func counts(config c: ModelConfig, policy: RoutingPolicy, grid: ImageGrid, llmVisualTokens: Int? = nil) throws
         -> (image: Int, llm: Int, schedule: Schedule, visual: [Int])
     {
         let n = grid.count
-        var llmN = n
-        if let stage = policy.visionStage {
-            llmN = min(stage.proposalCount(grid: grid), stage.countRule.count(of: n, ratio: stage.keepRatio))
-        }
+        let llmN = llmVisualTokens ?? policy.visionStage?.budget(grid: grid) ?? n
         let schedule = try policy.schedule(layers: c.layers, originalN: n, llmN: llmN)
         return (n, llmN, schedule, schedule.visualCounts(n: llmN, layers: c.layers))
     }
 
     /// Budget of `policy` on `config` for `textTokens` text tokens and an image `grid`.
     /// Scoring work at decision layers is not part of the budget (`scoringCosts` reports it).
+    /// `llmVisualTokens`: the visual tokens entering the LLM when an adapter's own merge gave
+    /// them (default: the declared vision-side stage's K1, else every cell).
     public static func report(config c: ModelConfig, policy: RoutingPolicy, textTokens: Int, grid: ImageGrid,
-                              bytesPerElement: Int = 2) throws -> BudgetReport {
-        let (n, llmN, _, visual) = try counts(config: c, policy: policy, grid: grid)
+                              bytesPerElement: Int = 2, llmVisualTokens: Int? = nil) throws -> BudgetReport {
+        let (n, llmN, _, visual) = try counts(config: c, policy: policy, grid: grid, llmVisualTokens: llmVisualTokens)
         return report(config: c, policy: policy.name, matching: policy.budgetMatching, textTokens: textTokens, visualTokens: visual,
                       imageTokens: n, llmVisualTokens: llmN, bytesPerElement: bytesPerElement)
     }

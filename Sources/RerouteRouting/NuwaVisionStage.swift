@@ -13,7 +13,8 @@ import RerouteModel
 /// 3. Anchors with `m ≥ quantile_q(m[anchors])` (linear interpolation, as torch.quantile)
 ///    keep only their own entry. Rows are divided by `Σ_j W[a, j] + 1e-8`; then the self
 ///    weight is set to 1 (LLaVA code; `selfWeightReset`).
-/// 4. Token a = `Σ_j W[a, j] x_j` over the patch features x (rounded to f32), then the projector.
+/// 4. Token a = `Σ_j W[a, j] x_j` over the patch features x (rounded to f32), then the projector:
+///    a merge before the LLM (`MergePlan`, SPEC.md §8.16) placed at the anchor's cell.
 /// Ties in every top-k break by value descending, then grid index ascending.
 public struct NuwaVisionStage: Sendable, Equatable, Codable {
     public var keepRatio: Double
@@ -45,6 +46,21 @@ public struct NuwaVisionStage: Sendable, Equatable, Codable {
 
     /// Anchor selection and aggregation on one image.
     public func select(features x: Matrix, inputs: VisionSideInputs, grid: ImageGrid) throws -> Result {
+        let (plan, high) = try mergePlanAndHighAttention(features: x, inputs: inputs, grid: grid)
+        return Result(anchors: plan.cells, highAttention: high, features: plan.apply(to: x))
+    }
+
+    /// Stage 1 as a merge before the LLM (SPEC.md §8.16): one token per anchor, placed at the
+    /// anchor's cell, combining the patches with non-zero weight `W[a, j]` (steps 2–3); a
+    /// high-attention anchor combines only itself.
+    public func mergePlan(features x: Matrix, inputs: VisionSideInputs, grid: ImageGrid) throws -> MergePlan {
+        try mergePlanAndHighAttention(features: x, inputs: inputs, grid: grid).plan
+    }
+
+    /// The most tokens stage 1 gives on `grid`: K1, at most the region proposals.
+    public func budget(grid: ImageGrid) -> Int { min(proposalCount(grid: grid), countRule.count(of: grid.count, ratio: keepRatio)) }
+
+    func mergePlanAndHighAttention(features x: Matrix, inputs: VisionSideInputs, grid: ImageGrid) throws -> (plan: MergePlan, high: [Int]) {
         let n = grid.count
         guard !grid.isVideo else { throw RoutingError.badInput("Nüwa stage 1 is defined for one image; this case is a \(grid.description) video") }
         guard x.rows == n, inputs.clsAttention.count == n, inputs.similarityFeatures.rows == n else {
@@ -74,8 +90,7 @@ public struct NuwaVisionStage: Sendable, Equatable, Codable {
         // 3. High-attention anchors by quantile.
         let threshold = Self.quantile(anchors.map { m[$0] }, penaltyQuantile)
         let high = Set(anchors.filter { m[$0] >= threshold })
-        var out: [Float] = []
-        out.reserveCapacity(anchors.count * x.cols)
+        var tokens: [MergedToken] = []
         for a in anchors {
             var w = [Double](repeating: 0, count: n)
             let (ra, ca) = (a / grid.cols, a % grid.cols)
@@ -88,14 +103,11 @@ public struct NuwaVisionStage: Sendable, Equatable, Codable {
             let total = w.reduce(0, +) + 1e-8
             for j in 0..<n { w[j] /= total }
             if selfWeightReset { w[a] = 1 }
-            for e in 0..<x.cols {
-                var acc = 0.0
-                for j in 0..<n where w[j] != 0 { acc += w[j] * Double(x[j, e]) }
-                out.append(Float(acc))
-            }
+            // 4. Token a = Σ_j W[a, j] x_j over the patches of non-zero weight (MergePlan.apply).
+            let sources = (0..<n).filter { w[$0] != 0 }
+            tokens.append(MergedToken(cell: a, sources: sources, weights: sources.map { w[$0] }))
         }
-        return Result(anchors: anchors, highAttention: anchors.filter { high.contains($0) },
-                      features: Matrix(rows: anchors.count, cols: x.cols, values: out))
+        return (MergePlan(tokens: tokens), anchors.filter { high.contains($0) })
     }
 
     /// The LLM-side case: aggregated features of the anchors, their grid cells, and the
@@ -104,14 +116,7 @@ public struct NuwaVisionStage: Sendable, Equatable, Codable {
         guard case .features(let x) = c.visual else { throw RoutingError.badInput("Nüwa stage 1 needs vision features, not embeddings") }
         guard let inputs = c.visionSide else { throw RoutingError.badInput("Nüwa stage 1 needs the case's vision-side inputs") }
         guard c.visualGridIndices == nil else { throw RoutingError.badInput("Nüwa stage 1 needs the full image") }
-        let r = try select(features: x, inputs: inputs, grid: c.grid)
-        let p = c.prefixTokens.count
-        let kept = Array(0..<p) + r.anchors.map { p + $0 } + Array((p + c.visual.count)..<c.sequenceLength)
-        var out = c
-        out.visual = .features(r.features)
-        out.visualGridIndices = r.anchors
-        out.positions = c.positions.gathering(kept)
-        return out
+        return try mergePlan(features: x, inputs: inputs, grid: c.grid).apply(to: c)
     }
 
     /// Number of region proposals on `grid`: each 2×2 region (smaller at odd edges) proposes

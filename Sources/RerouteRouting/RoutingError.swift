@@ -4,7 +4,8 @@ public enum RoutingError: Error, Equatable, Sendable, CustomStringConvertible {
     case nanScore(layer: Int, index: Int)
     case badSchedule(String)
     case badInput(String)
-    /// An adapter's selection cannot be executed (not a subset, wrong count, unsorted, bad scores).
+    /// An adapter's selection cannot be executed (not a subset, wrong count, unsorted, bad scores);
+    /// layer −1: its merge before the LLM breaks the merge laws.
     case badSelection(adapter: String, layer: Int, String)
 
     public var description: String {
@@ -12,7 +13,9 @@ public enum RoutingError: Error, Equatable, Sendable, CustomStringConvertible {
         case .nanScore(let l, let j): "routing: NaN score for visual token \(j) at decision layer \(l)"
         case .badSchedule(let s): "routing: bad schedule: \(s)"
         case .badInput(let s): "routing: bad input: \(s)"
-        case .badSelection(let a, let l, let s): "routing: adapter '\(a)' made an invalid selection at decision layer \(l): \(s)"
+        case .badSelection(let a, let l, let s):
+            l < 0 ? "routing: adapter '\(a)' made an invalid merge before the LLM: \(s)"
+                : "routing: adapter '\(a)' made an invalid selection at decision layer \(l): \(s)"
         }
     }
 }

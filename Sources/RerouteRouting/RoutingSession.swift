@@ -258,7 +258,7 @@ public enum RoutedPrefill {
     public static func prepare<D: LayerwiseDecoder>(decoder: D, case c: PromptCase, adapter: some PrunerAdapter,
                                                     forcedKept: [Int: [Int]] = [:]) throws -> Prepared<D> {
         let policy = adapter.policy
-        let llmCase = try policy.visionStage.map { try $0.apply(to: c) } ?? c
+        let llmCase = try adapter.llmCase(for: c)
         let session = try RoutingSession(adapter: adapter, llmCase: llmCase, layers: decoder.config.layers, originalN: c.grid.count,
                                          forcedKept: forcedKept)
         let counts = session.schedule.visualCounts(n: llmCase.visual.count, layers: decoder.config.layers)

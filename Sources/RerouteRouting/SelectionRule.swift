@@ -68,3 +68,18 @@ enum SelectionMath {
         return dot / max(na.squareRoot() * nb.squareRoot(), 1e-8)
     }
 }
+
+extension RoutingPolicy {
+    /// A policy whose one decision is a selection rule (SPEC.md §8.15): decide at `layer`
+    /// (of the 32-layer reference depth) with `countRule` of `keepRatio`, delete the rest,
+    /// lay out `positions`. The scorer is a placeholder the rule never reads (a policy always
+    /// declares one: the last token's head-mean attention over the active tokens).
+    static func selecting(_ rule: SelectionRule, name: String, layer: Int, keepRatio: Double, countRule: CountRule,
+                          positions: PositionPolicy, provenance: String) -> RoutingPolicy {
+        var p = RoutingPolicy(name: name, scorer: Scorer(query: .lastToken, attention: .decisionLayerInput, heads: .mean, domain: .activeTokens),
+                              decisionLayers: [layer], keepRatios: [keepRatio], countRule: countRule, action: .delete, positions: positions)
+        p.selection = rule
+        p.provenance = provenance
+        return p
+    }
+}

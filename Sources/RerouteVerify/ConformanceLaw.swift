@@ -25,6 +25,7 @@ public enum ConformanceLaw: String, Sendable, CaseIterable, Codable {
     case oneVisualToken = "one-visual-token"
     case equalScores = "equal-scores"
     case budgetZeroAndFull = "budget-zero-and-full"
+    case mergesDeclared = "merges-declared"
 
     /// What the law states.
     public var statement: String {
@@ -77,6 +78,8 @@ public enum ConformanceLaw: String, Sendable, CaseIterable, Codable {
             "When all scores are equal (a model with uniform attention), the first k candidates by index are kept."
         case .budgetZeroAndFull:
             "Keep ratios 0 (count rule ⌊·⌋) and 1 run and satisfy every trace law; ratio 0 processes no visual token after the decision, ratio 1 processes all."
+        case .mergesDeclared:
+            "A merge before the LLM is well formed (at most its budget of tokens, placement cells ascending, sources ascending cells of the grid, weights finite, ≥ 0, not all 0), and the LLM sees exactly the declared tokens: at their cells, each the declared combination bit for bit, with the position ids of its cell; every other cell is in no token."
         }
     }
 

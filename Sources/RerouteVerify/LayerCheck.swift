@@ -81,7 +81,7 @@ public enum LayerCheck {
     static func decision(at l: Int, index t: Int, fast: Trace, weights: ModelWeights, case c: PromptCase, adapter: some PrunerAdapter,
                          rules: ComparisonRules) throws -> [Finding] {
         let policy = adapter.policy
-        let llmCase = try policy.visionStage.map { try $0.apply(to: c) } ?? c
+        let llmCase = try adapter.llmCase(for: c)
         var forced = fast.forcedRoutes
         forced[l] = nil
         var session = try RoutingSession(adapter: adapter, llmCase: llmCase, layers: weights.config.layers, originalN: c.grid.count,

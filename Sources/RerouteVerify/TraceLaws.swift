@@ -125,8 +125,11 @@ public enum TraceLaws {
             for l in 0..<layers where processedVisual[l].count != declared[l] {
                 fail(.scheduleExecuted, "layer \(l)", expected: "\(declared[l]) visual tokens", actual: "\(processedVisual[l].count)")
             }
+            // A declared vision-side stage's K1 is checked; an adapter's own merge is checked by
+            // merges-declared, so its token count is taken from the trace.
             let report = try BudgetCalculator.report(config: t.config, policy: t.policy, textTokens: p + q, grid: t.input.grid,
-                                                     bytesPerElement: t.budget.bytesPerElement)
+                                                     bytesPerElement: t.budget.bytesPerElement,
+                                                     llmVisualTokens: t.policy.visionStage == nil ? n : nil)
             if report.layers != t.budget.layers || report.llmVisualTokens != t.budget.llmVisualTokens {
                 let l = Array(zip(report.layers, t.budget.layers)).firstIndex { $0 != $1 } ?? 0
                 fail(.budgetDeclared, "/budget (layer \(l))", expected: describe(report.layers.indices.contains(l) ? report.layers[l] : nil),

@@ -27,7 +27,8 @@ public enum TraceRecorder {
         let prefill = decoder.prefillOutputs(state)
         let decode = decoder.greedyDecode(&state, steps: c.decodeSteps)
         let budget = try BudgetCalculator.report(config: decoder.config, policy: policy,
-                                                 textTokens: c.prefixTokens.count + c.suffixTokens.count, grid: c.grid)
+                                                 textTokens: c.prefixTokens.count + c.suffixTokens.count, grid: c.grid,
+                                                 llmVisualTokens: record.llmCase.visual.count)
         return Trace(
             provenance: TraceProvenance(producerCommit: commit, decoder: decoder.name, mode: forcedKept.isEmpty ? .free : .lockstep,
                                         model: model, seed: seed, isa: decoder.vectorPath),

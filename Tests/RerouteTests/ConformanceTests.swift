@@ -1,5 +1,6 @@
 import DARTStyleAdapter
 import Foundation
+import MergingAdapter
 import RerouteConformance
 import RerouteModel
 import RerouteRouting
@@ -29,6 +30,26 @@ enum BrokenAdapters {
             let k = min(input.candidates.count, input.budget + 1)
             return Selection(kept: try selectTopK(candidates: input.candidates, scores: scores, k: k, layer: input.layer).kept, scores: scores)
         }
+    }
+
+    /// A merge before the LLM that breaks the merge laws in one way each: a negative weight,
+    /// more tokens than its budget, a source outside the grid.
+    struct BadMerge: PrunerAdapter {
+        enum Flaw { case negativeWeight, overBudget, sourceOutsideGrid }
+        var flaw: Flaw
+        var policy: RoutingPolicy = .fastVRelease(tier: .t192)
+        var capabilities: AdapterCapabilities { AdapterCapabilities(keepsTopKOfScores: true, scoresAreAttention: true) }
+        func with(policy: RoutingPolicy) -> Self { Self(flaw: flaw, policy: policy) }
+        func mergeBudget(grid: ImageGrid) -> Int { grid.count - 1 }
+        func mergeBeforeLLM(_ input: MergeInput) throws -> MergePlan? {
+            let n = input.grid.count
+            switch flaw {
+            case .negativeWeight: return MergePlan(tokens: [MergedToken(cell: 0, sources: [0, 1], weights: [1, -0.5])] + (2..<n).map { .kept($0) })
+            case .overBudget: return MergePlan(tokens: (0..<n).map { .kept($0) })
+            case .sourceOutsideGrid: return MergePlan(tokens: [MergedToken(cell: 0, sources: [0, n], weights: [0.5, 0.5])])
+            }
+        }
+        func select(_ input: SelectionInput) throws -> Selection { try policy.select(input) }
     }
 
     /// `with(policy:)` ignores its argument: the ratio-1 law would compare the adapter with itself.
@@ -117,6 +138,17 @@ enum BrokenAdapters {
         let w = law(r, .decisionsWellFormed)
         #expect(w.status == .failed)
         #expect(w.failures.first?.actual.contains("the budget is") == true, "\(w.failures)")
+    }
+
+    /// Each flawed merge plan is refused before anything runs and reported under merges-declared.
+    @Test(arguments: [(BrokenAdapters.BadMerge.Flaw.negativeWeight, "weight -0.5 is not finite and ≥ 0"),
+                      (.overBudget, "the budget is"), (.sourceOutsideGrid, "are not strictly ascending cells of the grid")])
+    func flawedMergesAreCaught(flaw: BrokenAdapters.BadMerge.Flaw, message: String) {
+        let r = checkConformance(BrokenAdapters.BadMerge(flaw: flaw), options: Self.quick)
+        let m = law(r, .mergesDeclared)
+        #expect(m.status == .failed && !r.passed)
+        #expect(m.failures.first?.actual.contains(message) == true && m.failures.first?.actual.contains("invalid merge before the LLM") == true,
+                "\(m.failures)")
     }
 
     @Test func highIndexTieBreakIsCaught() {
@@ -224,6 +256,17 @@ enum BrokenAdapters {
                                   encoding: .utf8)
         let code = compiled.components(separatedBy: "\n").drop { $0.hasPrefix("//") }.joined(separator: "\n")
         #expect(blocks.first == code, "docs/adding-an-adapter.md §2 and GuideAdapter.swift differ")
+    }
+
+    /// The merging example of §5 is the compiled one, and passes.
+    @Test func theGuidesMergingAdapterIsTheCompiledOneAndPasses() throws {
+        let compiled = try String(contentsOf: Repo.root.appendingPathComponent("Examples/MergingAdapter/Sources/MergingAdapter/GuideMergingAdapter.swift"),
+                                  encoding: .utf8)
+        let code = compiled.components(separatedBy: "\n").drop { $0.hasPrefix("//") }.joined(separator: "\n")
+        #expect(try Self.swiftBlocks().contains(code), "docs/adding-an-adapter.md §5 and GuideMergingAdapter.swift differ")
+        let report = checkConformance(PairMergingAdapter(policy: .fastVRelease(tier: .t192)))
+        #expect(report.passed, "\(report.rendered())")
+        #expect(report.results.first { $0.law == .mergesDeclared }?.status == .passed)
     }
 
     @Test func theGuidesRunPasses() throws {

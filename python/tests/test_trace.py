@@ -164,12 +164,7 @@ VIDEO_MUTATIONS = {
 
 @pytest.mark.parametrize("name", sorted(VIDEO_MUTATIONS))
 def test_malformed_video_grids_are_refused_by_both_readers_with_one_message(name, copy_of, reroute):
-    path = copy_of("traces/tiny-qwen2-vl/evs-50.h5")
-    with h5py.File(path, "r+") as f:
-        VIDEO_MUTATIONS[name](f)
-    with pytest.raises(TraceError) as e:
-        read_trace(str(path))
-    assert str(e.value) == _swift_message(reroute, path)
+    _refused_alike(copy_of("traces/tiny-qwen2-vl/evs-50.h5"), VIDEO_MUTATIONS[name], reroute)
 
 
 #: Mutations of a compact trace (hidden states of some rows only).
@@ -185,6 +180,15 @@ COMPACT_MUTATIONS = {
 }
 
 
+def _refused_alike(path: Path, mutate, reroute: str) -> None:
+    """The mutated trace is refused by the Python reader and by reroute with one message."""
+    with h5py.File(path, "r+") as f:
+        mutate(f)
+    with pytest.raises(TraceError) as e:
+        read_trace(str(path))
+    assert str(e.value) == _swift_message(reroute, path)
+
+
 def _swift_message(reroute: str, path: Path) -> str:
     r = run(reroute, "show", str(path))
     assert r.returncode == 2, r.stdout + r.stderr
@@ -195,22 +199,12 @@ def _swift_message(reroute: str, path: Path) -> str:
 @pytest.mark.parametrize("name", sorted(MUTATIONS))
 @pytest.mark.parametrize("rel", ["traces/tiny-llama/reroute-fastv-64.h5", "traces/tiny-qwen2-vl/reroute-fastv-64.h5"])
 def test_malformed_traces_are_refused_by_both_readers_with_one_message(name, rel, copy_of, reroute):
-    path = copy_of(rel)
-    with h5py.File(path, "r+") as f:
-        MUTATIONS[name](f)
-    with pytest.raises(TraceError) as e:
-        read_trace(str(path))
-    assert str(e.value) == _swift_message(reroute, path)
+    _refused_alike(copy_of(rel), MUTATIONS[name], reroute)
 
 
 @pytest.mark.parametrize("name", sorted(COMPACT_MUTATIONS))
 def test_malformed_compact_traces_are_refused_by_both_readers_with_one_message(name, copy_of, reroute):
-    path = copy_of("trained/smollm2-135m-instruct/fastv-release-192.h5")
-    with h5py.File(path, "r+") as f:
-        COMPACT_MUTATIONS[name](f)
-    with pytest.raises(TraceError) as e:
-        read_trace(str(path))
-    assert str(e.value) == _swift_message(reroute, path)
+    _refused_alike(copy_of("trained/smollm2-135m-instruct/fastv-release-192.h5"), COMPACT_MUTATIONS[name], reroute)
 
 
 def test_rows_added_to_a_full_trace_must_match_its_hidden_states(copy_of, reroute):

@@ -14,13 +14,9 @@ extension RoutingPolicy {
     /// CLIP's image and text embeddings, which a case does not carry; the engine's LLM-space
     /// relevance is what runs in production. The scorer is not read.
     public static func cdPruner(tier: Tier) -> RoutingPolicy {
-        var p = RoutingPolicy(name: "cdpruner-\(tier.rawValue)",
-                              scorer: Scorer(query: .lastToken, attention: .decisionLayerInput, heads: .mean, domain: .activeTokens),
-                              decisionLayers: [0], keepRatios: [Double(tier.rawValue) / 576], countRule: .roundHalfAway,
-                              action: .delete, positions: .textAfterKeptMax)
-        p.selection = .cdPruner
-        p.provenance = "CDPruner, arXiv 2506.10967, as OpenVINO GenAI ships it: openvinotoolkit/openvino.genai@da1db864d2bc1a265e9a036f5b57ef13f0e86c2c (src/cpp/src/visual_language/cdpruner: conditional_kernel.cpp, fast_dpp.cpp)"
-        return p
+        .selecting(.cdPruner, name: "cdpruner-\(tier.rawValue)", layer: 0, keepRatio: Double(tier.rawValue) / 576, countRule: .roundHalfAway,
+                   positions: .textAfterKeptMax,
+                   provenance: "CDPruner, arXiv 2506.10967, as OpenVINO GenAI ships it: openvinotoolkit/openvino.genai@da1db864d2bc1a265e9a036f5b57ef13f0e86c2c (src/cpp/src/visual_language/cdpruner: conditional_kernel.cpp, fast_dpp.cpp)")
     }
 }
 

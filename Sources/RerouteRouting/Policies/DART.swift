@@ -14,13 +14,9 @@ extension RoutingPolicy {
     /// on LLaVA-1.5, as the official code keeps). T is the paper's retained count
     /// (`max_num_trunction`), not avg_T: the first K layers run all N. The scorer is not read.
     public static func dart(tier: Tier) -> RoutingPolicy {
-        var p = RoutingPolicy(name: "dart-\(tier.rawValue)",
-                              scorer: Scorer(query: .lastToken, attention: .decisionLayerInput, heads: .mean, domain: .activeTokens),
-                              decisionLayers: [2], keepRatios: [Double(tier.rawValue) / 576], countRule: .dartPivotQuota,
-                              action: .delete, positions: .original)
-        p.selection = .dart
-        p.provenance = "DART, arXiv 2502.11494; ZichenWen1/DART@5a19452fc173017191c247848673e0bde755695a (read in the fork xqy1111111/DART; llava/model/language_model/modeling_llama_self.py: get_retained_image_token)"
-        return p
+        .selecting(.dart, name: "dart-\(tier.rawValue)", layer: 2, keepRatio: Double(tier.rawValue) / 576, countRule: .dartPivotQuota,
+                   positions: .original,
+                   provenance: "DART, arXiv 2502.11494; ZichenWen1/DART@5a19452fc173017191c247848673e0bde755695a (read in the fork xqy1111111/DART; llava/model/language_model/modeling_llama_self.py: get_retained_image_token)")
     }
 }
 

@@ -13,13 +13,9 @@ extension RoutingPolicy {
     /// The engine leaves images of fewer than 16 tokens unpruned (`minVisualTokens`); the
     /// policy always keeps its count, so the tiny models' small grids are pruned too.
     public static func dartEmbed(tier: Tier) -> RoutingPolicy {
-        var p = RoutingPolicy(name: "dart-embed-\(tier.rawValue)",
-                              scorer: Scorer(query: .lastToken, attention: .decisionLayerInput, heads: .mean, domain: .activeTokens),
-                              decisionLayers: [0], keepRatios: [Double(tier.rawValue) / 576], countRule: .ceil, action: .delete,
-                              positions: .original)
-        p.selection = .dartEmbed
-        p.provenance = "embedding-level DART (not DART as published): TensorRT-Edge-LLM visual-token-pruning docs; nvluxiaoz/TensorRT-Edge-LLM@2add2e29d55b0f4b6c6de73d02a6faf29a973e0d (cpp/runtime/preprocess/dartPruner.cpp)"
-        return p
+        .selecting(.dartEmbed, name: "dart-embed-\(tier.rawValue)", layer: 0, keepRatio: Double(tier.rawValue) / 576, countRule: .ceil,
+                   positions: .original,
+                   provenance: "embedding-level DART (not DART as published): TensorRT-Edge-LLM visual-token-pruning docs; nvluxiaoz/TensorRT-Edge-LLM@2add2e29d55b0f4b6c6de73d02a6faf29a973e0d (cpp/runtime/preprocess/dartPruner.cpp)")
     }
 }
 

@@ -17,11 +17,8 @@ extension RoutingPolicy {
 
     /// DivPrune at keep ratio `ratio` of N.
     public static func divPrune(name: String = "divprune", ratio: Double = 0.098) -> RoutingPolicy {
-        var p = RoutingPolicy(name: name, scorer: Scorer(query: .lastToken, attention: .decisionLayerInput, heads: .mean, domain: .activeTokens),
-                              decisionLayers: [0], keepRatios: [ratio], countRule: .round, action: .delete, positions: .reindexed)
-        p.selection = .divPrune
-        p.provenance = "DivPrune, arXiv 2503.02175; vbdi/divprune@799e2d950aa01ba7860907f5a6d86061f885dca6 (LLaVA/llava/model/llava_arch.py: DivPrune)"
-        return p
+        .selecting(.divPrune, name: name, layer: 0, keepRatio: ratio, countRule: .round, positions: .reindexed,
+                   provenance: "DivPrune, arXiv 2503.02175; vbdi/divprune@799e2d950aa01ba7860907f5a6d86061f885dca6 (LLaVA/llava/model/llava_arch.py: DivPrune)")
     }
 }
 

@@ -14,13 +14,9 @@ extension RoutingPolicy {
     /// The scorer is not read.
     public static func evs(pruningRate q: Double, recomputed: Bool = true) -> RoutingPolicy {
         let percent = Int((q * 100).rounded())
-        var p = RoutingPolicy(name: "evs-\(percent)" + (recomputed ? "" : "-kept-positions"),
-                              scorer: Scorer(query: .lastToken, attention: .decisionLayerInput, heads: .mean, domain: .activeTokens),
-                              decisionLayers: [0], keepRatios: [1 - q], countRule: .floor, action: .delete,
-                              positions: recomputed ? .textAfterGridWidth : .original)
-        p.selection = .evs
-        p.provenance = "EVS, arXiv 2510.14624; vllm-project/vllm@926c71f6f25f8fe0a71ba4b168205e64bef24a36 (vllm/multimodal/evs.py: compute_retention_mask, recompute_mrope_positions)"
-        return p
+        return .selecting(.evs, name: "evs-\(percent)" + (recomputed ? "" : "-kept-positions"), layer: 0, keepRatio: 1 - q, countRule: .floor,
+                          positions: recomputed ? .textAfterGridWidth : .original,
+                          provenance: "EVS, arXiv 2510.14624; vllm-project/vllm@926c71f6f25f8fe0a71ba4b168205e64bef24a36 (vllm/multimodal/evs.py: compute_retention_mask, recompute_mrope_positions)")
     }
 }
 
