@@ -33,7 +33,7 @@ struct BudgetCommand: ParsableCommand {
     @Option(help: "Text tokens around the image (LLaVA-1.5's vicuna_v1 prompt: 35 before + a short question).")
     var textTokens = 36
 
-    @Option(help: "Image grid ROWSxCOLS (LLaVA-1.5 at 336 px: 24x24).")
+    @Option(help: "Image grid ROWSxCOLS (LLaVA-1.5 at 336 px: 24x24), or FRAMESxROWSxCOLS for a video.")
     var grid = ImageGrid(rows: 24, cols: 24)
 
     @Option(help: "Bytes per KV element (2 for fp16/bf16, 4 for f32).")
@@ -67,7 +67,7 @@ struct BudgetCommand: ParsableCommand {
         }
         if json { return try printJSON(c, policies, g, url) }
         print("model: \(url.path) (\(c.family.rawValue), \(c.layers) layers, d=\(c.hiddenSize), H=\(c.heads), H_kv=\(c.kvHeads), m=\(c.intermediateSize))")
-        print("input: \(textTokens) text tokens, \(g.rows)x\(g.cols) = \(g.count) visual tokens, KV at \(kvBytes) bytes/element\n")
+        print("input: \(textTokens) text tokens, \(g.description) = \(g.count) visual tokens, KV at \(kvBytes) bytes/element\n")
         if policies.count == 1 {
             let r = try BudgetCalculator.report(config: c, policy: policies[0], textTokens: textTokens, grid: g, bytesPerElement: kvBytes)
             print(row(["layer", "text", "visual", "TFLOPs", "FastV-MACs(T)", "PDrop-MACs(T)", "KV entries", "KV MiB"]))

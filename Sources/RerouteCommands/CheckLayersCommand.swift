@@ -22,7 +22,7 @@ struct CheckLayersCommand: ParsableCommand {
             """)
     @Option(help: "Model folder (config.json + safetensors).") var model: String
     @Option(name: .customLong("case"), help: "HDF5 file with an /inputs group.") var caseFile: String?
-    @Option(help: "Instead of --case: a random case with a ROWSxCOLS image of embeddings (35 prefix, 1 suffix token).") var grid: ImageGrid?
+    @Option(help: "Instead of --case: a random case with a ROWSxCOLS image (or FRAMESxROWSxCOLS video) of embeddings (35 prefix, 1 suffix token).") var grid: ImageGrid?
     @Option(help: "Policy name (`reroute policy list`).") var policy: String?
     @Option(help: "Policy file (reroute.policy v1).") var policyFile: String?
     @Option(help: "Comma-separated layers to check (e.g. 0,15,31).") var layers: String
@@ -57,7 +57,7 @@ struct CheckLayersCommand: ParsableCommand {
                 try PromptCaseIO.read(try HDF5File(readingFrom: caseFile), name: URL(fileURLWithPath: caseFile).deletingPathExtension().lastPathComponent)
             }
         } else {
-            c = RandomCase.make(config: w.config, name: "random-\(grid!.rows)x\(grid!.cols)", grid: grid!, prefix: 35, suffix: 1,
+            c = RandomCase.make(config: w.config, name: "random-\(grid!.description)", grid: grid!, prefix: 35, suffix: 1,
                                 visual: .embeddings, decodeSteps: 0, seed: 7)
         }
         let source = caseFile ?? "<random case>"

@@ -4,10 +4,10 @@ import RerouteModel
 import RerouteTrace
 import RerouteVerify
 
-/// `ROWSxCOLS` on the command line (`ImageGrid(parsing:)`, the one grid syntax).
+/// `ROWSxCOLS` or `FRAMESxROWSxCOLS` on the command line (`ImageGrid(parsing:)`, the one grid syntax).
 extension ImageGrid: ExpressibleByArgument {
     public init?(argument: String) { self.init(parsing: argument) }
-    public var defaultValueDescription: String { "\(rows)x\(cols)" }
+    public var defaultValueDescription: String { description }
 }
 
 extension DecoderKind: ExpressibleByArgument {}

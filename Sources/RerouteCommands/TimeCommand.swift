@@ -27,7 +27,7 @@ struct TimeCommand: ParsableCommand {
             """)
     @Option(help: "Model folder.") var model: String
     @Option(name: .customLong("case"), help: "HDF5 file with an /inputs group.") var caseFile: String?
-    @Option(help: "Instead of --case: a random case with a ROWSxCOLS image of embeddings.") var grid: ImageGrid?
+    @Option(help: "Instead of --case: a random case with a ROWSxCOLS image (or FRAMESxROWSxCOLS video) of embeddings.") var grid: ImageGrid?
     @Option(help: "Weight storage: f32 or mapped-bf16.") var weights = "f32"
     @Option(help: "Untimed prefills before timing.") var warmup = 1
     @Option(name: .customLong("policy"), help: "Policy name (repeatable; default dense).") var policies: [String] = []
