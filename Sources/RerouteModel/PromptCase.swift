@@ -27,13 +27,15 @@ public struct ImageGrid: Sendable, Equatable, Codable {
     /// Largest `rows · cols` accepted from text: a case's whole sequence limit.
     public static let maxCountFromText = PromptCase.maxSequenceLength
 
-    /// Parses `ROWSxCOLS` (e.g. `24x24`; `X` also accepted) or `FRAMESxROWSxCOLS`: positive
-    /// integers whose product is at most `maxCountFromText`. The one grid syntax of the
-    /// command line.
+    /// Parses `ROWSxCOLS` (e.g. `24x24`; `X` also accepted) or `FRAMESxROWSxCOLS` with more
+    /// than one frame (a video; one frame is written `ROWSxCOLS`, as a case file stores it):
+    /// integers in `1 ... PromptCase.maxGridSide` whose product is at most `maxCountFromText`.
+    /// The one grid syntax of the command line.
     public init?(parsing text: String) {
         let parts = text.lowercased().split(separator: "x", omittingEmptySubsequences: false).map { Int($0) }
-        guard parts.count == 2 || parts.count == 3, parts.allSatisfy({ ($0 ?? 0) > 0 }) else { return nil }
+        guard parts.count == 2 || parts.count == 3, parts.allSatisfy({ (1...PromptCase.maxGridSide).contains($0 ?? 0) }) else { return nil }
         let v = parts.map { $0! }
+        guard v.count == 2 || v[0] > 1 else { return nil }
         var n = 1
         for x in v {
             let (m, overflow) = n.multipliedReportingOverflow(by: x)

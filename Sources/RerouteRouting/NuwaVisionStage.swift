@@ -58,11 +58,16 @@ public struct NuwaVisionStage: Sendable, Equatable, Codable {
     }
 
     /// The most tokens stage 1 gives on `grid`: K1, at most the region proposals.
+    /// Refuses a video grid: stage 1 is defined for one image (its proposal grid is 2-D).
+    public static func checkImage(_ grid: ImageGrid) throws {
+        guard !grid.isVideo else { throw RoutingError.badInput("Nüwa stage 1 is defined for one image; this case is a \(grid.description) video") }
+    }
+
     public func budget(grid: ImageGrid) -> Int { min(proposalCount(grid: grid), countRule.count(of: grid.count, ratio: keepRatio)) }
 
     func mergePlanAndHighAttention(features x: Matrix, inputs: VisionSideInputs, grid: ImageGrid) throws -> (plan: MergePlan, high: [Int]) {
         let n = grid.count
-        guard !grid.isVideo else { throw RoutingError.badInput("Nüwa stage 1 is defined for one image; this case is a \(grid.description) video") }
+        try Self.checkImage(grid)
         guard x.rows == n, inputs.clsAttention.count == n, inputs.similarityFeatures.rows == n else {
             throw RoutingError.badInput("Nüwa stage 1 needs features, CLS attention and similarity features for all \(n) grid cells")
         }

@@ -23,7 +23,7 @@ public enum PositionPolicy: String, Sendable, Equatable, Codable {
     /// `recompute_mrope_positions`, read at 926c71f): tokens before the visual span and the
     /// kept visual tokens keep theirs (a kept token keeps its own t/h/w ids); the text after
     /// the visual span restarts at `base + cols` on every axis, contiguous, with `base` one
-    /// past the last token before the span (its `<|vision_start|>`); decode continues at
+    /// past the last token before the span (its `<|vision_start|>`; `visualBase`); decode continues at
     /// `max(position ids) + 1`. transformers' unpruned rule starts that text at
     /// `base + max(t_max, rows − 1, cols − 1) + 1` instead. 3-D positions and delete only.
     case textAfterGridWidth
@@ -53,13 +53,13 @@ public enum PositionPolicy: String, Sendable, Equatable, Codable {
         case .reindexed:
             return (.contiguous(active.count), active.count)
         case .textAfterGridWidth:
-            let base = visualSpan.lowerBound > 0 ? positions.axes[0][visualSpan.lowerBound - 1] + 1 : 0
+            let base = Self.visualBase(positions: positions, visualSpan: visualSpan)
             let out = PositionIDs(axes: positions.axes.map { axis in
                 active.map { i in i < visualSpan.upperBound ? axis[i] : base + grid.cols + (i - visualSpan.upperBound) }
             })
             return (out, out.nextDecodePosition)
         case .textAfterKeptMax:
-            let base = visualSpan.lowerBound > 0 ? positions.axes[0][visualSpan.lowerBound - 1] + 1 : 0
+            let base = Self.visualBase(positions: positions, visualSpan: visualSpan)
             let visual = active.filter { visualSpan.contains($0) }
             let next = visual.isEmpty ? base : positions.axes.map { axis in visual.map { axis[$0] }.max()! }.max()! + 1
             let out = PositionIDs(axes: positions.axes.map { axis in
@@ -67,6 +67,14 @@ public enum PositionPolicy: String, Sendable, Equatable, Codable {
             })
             return (out, out.nextDecodePosition)
         }
+    }
+
+    /// One past the last token before the visual span (its `<|vision_start|>`), or, with no
+    /// token before it, the smallest position id of the span on any axis (where the grid's ids
+    /// start), so a case starting with the image is laid out as one whose prefix was cut.
+    static func visualBase(positions: PositionIDs, visualSpan: Range<Int>) -> Int {
+        if visualSpan.lowerBound > 0 { return positions.axes[0][visualSpan.lowerBound - 1] + 1 }
+        return positions.axes.compactMap { axis in visualSpan.map { axis[$0] }.min() }.min() ?? 0
     }
 }
 

@@ -1,3 +1,5 @@
+import RerouteModel
+
 /// How a policy chooses its kept tokens at a decision (SPEC.md §8.15). nil in
 /// `RoutingPolicy.selection`: top-k of the scorer's scores, with the suite's tie-break (§8.4).
 /// A rule reads what `SelectionInput` offers (the candidates' and the text tokens' hidden
@@ -47,6 +49,14 @@ public enum SelectionRule: String, Sendable, Equatable, Codable, CaseIterable {
         }
     }
 
+    /// Refuses a grid the rule is not defined for: CDPruner is modelled for one image (the
+    /// engine prunes a video frame by frame, which is not). Checked by the rule and the budget.
+    public func check(grid: ImageGrid) throws {
+        if self == .cdPruner, grid.isVideo {
+            throw RoutingError.badInput("cdpruner is defined for one image here; this case is a \(grid.description) video (the engine prunes videos frame by frame)")
+        }
+    }
+
     /// The selection at one decision.
     public func select(_ input: SelectionInput) throws -> Selection {
         switch self {
@@ -54,18 +64,20 @@ public enum SelectionRule: String, Sendable, Equatable, Codable, CaseIterable {
         case .dartEmbed: DARTEmbedSelection.select(input)
         case .dart: try DARTSelection.select(input)
         case .evs: try EVSSelection.select(input)
-        case .cdPruner: CDPrunerSelection.select(input)
+        case .cdPruner: try CDPrunerSelection.select(input)
         }
     }
 }
 
 /// Arithmetic the selection rules share.
 enum SelectionMath {
-    /// `cos(a, b) = a·b / max(‖a‖‖b‖, 1e-8)` (torch's `cosine_similarity`).
+    /// `cos(a, b) = a·b / (max(‖a‖, 1e-8)·max(‖b‖, 1e-8))`: torch's `cosine_similarity`, which
+    /// clamps each norm separately (measured on torch 2.13: `cos([1e-9, 0], [1e3, 0]) = 0.1`).
+    /// It differs from an unclamped cosine only for a norm below 1e-8.
     static func cosine(_ a: [Double], _ b: [Double]) -> Double {
         var dot = 0.0, na = 0.0, nb = 0.0
         for t in a.indices { dot += a[t] * b[t]; na += a[t] * a[t]; nb += b[t] * b[t] }
-        return dot / max(na.squareRoot() * nb.squareRoot(), 1e-8)
+        return dot / (max(na.squareRoot(), 1e-8) * max(nb.squareRoot(), 1e-8))
     }
 }
 

@@ -125,11 +125,15 @@ public enum TraceLaws {
             for l in 0..<layers where processedVisual[l].count != declared[l] {
                 fail(.scheduleExecuted, "layer \(l)", expected: "\(declared[l]) visual tokens", actual: "\(processedVisual[l].count)")
             }
-            // A declared vision-side stage's K1 is checked; an adapter's own merge is checked by
-            // merges-declared, so its token count is taken from the trace.
+            // The budget is of the visual tokens the LLM received (an adapter's own merge may
+            // give fewer than a declared vision-side stage's K1, never more; the merge itself
+            // is checked by merges-declared).
+            if let stage = t.policy.visionStage, n > stage.budget(grid: t.input.grid) {
+                fail(.budgetDeclared, "/inputs (LLM visual tokens)", expected: "at most \(stage.budget(grid: t.input.grid)) (the vision-side stage's K1)",
+                     actual: "\(n)")
+            }
             let report = try BudgetCalculator.report(config: t.config, policy: t.policy, textTokens: p + q, grid: t.input.grid,
-                                                     bytesPerElement: t.budget.bytesPerElement,
-                                                     llmVisualTokens: t.policy.visionStage == nil ? n : nil)
+                                                     bytesPerElement: t.budget.bytesPerElement, llmVisualTokens: n)
             if report.layers != t.budget.layers || report.llmVisualTokens != t.budget.llmVisualTokens {
                 let l = Array(zip(report.layers, t.budget.layers)).firstIndex { $0 != $1 } ?? 0
                 fail(.budgetDeclared, "/budget (layer \(l))", expected: describe(report.layers.indices.contains(l) ? report.layers[l] : nil),

@@ -34,6 +34,24 @@ import Testing
         #expect(CountRule.roundHalfAway.count(of: 10, ratio: 0.25) == 3 && CountRule.round.count(of: 10, ratio: 0.25) == 2)
     }
 
+    /// The engine's pruning_ratio is an integer percent: the tiers use the nearest setting and
+    /// keep what the engine keeps there (std::round(576·(1 − p/100))), not T itself.
+    @Test func tiersAreEngineSettings() throws {
+        #expect(Tier.allCases.map { RoutingPolicy.cdPrunerPruningPercent(tier: $0) } == [67, 78, 89])
+        let counts = Tier.allCases.map { RoutingPolicy.cdPruner(tier: $0) }.map { $0.countRule.count(of: 576, ratio: $0.keepRatios[0]) }
+        #expect(counts == [190, 127, 63])
+        #expect(RoutingPolicy.cdPruner(tier: .t64).provenance?.contains("pruning_ratio 89") == true)
+    }
+
+    /// A video is refused by name: the engine prunes it frame by frame, which is not modelled.
+    @Test func videoIsRefused() {
+        let grid = ImageGrid(rows: 1, cols: 2, frames: 2)
+        let states: [[Double]] = [[1, 0], [0, 1], [1, 0], [0, 1]]
+        let input = SelectionInput(layer: 0, stage: 0, budget: 2, candidates: [0, 1, 2, 3], grid: grid, gridCells: [0, 1, 2, 3],
+                                   attentionScores: { [] }, hiddenStates: { states }, prefixCount: 0, textHiddenStates: { [[1, 0]] })
+        #expect { try RoutingPolicy.cdPruner(tier: .t192).select(input) } throws: { "\($0)".contains("2x1x2 video") }
+    }
+
     /// A 2×3 image after 2 text tokens (transformers: visual (2, 2 + r, 2 + c), text after at
     /// 2 + max(2, 3) = 5). Keeping cells 0 and 4 (the largest kept id is 2 + 1 = 3) the engine
     /// puts the text after at 4; keeping all, at transformers' 5.

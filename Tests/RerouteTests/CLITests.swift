@@ -111,6 +111,12 @@ import Testing
         #expect(all.status == 0 && all.out.contains("reroute-fastv-192") && all.out.contains("H_kv=4"))
         #expect(try run(["budget", "--policy", "nope"]).status == 2)
         #expect(try run(["budget", "--grid", "24"]).status == 2)
+        // A video: the policies not defined for one are named and left out; asked for alone, refused.
+        let video = try run(["budget", "--grid", "4x12x12"])
+        #expect(video.status == 0 && video.out.contains("evs-50") && !video.out.contains("nuwa-192") && !video.out.contains("cdpruner-192"), "\(video.out)")
+        #expect(video.err.contains("nuwa-192 left out") && video.err.contains("4x12x12 video"), "\(video.err)")
+        let nuwa = try run(["budget", "--grid", "4x12x12", "--policy", "nuwa-192"])
+        #expect(nuwa.status == 2 && nuwa.err.contains("Nüwa stage 1 is defined for one image"), "\(nuwa.err)")
     }
 
     /// REROUTE_ISA picks the fast decoder's vector path; `reroute env` names the paths, a fast

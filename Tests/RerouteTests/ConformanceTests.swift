@@ -3,6 +3,7 @@ import Foundation
 import MergingAdapter
 import RerouteConformance
 import RerouteModel
+import RerouteReference
 import RerouteRouting
 import RerouteTrace
 import RerouteVerify
@@ -48,6 +49,21 @@ enum BrokenAdapters {
             case .overBudget: return MergePlan(tokens: (0..<n).map { .kept($0) })
             case .sourceOutsideGrid: return MergePlan(tokens: [MergedToken(cell: 0, sources: [0, n], weights: [0.5, 0.5])])
             }
+        }
+        func select(_ input: SelectionInput) throws -> Selection { try policy.select(input) }
+    }
+
+    /// Nüwa's stage 1 with its last merged token left out: fewer LLM visual tokens than the
+    /// declared stage's K1, which is within its budget and must not fail the budget law.
+    struct SmallerThanStage: PrunerAdapter {
+        var policy: RoutingPolicy = .nuwa(tier: .t192)
+        var capabilities: AdapterCapabilities { policy.capabilities }
+        func with(policy: RoutingPolicy) -> Self { Self(policy: policy) }
+        func mergeBeforeLLM(_ input: MergeInput) throws -> MergePlan? {
+            guard case .features(let x) = input.visual, let side = input.visionSide, let stage = policy.visionStage else { return nil }
+            var plan = try stage.mergePlan(features: x, inputs: side, grid: input.grid)
+            plan.tokens.removeLast()
+            return plan
         }
         func select(_ input: SelectionInput) throws -> Selection { try policy.select(input) }
     }
@@ -149,6 +165,18 @@ enum BrokenAdapters {
         #expect(m.status == .failed && !r.passed)
         #expect(m.failures.first?.actual.contains(message) == true && m.failures.first?.actual.contains("invalid merge before the LLM") == true,
                 "\(m.failures)")
+    }
+
+    /// The budget law counts the visual tokens the LLM received, not the declared stage's K1.
+    @Test func ownMergeBelowTheStageBudgetPassesTheBudgetLaw() throws {
+        let w = withProjector(tinyRandomWeights(layers: 8), dv: 6, seed: 3)
+        let c = randomCase(for: w, seed: 9, prefix: 2, grid: ImageGrid(rows: 4, cols: 6), suffix: 2, visionDim: 6, gapped: true)
+        let adapter = BrokenAdapters.SmallerThanStage()
+        let t = try TraceRecorder.record(decoder: ReferenceDecoder(weights: w), model: "tiny", case: c, adapter: adapter, seed: 1)
+        #expect(t.budget.llmVisualTokens == 13)  // ⌊24 · 336/576⌋ − 1
+        let failures = TraceLaws.check(t, capabilities: adapter.capabilities, input: "test")
+        #expect(failures[.budgetDeclared, default: []].isEmpty, "\(failures)")
+        #expect(failures[.scheduleExecuted, default: []].isEmpty, "\(failures)")
     }
 
     @Test func highIndexTieBreakIsCaught() {

@@ -1,7 +1,7 @@
 import Foundation
 import RerouteModel
 import RerouteReference
-import RerouteRouting
+@testable import RerouteRouting
 import RerouteHDF5
 import RerouteTrace
 import RerouteVerify
@@ -51,6 +51,32 @@ import Testing
         #expect(vllmDecode == 6)
         #expect(grid.count == 6 && grid.description == "3x1x2" && ImageGrid(parsing: "3x1x2") == grid && ImageGrid(parsing: "1x2") == ImageGrid(rows: 1, cols: 2))
         #expect(ImageGrid(parsing: "0x1x2") == nil && ImageGrid(parsing: "2x3x4x5") == nil)
+        // One frame is an image, written ROWSxCOLS; a side past the case files' limit is refused.
+        #expect(ImageGrid(parsing: "1x3x4") == nil && ImageGrid(parsing: "1x4097") == nil && ImageGrid(parsing: "2x4096x1") != nil)
+    }
+
+    /// The cosine the selection rules share is torch's: each norm clamped at 1e-8 separately
+    /// (torch 2.13 gives 0.1 and 1.0 for these; a product clamp would give 1 and 0.01).
+    @Test func cosineClampsEachNorm() {
+        #expect(abs(SelectionMath.cosine([1e-9, 0], [1e3, 0]) - 0.1) < 1e-12)
+        #expect(abs(SelectionMath.cosine([1e-5, 0], [1e-5, 0]) - 1) < 1e-12)
+    }
+
+    /// With no token before the span the base is where the grid's ids start (their smallest),
+    /// not 0: a case whose ids start at 5 puts the text after a 1×2 video at 5 + 2 = 7, under
+    /// both recomputed rules alike with nothing pruned in the image case.
+    @Test func recomputedBaseWithoutPrefix() {
+        let grid = ImageGrid(rows: 1, cols: 2, frames: 3)
+        let p = PositionIDs.video(prefix: 2, grid: grid, temporalStride: 2, suffix: 2)
+        // Drop the two prefix tokens: the span starts the sequence with its ids from 2.
+        let cut = PositionIDs(axes: p.axes.map { Array($0.dropFirst(2)) })
+        let (vllm, _) = PositionPolicy.textAfterGridWidth.layout(active: [0, 3, 6, 7], positions: cut, visualSpan: 0..<6, grid: grid)
+        #expect(vllm.axes[0] == [2, 4, 4, 5] && vllm.axes[2] == [2, 3, 4, 5])
+        let image = ImageGrid(rows: 2, cols: 3)
+        let q = PositionIDs.multimodal(prefix: 5, grid: image, suffix: 1)
+        let shifted = PositionIDs(axes: q.axes.map { Array($0.dropFirst(5)) })
+        let (none, decode) = PositionPolicy.textAfterKeptMax.layout(active: [6], positions: shifted, visualSpan: 0..<6, grid: image)
+        #expect(none.axes == [[5], [5], [5]] && decode == 6)
     }
 
     /// The rule is refused where it is not defined: 1-D positions, and any action but delete.

@@ -19,9 +19,12 @@ The rows a layer receives are mapped to sequence indices by the reported decisio
 the first decision every token; from a decision's layer on, the text tokens and that
 decision's kept visual tokens, in sequence order (as FastV, PyramidDrop and Reroute
 implementations keep them); a layer whose row count disagrees is an error naming the layer.
-Rows a layer did not process keep their last state. Positions are the ``position_ids`` a
-layer was called with when it has the case's axes (LLaMA, Qwen2), else the case's own
-positions of the processed tokens (Qwen2.5-VL's layers receive only text positions).
+Rows a layer did not process keep their last state. A reducer at the LLM input (a decision
+at layer 0) calls the model with the kept rows only: the others' state entering layer 0 is
+the case's, embedded as ``model_inputs`` embeds it. Positions are the ``position_ids`` a
+layer was called with when it has the case's axes (LLaMA, Qwen2), else the ``position_ids``
+the model was called with when they cover the layer's rows (Qwen2.5-VL's layers receive only
+text positions), else SPEC.md §8.6's layout of the policy's rule (`layout_positions`).
 """
 
 from __future__ import annotations
@@ -34,7 +37,7 @@ from typing import Any
 import numpy as np
 
 from . import __version__
-from .cases import case_span
+from .cases import case_span, model_inputs
 from .trace import Decision, TraceDict
 
 #: The architectures the recorder attaches to, as transformers ships them.
@@ -105,6 +108,35 @@ def policy_json(policy: str | dict[str, Any]) -> str:
     return text
 
 
+#: The position rules of SPEC.md §8.6, by their policy-file names.
+POSITION_RULES = ("original", "reindexed", "text_after_grid_width", "text_after_kept_max")
+
+
+def layout_positions(rule: str, active: list[int], positions: np.ndarray, span: range, cols: int) -> tuple[np.ndarray, int]:
+    """SPEC.md §8.6's positions ``[A, len(active)]`` of the processed sequence indices
+    ``active`` (ascending) after a decision, and the first decode position, for the case's
+    ``positions [A, S]``, its visual ``span`` and its grid's ``cols`` (the suite's
+    ``PositionPolicy.layout``)."""
+    positions = np.asarray(positions, dtype=np.int64)
+    a = np.asarray(active, dtype=np.int64)
+    if rule == "original":
+        return positions[:, a], int(positions.max()) + 1
+    if rule == "reindexed":
+        return np.arange(len(a), dtype=np.int64)[None].repeat(positions.shape[0], 0), len(a)
+    if rule not in POSITION_RULES:
+        raise RecorderError(f"positions '{rule}' is not a position rule ({', '.join(POSITION_RULES)})")
+    # One past the token before the span, or where the grid's ids start when none is before it.
+    base = int(positions[0, span.start - 1]) + 1 if span.start > 0 else int(positions[:, span.start:span.stop].min())
+    if rule == "text_after_grid_width":
+        start = base + cols
+    else:
+        visual = a[(a >= span.start) & (a < span.stop)]
+        start = int(positions[:, visual].max()) + 1 if visual.size else base
+    after = np.maximum(a - span.stop, 0)
+    out = np.where(a < span.stop, positions[:, a], start + after)
+    return out, int(out.max()) + 1
+
+
 class Recorder:
     """Records one prefill and its greedy decode steps of ``model`` on ``case`` into a trace.
 
@@ -151,7 +183,16 @@ class Recorder:
         self._hooks = []
 
     def _call_start(self, module: Any, args: Any, kwargs: Any) -> None:
-        self.calls.append({"inputs": {}, "outputs": {}, "positions": {}})
+        self.calls.append({"inputs": {}, "outputs": {}, "positions": {}, "model_positions": self._axes(kwargs.get("position_ids"))})
+
+    def _axes(self, pos: Any) -> np.ndarray | None:
+        """``position_ids`` as ``[A, n]`` when they have the case's axes (the last three of
+        Qwen2.5-VL's ``[4, 1, n]``), else None."""
+        if pos is None:
+            return None
+        p = pos.detach().cpu().numpy().astype(np.int64)
+        p = p.reshape(1, -1) if p.ndim == 2 else p[-3:].reshape(3, -1) if p.ndim == 3 else None
+        return p if p is not None and p.shape[0] == self.positions.shape[0] else None
 
     def _rows(self, h: Any, where: str) -> np.ndarray:
         if h.ndim != 3 or h.shape[0] != 1:
@@ -164,12 +205,9 @@ class Recorder:
         call = self.calls[-1]
         h = args[0] if args else kwargs["hidden_states"]
         call["inputs"][l] = self._rows(h, f"layer {l}")
-        pos = kwargs.get("position_ids")
-        if pos is not None:
-            p = pos.detach().cpu().numpy().astype(np.int64)
-            p = p.reshape(1, -1) if p.ndim == 2 else p[-3:].reshape(3, -1) if p.ndim == 3 else None
-            if p is not None and p.shape[0] == self.positions.shape[0]:
-                call["positions"][l] = p
+        p = self._axes(kwargs.get("position_ids"))
+        if p is not None:
+            call["positions"][l] = p
 
     def _layer_output(self, l: int, module: Any, args: Any, kwargs: Any, output: Any) -> None:
         out = output[0] if isinstance(output, tuple) else output
@@ -186,11 +224,6 @@ class Recorder:
         """A routing decision at ``layer``: ``candidates`` (visual-span indices, one per
         scored token), their ``scores`` and the ``kept`` subset, which the layers from
         ``layer`` until the next decision process; the rest are deferred (or deleted)."""
-        if int(layer) == 0:
-            # The trace's layer-0 input holds the whole sequence's embeddings; a reducer at the
-            # LLM input hands layer 0 only the kept rows, so they cannot be recorded from it.
-            raise RecorderError("decision at layer 0 (the LLM input): not supported by the recorder, which takes the "
-                                "whole sequence's embeddings from layer 0's input")
         c = [int(x) for x in np.asarray(candidates).reshape(-1)]
         k = sorted(int(x) for x in np.asarray(kept).reshape(-1))
         s = [float(x) for x in np.asarray(scores, dtype=np.float64).reshape(-1)]
@@ -227,7 +260,25 @@ class Recorder:
                                 f"(the prefill and {max(0, steps - 1)} steps)")
         processed = self.processed()
         A = self.positions.shape[0]
+        rule = json.loads(self.policy).get("positions", "original")
+        span = self.visual_span
+        cols = int(np.asarray(self.case["grid"]).reshape(-1)[-1])
+        first_decision = min((d["layer"] for d in self.decisions), default=self.L)
+        # Not observed (layers called without position_ids of the case's axes, as Qwen2.5-VL's
+        # are): the positions the model was called with when they cover the layer's rows, else
+        # SPEC.md §8.6's layout of the policy's rule.
+        def layout(l: int) -> tuple[np.ndarray, int]:
+            if l < first_decision:
+                return self.positions[:, processed[l]], int(self.positions.max()) + 1
+            return layout_positions(rule, processed[l], self.positions, span, cols)
         state = None
+        if first_decision == 0:
+            # A reducer at the LLM input hands layer 0 only the kept rows: the whole sequence's
+            # embeddings come from the case, as the model embeds it, so that every row has a state.
+            import torch
+
+            with torch.no_grad():
+                state = model_inputs(self.model, self.case)["inputs_embeds"][0].float().cpu().numpy().copy()
         mask = np.zeros((self.L, self.S), dtype=np.uint8)
         positions = np.full((self.L, A, self.S), -1, dtype=np.int64)
         snapshots = []
@@ -247,21 +298,23 @@ class Recorder:
             state[rows] = y
             mask[l, rows] = 1
             used = prefill["positions"].get(l)
-            positions[l][:, rows] = used if used is not None else self.positions[:, rows]
+            if used is None and prefill["model_positions"] is not None and prefill["model_positions"].shape[1] == len(rows):
+                used = prefill["model_positions"]
+            positions[l][:, rows] = used if used is not None else layout(l)[0]
         snapshots.append(state.copy())
         hidden = np.stack(snapshots).astype(np.float32)
         logits = [prefill["logits"]] + [self.calls[t]["logits"] for t in range(1, steps)]
         tokens = [int(np.argmax(z)) for z in logits[:steps]]  # first maximum on ties, as torch.argmax
         first = self.calls[1] if steps > 1 and len(self.calls) > 1 else None
-        # Not observed (one token only, or layers called without position_ids): SPEC.md §8.6's
-        # decode position, max + 1 of the case's positions, or the processed count once a
-        # re-indexing policy has decided.
-        top = int(self.positions.max()) + 1
-        reindexed = json.loads(self.policy).get("positions") == "reindexed"
-        first_decision = min((d["layer"] for d in self.decisions), default=self.L)
-        def fallback(l: int) -> int:
-            return len(processed[l]) if reindexed and l >= first_decision else top
-        decode_positions = [int(first["positions"][l][0, 0]) if first and l in first["positions"] else fallback(l) for l in range(self.L)]
+        # Not observed (one token only, or layers called without position_ids): the first decode
+        # step's model positions, else SPEC.md §8.6's decode position of the policy's rule.
+        def decode_position(l: int) -> int:
+            if first and l in first["positions"]:
+                return int(first["positions"][l][0, 0])
+            if first and first["model_positions"] is not None:
+                return int(first["model_positions"][0, 0])
+            return layout(l)[1]
+        decode_positions = [decode_position(l) for l in range(self.L)]
         if prefill["kv"] is None:
             raise RecorderError("the model returned no cache; run it with use_cache=True")
         last = self.calls[steps - 1] if steps > 1 else prefill

@@ -7,16 +7,26 @@ extension RoutingPolicy {
     /// `src/cpp/src/visual_language/cdpruner/`: `conditional_kernel.cpp`, `fast_dpp.cpp`,
     /// `cdpruner.cpp`, and `update_position_ids_3d`; `pruning_ratio`, `relevance_weight` 0.5):
     /// at the LLM input, a conditional DPP over the merged visual embeddings with relevance to
-    /// the mean text embedding (`CDPrunerSelection`); keep `round(N·T/576)` (halves away from
-    /// zero, the engine's `std::round(N·(1 − p/100))` with `p = 100·(1 − T/576)`), delete the
+    /// the mean text embedding (`CDPrunerSelection`); keep `round(N·(1 − p/100))` (halves away
+    /// from zero, the engine's `std::round`) with `p = cdPrunerPruningPercent(tier:)` (zero
+    /// tokens when that rounds to 0, a count the engine refuses with an error), delete the
     /// rest, and recompute the positions after the image as the engine does
     /// (`PositionPolicy.textAfterKeptMax`). The official code (LLaVA) takes relevance from
     /// CLIP's image and text embeddings, which a case does not carry; the engine's LLM-space
     /// relevance is what runs in production. The scorer is not read.
     public static func cdPruner(tier: Tier) -> RoutingPolicy {
-        .selecting(.cdPruner, name: "cdpruner-\(tier.rawValue)", layer: 0, keepRatio: Double(tier.rawValue) / 576, countRule: .roundHalfAway,
-                   positions: .textAfterKeptMax,
-                   provenance: "CDPruner, arXiv 2506.10967, as OpenVINO GenAI ships it: openvinotoolkit/openvino.genai@da1db864d2bc1a265e9a036f5b57ef13f0e86c2c (src/cpp/src/visual_language/cdpruner: conditional_kernel.cpp, fast_dpp.cpp)")
+        let p = cdPrunerPruningPercent(tier: tier)
+        return .selecting(.cdPruner, name: "cdpruner-\(tier.rawValue)", layer: 0, keepRatio: 1 - Double(p) / 100, countRule: .roundHalfAway,
+                          positions: .textAfterKeptMax,
+                          provenance: "CDPruner, arXiv 2506.10967, as OpenVINO GenAI ships it with pruning_ratio \(p): openvinotoolkit/openvino.genai@da1db864d2bc1a265e9a036f5b57ef13f0e86c2c (src/cpp/src/visual_language/cdpruner: conditional_kernel.cpp, fast_dpp.cpp)")
+    }
+
+    /// The engine's `pruning_ratio` (an integer percent, 1…99) nearest tier T:
+    /// `round(100·(1 − T/576))`, so 67, 78 and 89 for T = 192, 128 and 64. The engine cannot be
+    /// set to keep exactly T/576, so the policies keep what it keeps at that setting (190, 127
+    /// and 63 of 576) and claim no tier.
+    public static func cdPrunerPruningPercent(tier: Tier) -> Int {
+        Int((100 * (1 - Double(tier.rawValue) / 576)).rounded())
     }
 }
 
@@ -36,7 +46,8 @@ extension RoutingPolicy {
 enum CDPrunerSelection {
     static let epsilon = 1e-6, relevanceWeight = 0.5
 
-    static func select(_ input: SelectionInput) -> Selection {
+    static func select(_ input: SelectionInput) throws -> Selection {
+        try SelectionRule.cdPruner.check(grid: input.grid)
         let n = input.candidates.count, k = input.keepCount
         let unit: ([Double]) -> [Double] = { v in
             let s = (v.reduce(0) { $0 + $1 * $1 } + epsilon).squareRoot()
