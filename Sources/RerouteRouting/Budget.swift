@@ -87,8 +87,7 @@ public enum BudgetCalculator {
         -> (image: Int, llm: Int, schedule: Schedule, visual: [Int])
     {
         let n = grid.count
-        if policy.visionStage != nil { try NuwaVisionStage.checkImage(grid) }
-        try policy.selection?.check(grid: grid)
+        try policy.check(grid: grid)
         let llmN = llmVisualTokens ?? policy.visionStage?.budget(grid: grid) ?? n
         let schedule = try policy.schedule(layers: c.layers, originalN: n, llmN: llmN)
         return (n, llmN, schedule, schedule.visualCounts(n: llmN, layers: c.layers))

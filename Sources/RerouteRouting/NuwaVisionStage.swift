@@ -57,12 +57,12 @@ public struct NuwaVisionStage: Sendable, Equatable, Codable {
         try mergePlanAndHighAttention(features: x, inputs: inputs, grid: grid).plan
     }
 
-    /// The most tokens stage 1 gives on `grid`: K1, at most the region proposals.
     /// Refuses a video grid: stage 1 is defined for one image (its proposal grid is 2-D).
     public static func checkImage(_ grid: ImageGrid) throws {
         guard !grid.isVideo else { throw RoutingError.badInput("Nüwa stage 1 is defined for one image; this case is a \(grid.description) video") }
     }
 
+    /// The most tokens stage 1 gives on `grid`: K1, at most the region proposals.
     public func budget(grid: ImageGrid) -> Int { min(proposalCount(grid: grid), countRule.count(of: grid.count, ratio: keepRatio)) }
 
     func mergePlanAndHighAttention(features x: Matrix, inputs: VisionSideInputs, grid: ImageGrid) throws -> (plan: MergePlan, high: [Int]) {

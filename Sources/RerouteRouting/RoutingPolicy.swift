@@ -1,3 +1,5 @@
+import RerouteModel
+
 /// A pruner or router, composed of explicit values (SPEC.md §8): a scorer, a schedule
 /// (decision layers given at a reference depth, keep ratios of the original N, a count
 /// rule), an action, a position policy and an optional vision-side stage. No hooks.
@@ -69,6 +71,13 @@ public struct RoutingPolicy: Sendable, Equatable, Codable {
     /// (a case's sequence limit).
     public static let maxDepth = 1024
     public static let maxKeepCount = 1 << 16
+
+    /// Refuses a grid the policy is not defined for: a video under Nüwa's image stage or a
+    /// selection rule defined for one image (`SelectionRule.check(grid:)`).
+    public func check(grid: ImageGrid) throws {
+        if visionStage != nil { try NuwaVisionStage.checkImage(grid) }
+        try selection?.check(grid: grid)
+    }
 
     /// Checks the combination of values is one the suite can execute.
     public func validate() throws {

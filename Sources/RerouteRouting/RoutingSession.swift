@@ -257,7 +257,6 @@ public enum RoutedPrefill {
 
     public static func prepare<D: LayerwiseDecoder>(decoder: D, case c: PromptCase, adapter: some PrunerAdapter,
                                                     forcedKept: [Int: [Int]] = [:]) throws -> Prepared<D> {
-        let policy = adapter.policy
         let llmCase = try adapter.llmCase(for: c)
         let session = try RoutingSession(adapter: adapter, llmCase: llmCase, layers: decoder.config.layers, originalN: c.grid.count,
                                          forcedKept: forcedKept)

@@ -50,7 +50,7 @@ public enum SelectionRule: String, Sendable, Equatable, Codable, CaseIterable {
     }
 
     /// Refuses a grid the rule is not defined for: CDPruner is modelled for one image (the
-    /// engine prunes a video frame by frame, which is not). Checked by the rule and the budget.
+    /// engine prunes a video frame by frame, which is not). Checked by `select` and the budget.
     public func check(grid: ImageGrid) throws {
         if self == .cdPruner, grid.isVideo {
             throw RoutingError.badInput("cdpruner is defined for one image here; this case is a \(grid.description) video (the engine prunes videos frame by frame)")
@@ -59,12 +59,13 @@ public enum SelectionRule: String, Sendable, Equatable, Codable, CaseIterable {
 
     /// The selection at one decision.
     public func select(_ input: SelectionInput) throws -> Selection {
-        switch self {
+        try check(grid: input.grid)
+        return switch self {
         case .divPrune: DivPruneSelection.select(input)
         case .dartEmbed: DARTEmbedSelection.select(input)
         case .dart: try DARTSelection.select(input)
         case .evs: try EVSSelection.select(input)
-        case .cdPruner: try CDPrunerSelection.select(input)
+        case .cdPruner: CDPrunerSelection.select(input)
         }
     }
 }

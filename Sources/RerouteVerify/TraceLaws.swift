@@ -128,9 +128,8 @@ public enum TraceLaws {
             // The budget is of the visual tokens the LLM received (an adapter's own merge may
             // give fewer than a declared vision-side stage's K1, never more; the merge itself
             // is checked by merges-declared).
-            if let stage = t.policy.visionStage, n > stage.budget(grid: t.input.grid) {
-                fail(.budgetDeclared, "/inputs (LLM visual tokens)", expected: "at most \(stage.budget(grid: t.input.grid)) (the vision-side stage's K1)",
-                     actual: "\(n)")
+            if let k1 = t.policy.visionStage?.budget(grid: t.input.grid), n > k1 {
+                fail(.budgetDeclared, "/inputs (LLM visual tokens)", expected: "at most \(k1) (the vision-side stage's K1)", actual: "\(n)")
             }
             let report = try BudgetCalculator.report(config: t.config, policy: t.policy, textTokens: p + q, grid: t.input.grid,
                                                      bytesPerElement: t.budget.bytesPerElement, llmVisualTokens: n)

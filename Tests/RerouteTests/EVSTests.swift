@@ -63,8 +63,8 @@ import Testing
     }
 
     /// With no token before the span the base is where the grid's ids start (their smallest),
-    /// not 0: a case whose ids start at 5 puts the text after a 1×2 video at 5 + 2 = 7, under
-    /// both recomputed rules alike with nothing pruned in the image case.
+    /// not 0: a 1×2 video whose ids start at 2 puts the text after it at 2 + cols = 4 (vLLM's
+    /// rule); a 2×3 image whose ids start at 5, with nothing kept, at 5 (OpenVINO's).
     @Test func recomputedBaseWithoutPrefix() {
         let grid = ImageGrid(rows: 1, cols: 2, frames: 3)
         let p = PositionIDs.video(prefix: 2, grid: grid, temporalStride: 2, suffix: 2)

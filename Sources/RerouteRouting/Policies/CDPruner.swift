@@ -46,8 +46,7 @@ extension RoutingPolicy {
 enum CDPrunerSelection {
     static let epsilon = 1e-6, relevanceWeight = 0.5
 
-    static func select(_ input: SelectionInput) throws -> Selection {
-        try SelectionRule.cdPruner.check(grid: input.grid)
+    static func select(_ input: SelectionInput) -> Selection {
         let n = input.candidates.count, k = input.keepCount
         let unit: ([Double]) -> [Double] = { v in
             let s = (v.reduce(0) { $0 + $1 * $1 } + epsilon).squareRoot()
