@@ -45,7 +45,9 @@ struct PolicyCommand: ParsableCommand {
                 schedule   decision layers \(p.decisionLayers) at \(p.referenceDepth) layers; \(p.keepCounts.map { "keep counts \($0)" } ?? "keep ratios \(p.keepRatios)"), count rule \(p.countRule.rawValue)
                 action     \(p.action)
                 positions  \(p.positions.rawValue)
-                vision     \(p.visionStage.map { "Nüwa stage 1, keep ratio \($0.keepRatio), \($0.perRegion) per 2×2 region" } ?? "none")
+                vision     \(p.visionStage.map { "Nüwa stage 1, keep ratio \($0.keepRatio), \($0.perRegion) per 2×2 region" }
+                    ?? p.visionZip.map { "VisionZip, dominant \($0.dominantRatio) (CLS included) and contextual \($0.contextualRatio) of N; contiguous positions" }
+                    ?? "none")
                 matching   \(p.budgetMatching)
                 provenance \(p.provenance ?? "-")
                 """)

@@ -162,7 +162,7 @@ struct ShowCommand: ParsableCommand {
             trace     \(file)  (\(Trace.schema) v\(Trace.schemaVersion))
             producer  \(t.provenance.producer) \(t.provenance.producerVersion) @ \(t.provenance.producerCommit); decoder \(t.provenance.decoder), mode \(t.provenance.mode)
             model     \(t.provenance.model): \(c.family.rawValue), \(c.layers) layers, d=\(c.hiddenSize), H=\(c.heads), H_kv=\(c.kvHeads)
-            policy    \(t.policy.name): \(t.policy.action), positions \(t.policy.positions.rawValue), decisions at \(t.decisions.map(\.layer))
+            policy    \(t.policy.name): \(t.policy.action), positions \(t.policy.positions.rawValue), decisions at \(t.decisions.map(\.layer))\(t.policy.visionStage != nil ? "; Nüwa stage 1 before the LLM" : t.policy.visionZip != nil ? "; VisionZip before the LLM, contiguous positions" : "")
             case      \(t.input.name): \(t.input.prefixTokens.count) + \(t.input.grid.description) + \(t.input.suffixTokens.count) tokens; LLM sequence \(t.sequenceLength); seed \(t.provenance.seed)
             """)
         print("\nlayer  processed  visual  positions        decode-pos  KV")

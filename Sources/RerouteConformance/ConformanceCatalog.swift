@@ -39,7 +39,7 @@ public enum ConformanceCatalog {
                     .pyramidDropOriginalPositions()].map { CatalogAdapter(policy: $0) }
         for tier in Tier.allCases {
             list += [RoutingPolicy.fastVRelease(tier: tier), .nuwa(tier: tier), .rerouteFastV(tier: tier), .rerouteNuwa(tier: tier), .divPrune(tier: tier),
-                     .dartEmbed(tier: tier)]
+                     .dartEmbed(tier: tier), .visionZip(tier: tier)]
                 .map { CatalogAdapter(policy: $0, tier: tier) }
             // DART's T is the paper's retained count after layer 2 (`max_num_trunction`), not avg_T.
             list.append(CatalogAdapter(policy: .dart(tier: tier), waivers: dartWaivers))

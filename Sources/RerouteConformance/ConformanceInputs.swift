@@ -43,7 +43,8 @@ public struct ConformanceModel: Sendable {
 /// The cases of the suite, all drawn from a seed.
 public enum ConformanceCases {
     /// A non-square image of vision features (3–6 rows, 4–7 columns) between 2–5 prefix and
-    /// 2–4 suffix tokens, 3 greedy steps, Nüwa's vision-side inputs; contiguous positions, or
+    /// 2–4 suffix tokens, 3 greedy steps, Nüwa's vision-side inputs and a CLS feature
+    /// (VisionZip's); contiguous positions, or
     /// Qwen2-VL's 3-D ones on an M-RoPE model.
     /// With `video`, a video of 3–4 frames of 2–4 × 3–5 cells whose later frames partly repeat
     /// the earlier ones (positions `PositionIDs.video` on an M-RoPE model).
@@ -54,7 +55,7 @@ public enum ConformanceCases {
         let prefix = 2 + rng.integer(below: 4), suffix = 2 + rng.integer(below: 3)
         return RandomCase.make(config: m.config, name: "conform-s\(seed)-\(grid.description)", grid: grid, prefix: prefix, suffix: suffix,
                                visual: .features(width: m.visionDim), positions: m.config.mropeSection == nil ? .contiguous : .multimodal,
-                               decodeSteps: 3, similarityWidth: 8, rng: &rng)
+                               decodeSteps: 3, similarityWidth: 8, clsFeature: true, rng: &rng)
     }
 
     /// The case with every position id raised by `offset`.

@@ -187,8 +187,8 @@ struct ConformanceRun<A: PrunerAdapter> {
     // MARK: Runs
 
     mutating func check(model m: ConformanceModel) {
-        // Re-indexing is defined for 1-D positions only (SPEC.md §8.6); such policies refuse M-RoPE cases.
-        if m.config.mropeSection != nil, policy.positions == .reindexed { return }
+        // Re-indexing and contiguous merges are defined for 1-D positions only (SPEC.md §8.6, §8.16); such policies refuse M-RoPE cases.
+        if m.config.mropeSection != nil, policy.requiresOneDimensionalPositions { return }
         // The recomputed M-RoPE rules are defined for 3-D positions only.
         if m.config.mropeSection == nil, policy.positions.requiresMultimodal { return }
         let weights = m.weights()
@@ -354,7 +354,9 @@ struct ConformanceRun<A: PrunerAdapter> {
             func fail(_ at: String, _ expected: String, _ actual: String) {
                 record(.mergesDeclared, LawFailure(input: input, location: at, expected: expected, actual: actual))
             }
-            if let problem = plan.problem(grid: c.grid, budget: budget) { return fail("merge before the LLM", "a well-formed plan", problem) }
+            if let problem = plan.problem(grid: c.grid, budget: budget, cls: c.visionSide?.clsFeature != nil) {
+                return fail("merge before the LLM", "a well-formed plan", problem)
+            }
             guard (t.llmGridIndices ?? Array(0..<c.grid.count)) == plan.cells else {
                 return fail("/llm/visual_grid_indices", "the placement cells \(plan.cells.prefix(12))", "\(t.llmGridIndices?.prefix(12).description ?? "every cell")")
             }
@@ -368,7 +370,7 @@ struct ConformanceRun<A: PrunerAdapter> {
             let column = Dictionary(uniqueKeysWithValues: t.processed[0].enumerated().map { ($1, $0) })
             for (i, row) in rows.enumerated() {
                 guard let k = column[row] else { continue }  // not processed by layer 0 (a decision there)
-                let got = t.layerPositions[0].axes.map { $0[k] }, want = c.positions.axes.map { $0[p + plan.cells[i]] }
+                let got = t.layerPositions[0].axes.map { $0[k] }, want = declared.positions.axes.map { $0[row] }
                 if t.policy.decisionLayers.first != 0, got != want {
                     return fail("/prefill/positions[0] token at cell \(plan.cells[i])", "\(want)", "\(got)")
                 }

@@ -10,6 +10,8 @@ public enum RandomCase {
         case features(width: Int)
         /// LLM-width embeddings, given directly.
         case embeddings
+
+        var isFeatures: Bool { if case .features = self { true } else { false } }
     }
 
     /// How the position ids are laid out.
@@ -27,10 +29,11 @@ public enum RandomCase {
     /// `rng` in a fixed order: the visual values (standard normals), the CLS attention (a
     /// softmax of standard normals), the similarity features (`similarityWidth` normals per
     /// token), the prefix and suffix token ids (uniform below the vocabulary), then gapped
-    /// positions if asked. Nüwa's vision-side inputs are always included.
+    /// positions if asked. Nüwa's vision-side inputs are always included; with `clsFeature`, a
+    /// CLS token's feature too (VisionZip's), drawn last so the rest is drawn as without it.
     public static func make(config c: ModelConfig, name: String, grid: ImageGrid, prefix: Int, suffix: Int, visual: Visual,
                             positions: Positions = .contiguous, decodeSteps: Int = 3, similarityWidth: Int = 16,
-                            rng: inout SplitMix64) -> PromptCase {
+                            clsFeature: Bool = false, rng: inout SplitMix64) -> PromptCase {
         let n = grid.count
         let width = if case .features(let w) = visual { w } else { c.hiddenSize }
         var drawn = (0..<(n * width)).map { _ in Float(rng.normal()) }
@@ -56,17 +59,19 @@ public enum RandomCase {
             }
         }
         let values = Matrix(rows: n, cols: width, values: drawn)
+        let clsRow: [Float]? = clsFeature && visual.isFeatures ? (0..<width).map { _ in Float(rng.normal()) } : nil
         let image: VisualInput = if case .features = visual { .features(values) } else { .embeddings(values) }
         return PromptCase(name: name, prefixTokens: prefixTokens, suffixTokens: suffixTokens, visual: image, grid: grid, positions: ids,
-                          decodeSteps: decodeSteps, visionSide: VisionSideInputs(clsAttention: cls, similarityFeatures: sim))
+                          decodeSteps: decodeSteps, visionSide: VisionSideInputs(clsAttention: cls, similarityFeatures: sim, clsFeature: clsRow))
     }
 
     /// The same from a seed.
     public static func make(config c: ModelConfig, name: String, grid: ImageGrid, prefix: Int, suffix: Int, visual: Visual,
-                            positions: Positions = .contiguous, decodeSteps: Int = 3, similarityWidth: Int = 16, seed: UInt64) -> PromptCase {
+                            positions: Positions = .contiguous, decodeSteps: Int = 3, similarityWidth: Int = 16, clsFeature: Bool = false,
+                            seed: UInt64) -> PromptCase {
         var rng = SplitMix64(seed: seed)
         return make(config: c, name: name, grid: grid, prefix: prefix, suffix: suffix, visual: visual, positions: positions,
-                    decodeSteps: decodeSteps, similarityWidth: similarityWidth, rng: &rng)
+                    decodeSteps: decodeSteps, similarityWidth: similarityWidth, clsFeature: clsFeature, rng: &rng)
     }
 
     /// 0, then steps of 1–3.

@@ -11,6 +11,9 @@ public struct ImageGrid: Sendable, Equatable, Codable {
     public var count: Int { frames * rows * cols }
     /// Tokens per frame, rows · cols.
     public var cellsPerFrame: Int { rows * cols }
+    /// The cell number that stands for the image's CLS token (one past the last cell), in
+    /// merge sources and `visual_grid_indices`, when a case carries the CLS feature.
+    public var clsCell: Int { count }
     public var isVideo: Bool { frames > 1 }
     /// `ROWSxCOLS`, or `FRAMESxROWSxCOLS` for a video.
     public var description: String { isVideo ? "\(frames)x\(rows)x\(cols)" : "\(rows)x\(cols)" }
@@ -90,6 +93,8 @@ public struct PositionIDs: Sendable, Equatable {
 
     /// Contiguous positions `0 ..< count`.
     public static func contiguous(_ count: Int) -> PositionIDs { PositionIDs(Array(0..<count)) }
+    /// `first, first + 1, …, first + count − 1` (1-D).
+    public static func contiguous(_ count: Int, from first: Int) -> PositionIDs { PositionIDs(Array(first..<(first + count))) }
 
     /// Number of tokens.
     public var count: Int { axes[0].count }
@@ -146,16 +151,22 @@ public struct PositionIDs: Sendable, Equatable {
     public var nextDecodePosition: Int { (axes.map { $0.max() ?? -1 }.max() ?? -1) + 1 }
 }
 
-/// Per-image inputs a vision-side stage reads (Nüwa stage 1), one entry per grid cell.
+/// Per-image inputs a vision-side stage reads (Nüwa's stage 1, VisionZip), one entry per grid cell.
 public struct VisionSideInputs: Sendable, Equatable {
     /// CLS-row attention of the vision encoder to each patch (summed over heads), `[N]`.
     public var clsAttention: [Float]
-    /// Features whose cosine similarity drives aggregation, `[N, d_s]`.
+    /// Features whose cosine similarity drives aggregation, `[N, d_s]` (Nüwa: mean hidden
+    /// states of later CLIP layers; VisionZip: layer −2's keys, averaged over heads).
     public var similarityFeatures: Matrix
+    /// The vision encoder's CLS token at the layer the patch features come from, `[d_vision]`,
+    /// when a stage hands it to the LLM (VisionZip keeps it). As a merge source and in
+    /// `visual_grid_indices` it is cell `N` (`ImageGrid.clsCell`).
+    public var clsFeature: [Float]?
 
-    public init(clsAttention: [Float], similarityFeatures: Matrix) {
+    public init(clsAttention: [Float], similarityFeatures: Matrix, clsFeature: [Float]? = nil) {
         self.clsAttention = clsAttention
         self.similarityFeatures = similarityFeatures
+        self.clsFeature = clsFeature
     }
 }
 
@@ -173,8 +184,9 @@ public struct PromptCase: Sendable, Equatable {
     public var positions: PositionIDs
     /// Greedy tokens to generate after the prefill.
     public var decodeSteps: Int
-    /// Grid cell of each visual token, ascending; nil means all cells in order (`0 ..< N`).
-    /// Set when a vision-side stage kept a subset of the image.
+    /// Grid cell of each visual token in sequence order; nil means all cells in order
+    /// (`0 ..< N`). Set when a vision-side stage kept a subset of the image or merged it
+    /// (`gridIndicesProblem` says which lists are valid).
     public var visualGridIndices: [Int]?
     /// Inputs of a vision-side stage (optional).
     public var visionSide: VisionSideInputs?
@@ -195,6 +207,19 @@ public struct PromptCase: Sendable, Equatable {
 
     /// Grid cell of visual token j.
     public var gridIndices: [Int] { visualGridIndices ?? Array(0..<visual.count) }
+
+    /// Why `cells` is not a valid `visual_grid_indices` list for `grid`, or nil: distinct
+    /// cells of the grid (sequence order; ascending unless a merge lists them otherwise,
+    /// SPEC.md §8.16), where cell `N` is the image's CLS token and only allowed when the case
+    /// carries one.
+    public static func gridIndicesProblem(_ cells: [Int], grid: ImageGrid, hasCLS: Bool) -> String? {
+        let limit = hasCLS ? grid.clsCell : grid.count - 1
+        if let c = cells.first(where: { !(0...limit).contains($0) }) {
+            return "cell \(c) is outside the \(grid.description) grid\(hasCLS ? " and its CLS token (\(grid.clsCell))" : "")"
+        }
+        if Set(cells).count != cells.count { return "lists a cell twice" }
+        return nil
+    }
 
     /// S: prefill length.
     public var sequenceLength: Int { prefixTokens.count + visual.count + suffixTokens.count }
@@ -233,9 +258,7 @@ public struct PromptCase: Sendable, Equatable {
         if suffixTokens.isEmpty { throw bad("suffix_ids", "a case needs at least one text token after the image (the scoring query)") }
         if let idx = visualGridIndices {
             if idx.count != visual.count { throw bad("visual_grid_indices", "\(idx.count) indices for \(visual.count) visual tokens") }
-            if zip(idx, idx.dropFirst()).contains(where: { $0 >= $1 }) || (idx.first ?? 0) < 0 || (idx.last ?? 0) >= grid.count {
-                throw bad("visual_grid_indices", "must be strictly ascending cells of the \(grid.description) grid")
-            }
+            if let why = Self.gridIndicesProblem(idx, grid: grid, hasCLS: visionSide?.clsFeature != nil) { throw bad("visual_grid_indices", why) }
         } else if grid.rows < 1 || grid.cols < 1 || grid.count != visual.count {
             throw bad("grid", "\(grid.description) does not hold the \(visual.count) visual tokens")
         }
@@ -243,8 +266,14 @@ public struct PromptCase: Sendable, Equatable {
             if v.clsAttention.count != grid.count || v.similarityFeatures.rows != grid.count {
                 throw bad("vision_side", "CLS attention and similarity features need one row per grid cell (\(grid.count))")
             }
-            if !v.clsAttention.allSatisfy(\.isFinite) || !v.similarityFeatures.values.allSatisfy(\.isFinite) {
+            if !v.clsAttention.allSatisfy(\.isFinite) || !v.similarityFeatures.values.allSatisfy(\.isFinite)
+                || !(v.clsFeature ?? []).allSatisfy(\.isFinite) {
                 throw InputError(.badValue, file: file, object: "vision_side", "contains NaN or Inf")
+            }
+            if let cls = v.clsFeature {
+                guard case .features(let x) = visual, cls.count == x.cols else {
+                    throw bad("vision_side/cls_feature", "\(cls.count) values; it needs the width of the case's visual_features")
+                }
             }
         }
         for (label, ids) in [("prefix_ids", prefixTokens), ("suffix_ids", suffixTokens)] {

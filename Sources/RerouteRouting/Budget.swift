@@ -88,7 +88,7 @@ public enum BudgetCalculator {
     {
         let n = grid.count
         try policy.check(grid: grid)
-        let llmN = llmVisualTokens ?? policy.visionStage?.budget(grid: grid) ?? n
+        let llmN = llmVisualTokens ?? policy.visionSideBudget(grid: grid) ?? n
         let schedule = try policy.schedule(layers: c.layers, originalN: n, llmN: llmN)
         return (n, llmN, schedule, schedule.visualCounts(n: llmN, layers: c.layers))
     }

@@ -55,6 +55,8 @@ public enum PolicyFile {
             .object(["method": .string("nuwa"), "keep_ratio": .number(s.keepRatio), "count_rule": .string(name(s.countRule, in: countRules)),
                      "per_region": .int(s.perRegion), "penalty_quantile": .number(s.penaltyQuantile),
                      "distance_threshold": s.distanceThreshold.map(JSON.number) ?? .null, "self_weight_reset": .bool(s.selfWeightReset)])
+        } ?? p.visionZip.map { z in
+            .object(["method": .string("visionzip"), "dominant_ratio": .number(z.dominantRatio), "contextual_ratio": .number(z.contextualRatio)])
         } ?? .null
         let matching: JSON = switch p.budgetMatching {
         case .none: .null
@@ -174,12 +176,18 @@ public enum PolicyFile {
         case (false, false): throw bad("schedule", "missing keep_ratios (or keep_counts)")
         }
 
-        var stage: NuwaVisionStage?
-        if let v = try r.optionalObject("vision_stage") {
+        var stage: NuwaVisionStage?, visionZip: VisionZipStage?
+        if let v = try r.optionalObject("vision_stage"), try v.string("method") == "visionzip" {
+            try v.allowOnly(["method", "dominant_ratio", "contextual_ratio"])
+            let d = try v.double("dominant_ratio"), c = try v.double("contextual_ratio")
+            guard d > 0 && d <= 1 else { throw bad("vision_stage.dominant_ratio", "\(d) is outside (0, 1]") }
+            guard c >= 0 && c <= 1 else { throw bad("vision_stage.contextual_ratio", "\(c) is outside [0, 1]") }
+            visionZip = VisionZipStage(dominantRatio: d, contextualRatio: c)
+        } else if let v = try r.optionalObject("vision_stage") {
             try v.allowOnly(["method", "keep_ratio", "count_rule", "per_region", "penalty_quantile", "distance_threshold", "self_weight_reset"])
             try v.require(["distance_threshold"])
             guard try v.string("method") == "nuwa" else {
-                throw bad("vision_stage.method", "'\(try v.string("method"))'; the supported vision-side stage is 'nuwa'")
+                throw bad("vision_stage.method", "'\(try v.string("method"))'; the supported vision-side stages are 'nuwa' and 'visionzip'")
             }
             let ratio = try v.double("keep_ratio"), perRegion = try v.int("per_region"), q = try v.double("penalty_quantile")
             guard ratio > 0 && ratio <= 1 else { throw bad("vision_stage.keep_ratio", "\(ratio) is outside (0, 1]") }
@@ -205,6 +213,7 @@ public enum PolicyFile {
                               countRule: try sc.choice("count_rule", countRules), action: try r.choice("action", actions),
                               positions: try r.choice("positions", positionPolicies), visionStage: stage, budgetMatching: matching)
         p.keepCounts = counts
+        p.visionZip = visionZip
         p.provenance = provenance
         if let rule = try r.optionalString("selection") {
             guard let v = selections.first(where: { $0.0 == rule })?.1 else {

@@ -23,7 +23,8 @@ public protocol PrunerAdapter: Sendable {
     /// What the adapter claims, selecting which conformance laws apply.
     var capabilities: AdapterCapabilities { get }
     /// A merge before the LLM (SPEC.md §8.16): the tokens the LLM sees in place of the
-    /// image's, or nil for none. Default: the declared vision-side stage's (Nüwa's stage 1).
+    /// image's, or nil for none. Default: the declared vision-side stage's (Nüwa's stage 1 or
+    /// VisionZip).
     /// A pure function of its input, like `select`.
     func mergeBeforeLLM(_ input: MergeInput) throws -> MergePlan?
     /// The most tokens `mergeBeforeLLM` may return for an image of `grid`. Default: the
@@ -32,14 +33,9 @@ public protocol PrunerAdapter: Sendable {
 }
 
 extension PrunerAdapter {
-    public func mergeBeforeLLM(_ input: MergeInput) throws -> MergePlan? {
-        guard let stage = policy.visionStage else { return nil }
-        guard case .features(let x) = input.visual else { throw RoutingError.badInput("Nüwa stage 1 needs vision features, not embeddings") }
-        guard let side = input.visionSide else { throw RoutingError.badInput("Nüwa stage 1 needs the case's vision-side inputs") }
-        return try stage.mergePlan(features: x, inputs: side, grid: input.grid)
-    }
+    public func mergeBeforeLLM(_ input: MergeInput) throws -> MergePlan? { try policy.visionSideMerge(input) }
 
-    public func mergeBudget(grid: ImageGrid) -> Int { policy.visionStage?.budget(grid: grid) ?? grid.count }
+    public func mergeBudget(grid: ImageGrid) -> Int { policy.visionSideBudget(grid: grid) ?? grid.count }
 
     /// The case the LLM sees: `c` after the adapter's merge before the LLM, if any; a plan
     /// that breaks the merge laws is refused before anything runs (`RoutingError.badSelection`
@@ -47,7 +43,7 @@ extension PrunerAdapter {
     public func llmCase(for c: PromptCase) throws -> PromptCase {
         let budget = mergeBudget(grid: c.grid)
         guard let plan = try mergeBeforeLLM(MergeInput(visual: c.visual, grid: c.grid, visionSide: c.visionSide, budget: budget)) else { return c }
-        if let problem = plan.problem(grid: c.grid, budget: budget) { throw RoutingError.badSelection(adapter: policy.name, layer: -1, problem) }
+        if let problem = plan.problem(grid: c.grid, budget: budget, cls: c.visionSide?.clsFeature != nil) { throw RoutingError.badSelection(adapter: policy.name, layer: -1, problem) }
         return try plan.apply(to: c)
     }
 }

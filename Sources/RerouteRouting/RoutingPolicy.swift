@@ -22,6 +22,8 @@ public struct RoutingPolicy: Sendable, Equatable, Codable {
     public var positions: PositionPolicy
     /// Nüwa's stage 1, applied to the image before the LLM.
     public var visionStage: NuwaVisionStage?
+    /// VisionZip, applied to the image before the LLM (at most one vision-side stage).
+    public var visionZip: VisionZipStage?
     /// How the kept tokens are chosen (nil: top-k of the scorer's scores, §8.4).
     public var selection: SelectionRule?
     public var budgetMatching: BudgetMatching
@@ -50,8 +52,28 @@ public struct RoutingPolicy: Sendable, Equatable, Codable {
         return p
     }
 
-    /// Whether the policy never routes or removes anything.
+    /// Whether the policy makes no decision inside the LLM (a vision-side stage may still
+    /// reduce the image before it).
     public var isDense: Bool { decisionLayers.isEmpty }
+
+    /// The most visual tokens the vision-side stage hands the LLM on `grid`, or nil without one.
+    public func visionSideBudget(grid: ImageGrid) -> Int? {
+        visionStage?.budget(grid: grid) ?? visionZip?.budget(grid: grid)
+    }
+
+    /// The vision-side stage as a merge before the LLM (SPEC.md §8.16), or nil without one.
+    public func visionSideMerge(_ input: MergeInput) throws -> MergePlan? {
+        guard visionStage != nil || visionZip != nil else { return nil }
+        let method = visionStage != nil ? "Nüwa stage 1" : "VisionZip"
+        guard case .features(let x) = input.visual else { throw RoutingError.badInput("\(method) needs vision features, not embeddings") }
+        guard let side = input.visionSide else { throw RoutingError.badInput("\(method) needs the case's vision-side inputs") }
+        if let stage = visionStage { return try stage.mergePlan(features: x, inputs: side, grid: input.grid) }
+        return try visionZip?.mergePlan(features: x, inputs: side, grid: input.grid)
+    }
+
+    /// Whether the policy is defined for 1-D positions only: re-indexed positions, or a
+    /// vision-side stage that numbers the LLM sequence contiguously (VisionZip).
+    public var requiresOneDimensionalPositions: Bool { positions == .reindexed || visionZip != nil }
 
     /// The integer schedule for a model of `layers` layers and `n` visual tokens entering
     /// the LLM (after the vision stage, if any). Counts come from ratios of `originalN`
@@ -76,6 +98,7 @@ public struct RoutingPolicy: Sendable, Equatable, Codable {
     /// selection rule defined for one image (`SelectionRule.check(grid:)`).
     public func check(grid: ImageGrid) throws {
         if visionStage != nil { try NuwaVisionStage.checkImage(grid) }
+        if visionZip != nil { try VisionZipStage.check(grid: grid) }
         try selection?.check(grid: grid)
     }
 
@@ -99,6 +122,10 @@ public struct RoutingPolicy: Sendable, Equatable, Codable {
         }
         if let v = visionStage, !(v.keepRatio > 0 && v.keepRatio <= 1) || !(1...4).contains(v.perRegion) || !(v.penaltyQuantile >= 0 && v.penaltyQuantile <= 1) {
             throw RoutingError.badSchedule("\(name): vision stage keep ratio \(v.keepRatio), per region \(v.perRegion), quantile \(v.penaltyQuantile) outside (0, 1], 1…4, [0, 1]")
+        }
+        if visionStage != nil, visionZip != nil { throw RoutingError.badSchedule("\(name): two vision-side stages (Nüwa's and VisionZip)") }
+        if let z = visionZip, !(z.dominantRatio > 0 && z.dominantRatio <= 1) || !(z.contextualRatio >= 0 && z.contextualRatio <= 1) {
+            throw RoutingError.badSchedule("\(name): VisionZip ratios \(z.dominantRatio), \(z.contextualRatio) outside (0, 1], [0, 1]")
         }
         if let counts = keepCounts {
             if !keepRatios.isEmpty { throw RoutingError.badSchedule("\(name): both keep ratios and keep counts") }

@@ -40,6 +40,11 @@ public struct RoutingSession: Sendable {
         self.forcedKept = forcedKept
         self.llmCase = llmCase
         schedule = try policy.schedule(layers: layers, originalN: originalN, llmN: llmCase.visual.count)
+        let cells = llmCase.gridIndices
+        if !schedule.decisionLayers.isEmpty, zip(cells, cells.dropFirst()).contains(where: { $0 >= $1 }) {
+            // Decisions record grid cells as ascending candidates; a listed layout has no such order.
+            throw RoutingError.badSchedule("\(policy.name): decisions in the LLM after a merge listed out of grid order (\(cells.prefix(8))…) are not supported")
+        }
         prefixCount = llmCase.prefixTokens.count
         visualCount = llmCase.visual.count
         sequenceLength = llmCase.sequenceLength

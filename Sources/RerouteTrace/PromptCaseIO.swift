@@ -55,7 +55,14 @@ public enum PromptCaseIO {
         if f.exists("\(g)/vision_side") {
             let cls = try f.readFloats("\(g)/vision_side/cls_attention", maxElements: PromptCase.maxVisualElements)
             guard cls.shape.count == 1 else { throw InputError(.badCase, file: path, object: "\(g)/vision_side/cls_attention", "expected [N]") }
-            side = VisionSideInputs(clsAttention: cls.values, similarityFeatures: try matrix("\(g)/vision_side/similarity_features"))
+            var clsFeature: [Float]?
+            if f.exists("\(g)/vision_side/cls_feature") {
+                let v = try f.readFloats("\(g)/vision_side/cls_feature", maxElements: PromptCase.maxVisualElements)
+                guard v.shape.count == 1 else { throw InputError(.badCase, file: path, object: "\(g)/vision_side/cls_feature", "expected [d_vision]") }
+                clsFeature = v.values
+            }
+            side = VisionSideInputs(clsAttention: cls.values, similarityFeatures: try matrix("\(g)/vision_side/similarity_features"),
+                                    clsFeature: clsFeature)
         }
         return PromptCase(name: name, prefixTokens: prefix, suffixTokens: suffix, visual: visual,
                           grid: grid.count == 2 ? ImageGrid(rows: grid[0], cols: grid[1]) : ImageGrid(rows: grid[1], cols: grid[2], frames: grid[0]),
@@ -79,6 +86,7 @@ public enum PromptCaseIO {
             try w.write("\(g)/vision_side/cls_attention", side.clsAttention, shape: [side.clsAttention.count])
             try w.write("\(g)/vision_side/similarity_features", side.similarityFeatures.values,
                         shape: [side.similarityFeatures.rows, side.similarityFeatures.cols])
+            if let cls = side.clsFeature { try w.write("\(g)/vision_side/cls_feature", cls, shape: [cls.count]) }
         }
     }
 }

@@ -100,6 +100,7 @@ extension Trace {
         case .embeddings: names.append("visual_embeddings")
         }
         if c.visionSide != nil { names += ["vision_side/cls_attention", "vision_side/similarity_features"] }
+        if c.visionSide?.clsFeature != nil { names.append("vision_side/cls_feature") }
         return names
     }
 
@@ -225,9 +226,8 @@ extension Trace {
         var llmGrid: [Int]?
         if f.exists("/llm/visual_grid_indices") {
             let cells = try ints("/llm/visual_grid_indices", [nil])
-            if zip(cells, cells.dropFirst()).contains(where: { $0 >= $1 }) || (cells.first ?? 0) < 0 || (cells.last ?? 0) >= input.grid.count {
-                throw InputError(.badValue, file: path, object: "/llm/visual_grid_indices",
-                                 "must be strictly ascending cells of the \(input.grid.description) grid")
+            if let why = PromptCase.gridIndicesProblem(cells, grid: input.grid, hasCLS: input.visionSide?.clsFeature != nil) {
+                throw InputError(.badValue, file: path, object: "/llm/visual_grid_indices", why)
             }
             llmGrid = cells
         }

@@ -11,14 +11,14 @@ import RerouteTrace
 public enum GoldenTraces {
     public static let seed = 20_261_125
     /// Policies with a golden trace (dense, and FastV, PDrop, Nüwa, Reroute on each, DivPrune,
-    /// DART, embedding-level DART and CDPruner at two budgets; EVS at q = 0.5 with both
-    /// position rules).
+    /// DART, embedding-level DART, CDPruner and VisionZip at two budgets; EVS at q = 0.5 with
+    /// both position rules).
     public static var policies: [RoutingPolicy] {
         [.dense, .fastV(), .fastV(k: 2, r: 0.75), .pyramidDrop(), .pyramidDrop(lambda: 0.25), .pyramidDropOriginalPositions()]
             + [Tier.t192, .t64].flatMap { t in
                 [RoutingPolicy.fastVRelease(tier: t), .pyramidDropRelease(tier: t), .nuwa(tier: t),
                  .rerouteFastV(tier: t), .reroutePDrop(tier: t), .rerouteNuwa(tier: t), .divPrune(tier: t), .dartEmbed(tier: t),
-                 .dart(tier: t), .cdPruner(tier: t)]
+                 .dart(tier: t), .cdPruner(tier: t), .visionZip(tier: t)]
             }
             + [.evs(pruningRate: 0.5), .evs(pruningRate: 0.5, recomputed: false)]
     }
@@ -28,17 +28,20 @@ public enum GoldenTraces {
     /// DART as published (LLaVA-1.5 and Qwen2.5-VL upstream) on the LLaMA-shaped 1-D model
     /// (no attention biases) and the M-RoPE model, which keeps the golden folder small.
     /// EVS (a video reducer of Qwen2.5-VL) has goldens on the M-RoPE model's video case, and
-    /// CDPruner (whose engine prunes Qwen-VL images) on the M-RoPE model.
+    /// CDPruner (whose engine prunes Qwen-VL images) on the M-RoPE model; VisionZip (LLaVA's
+    /// path, 1-D) on the LLaMA-shaped model only, which keeps the folder small.
     public static func policies(for c: ModelConfig) -> [RoutingPolicy] {
         c.mropeSection == nil
-            ? policies.filter { $0.selection != .dartEmbed && !($0.selection == .dart && c.attentionBias) && !$0.positions.requiresMultimodal
-                && $0.selection != .evs }
-            : policies.filter { $0.positions != .reindexed }
+            ? policies.filter { $0.selection != .dartEmbed && !(($0.selection == .dart || $0.visionZip != nil) && c.attentionBias)
+                && !$0.positions.requiresMultimodal && $0.selection != .evs }
+            : policies.filter { !$0.requiresOneDimensionalPositions }
     }
 
-    /// The case of a policy's golden: the video case for video reducers (EVS), else the trace case.
+    /// The case of a policy's golden: the video case for video reducers (EVS), the trace case
+    /// with a CLS feature for VisionZip, else the trace case.
     public static func goldenCase(for policy: RoutingPolicy, weights: ModelWeights, model: String) -> PromptCase {
-        policy.selection == .evs ? videoCase(for: weights, model: model) : traceCase(for: weights, model: model)
+        if policy.selection == .evs { return videoCase(for: weights, model: model) }
+        return traceCase(for: weights, model: model, clsFeature: policy.visionZip != nil)
     }
 
     /// The video case (`trace-video-4x3x4-mrope`): 4 prefix tokens, a video of 4 frames of 3×4
@@ -60,14 +63,15 @@ public enum GoldenTraces {
     /// (`trace-10x10`). M-RoPE models: a 6×8 image (rows ≠ cols, so the h and w axes differ)
     /// with the 3-D positions of `PositionIDs.multimodal`, as transformers' `get_rope_index`
     /// (`trace-6x8-mrope`). Deterministic from the seed and the model name (SplitMix64,
-    /// Box–Muller normals).
-    public static func traceCase(for weights: ModelWeights, model: String) -> PromptCase {
+    /// Box–Muller normals). With `clsFeature`, the same case with a CLS token's feature drawn
+    /// after the rest (`trace-10x10-cls`), for stages that hand it to the LLM (VisionZip).
+    public static func traceCase(for weights: ModelWeights, model: String, clsFeature: Bool = false) -> PromptCase {
         var rng = SplitMix64(seed: UInt64(seed) &+ fnv1a(model))
         let mrope = weights.config.mropeSection != nil
-        return RandomCase.make(config: weights.config, name: mrope ? "trace-6x8-mrope" : "trace-10x10",
+        return RandomCase.make(config: weights.config, name: (mrope ? "trace-6x8-mrope" : "trace-10x10") + (clsFeature ? "-cls" : ""),
                                grid: mrope ? ImageGrid(rows: 6, cols: 8) : ImageGrid(rows: 10, cols: 10), prefix: 4, suffix: 4,
                                visual: .features(width: weights.projector?.visionDim ?? 0), positions: mrope ? .multimodal : .contiguous,
-                               decodeSteps: 3, similarityWidth: 16, rng: &rng)
+                               decodeSteps: 3, similarityWidth: 16, clsFeature: clsFeature, rng: &rng)
     }
 
     /// The goldens of models too large to ship, built on demand by a tool (`golden/trained`,

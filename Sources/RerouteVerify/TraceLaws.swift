@@ -128,7 +128,7 @@ public enum TraceLaws {
             // The budget is of the visual tokens the LLM received (an adapter's own merge may
             // give fewer than a declared vision-side stage's K1, never more; the merge itself
             // is checked by merges-declared).
-            if let k1 = t.policy.visionStage?.budget(grid: t.input.grid), n > k1 {
+            if let k1 = t.policy.visionSideBudget(grid: t.input.grid), n > k1 {
                 fail(.budgetDeclared, "/inputs (LLM visual tokens)", expected: "at most \(k1) (the vision-side stage's K1)", actual: "\(n)")
             }
             let report = try BudgetCalculator.report(config: t.config, policy: t.policy, textTokens: p + q, grid: t.input.grid,
@@ -180,9 +180,7 @@ public enum TraceLaws {
 
         // positions-declared (prefill and decode), on every position axis
         do {
-            let n0 = t.input.visual.count
-            let originalIndex = (0..<s).map { i in i < p ? i : i < p + n ? p + cells[i - p] : i - n + n0 }
-            let llmPositions = t.input.positions.gathering(originalIndex)
+            let llmPositions = try MergeLayout.of(policy: t.policy, cells: cells).positions(of: t.input, cells: cells)
             let schedule = try? t.policy.schedule(layers: layers, originalN: t.input.grid.count, llmN: n)
             let span = p..<(p + n)
             for l in 0..<layers {
@@ -201,6 +199,8 @@ public enum TraceLaws {
                     fail(.positionsDeclared, "/prefill/decode_positions[\(l)]", expected: "\(decode)", actual: "\(t.decodePositions[l])")
                 }
             }
+        } catch {
+            fail(.positionsDeclared, "/inputs/positions", expected: "positions the LLM input's layout defines", actual: "\(error)")
         }
 
         // no-routing-at-decode

@@ -26,9 +26,9 @@ import Testing
     @Test func verifyPassesOnShippedGoldens() throws {
         let r = try run(["verify"])
         #expect(r.status == 0, "\(r.out)\(r.err)")
-        #expect(r.out.contains("verify: 139 check(s), 139 passed, 0 failed"))  // 6 cases, 66 traces × 2 decoders, the manifest
+        #expect(r.out.contains("verify: 143 check(s), 143 passed, 0 failed"))  // 6 cases, 68 traces × 2 decoders, the manifest
         #expect(r.out.contains("tiny-qwen2/reroute-nuwa-64.h5"))
-        #expect(r.err.contains("[6/6]") && r.err.contains("[132/132]"))  // progress goes to stderr
+        #expect(r.err.contains("[6/6]") && r.err.contains("[136/136]"))  // progress goes to stderr
     }
 
     @Test func verifyReportsDifferencesWithExitOne() throws {

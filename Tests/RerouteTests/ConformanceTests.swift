@@ -47,7 +47,7 @@ enum BrokenAdapters {
             switch flaw {
             case .negativeWeight: return MergePlan(tokens: [MergedToken(cell: 0, sources: [0, 1], weights: [1, -0.5])] + (2..<n).map { .kept($0) })
             case .overBudget: return MergePlan(tokens: (0..<n).map { .kept($0) })
-            case .sourceOutsideGrid: return MergePlan(tokens: [MergedToken(cell: 0, sources: [0, n], weights: [0.5, 0.5])])
+            case .sourceOutsideGrid: return MergePlan(tokens: [MergedToken(cell: 0, sources: [0, n + 1], weights: [0.5, 0.5])])  // n is the CLS cell
             }
         }
         func select(_ input: SelectionInput) throws -> Selection { try policy.select(input) }

@@ -27,14 +27,14 @@ import Testing
         let prefix = 1 + rng.integer(below: 4), suffix = 1 + rng.integer(below: 3)
         let positions: RandomCase.Positions = c.mropeSection != nil ? .multimodal : rng.integer(below: 2) == 0 ? .gapped : .contiguous
         let cs = RandomCase.make(config: c, name: "random-\(seed)", grid: grid, prefix: prefix, suffix: suffix, visual: .features(width: 7),
-                                 positions: positions, decodeSteps: 3, similarityWidth: 8, seed: seed &+ 3)
+                                 positions: positions, decodeSteps: 3, similarityWidth: 8, clsFeature: true, seed: seed &+ 3)
         return (w, cs)
     }
 
     /// A catalog policy made executable on `layers` layers: when its 32-layer schedule does
     /// not remap, its decisions are spread over 1 ..< layers instead (dropping what does not fit).
     static func adapt(_ p: RoutingPolicy, layers: Int, mrope: Bool = false) -> RoutingPolicy? {
-        if mrope, p.positions == .reindexed { return nil }  // re-indexing is 1-D only (SPEC.md §4)
+        if mrope, p.requiresOneDimensionalPositions { return nil }  // re-indexing and VisionZip's layout are 1-D only (SPEC.md §4, §8.16)
         if !mrope, p.positions.requiresMultimodal { return nil }  // the recomputed M-RoPE rules are 3-D only
         if (try? p.schedule(layers: layers, originalN: 16, llmN: 16)) != nil { return p }
         let count = min(p.decisionLayers.count, layers - 1)

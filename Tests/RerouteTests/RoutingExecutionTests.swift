@@ -78,8 +78,11 @@ import Testing
 /// Executing policies in the reference decoder: the laws of SPEC.md §8 on random models
 /// and cases (seeds from `TestSeeds`: a failure names its seed, REROUTE_SEED replays it).
 @Suite struct RoutingLawTests {
-    /// The 1-D cases here exclude the rules defined for 3-D positions only (EVSTests and CDPrunerTests check them).
-    static let policies: [RoutingPolicy] = PolicyCatalog.all.filter { $0.visionStage == nil && !$0.positions.requiresMultimodal }
+    /// The 1-D cases here exclude the rules defined for 3-D positions only (EVSTests and CDPrunerTests check them)
+    /// and the vision-side stages (conformance, NuwaTests and VisionZipTests check them).
+    static let policies: [RoutingPolicy] = PolicyCatalog.all.filter {
+        $0.visionStage == nil && $0.visionZip == nil && !$0.positions.requiresMultimodal
+    }
 
     /// A random model of 8 to 12 layers (so the 32-layer schedules remap) and a random case.
     static func world(_ seed: UInt64) -> (ReferenceDecoder, PromptCase) {

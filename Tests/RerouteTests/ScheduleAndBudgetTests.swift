@@ -159,7 +159,7 @@ import Testing
         let weights = RandomModel.weights(config, visionDim: 8, seed: 3)
         // Features through the projector, so Nüwa's vision-side stage can run.
         let c = RandomCase.make(config: config, name: "costs", grid: ImageGrid(rows: 6, cols: 6), prefix: 5, suffix: 2,
-                                visual: .features(width: 8), positions: mrope ? .multimodal : .contiguous, decodeSteps: 0, seed: 4)
+                                visual: .features(width: 8), positions: mrope ? .multimodal : .contiguous, decodeSteps: 0, clsFeature: true, seed: 4)
         let decoder = Recording(base: FastDecoder(weights: weights))
         _ = try RoutedPrefill.run(decoder: decoder, case: c, policy: policy)
         let costs = try BudgetCalculator.scoringCosts(config: config, policy: policy, textTokens: 7, grid: c.grid)

@@ -63,7 +63,7 @@ def model_inputs(model: Any, case: dict[str, np.ndarray]) -> dict[str, Any]:
 
 
 def build_case(model: Any, image: Any, prompt: str, *, image_processor: Any, tokenizer: Any, decode_steps: int = 3,
-               vision_side: bool = False, cls_attention_layer: int = -2,
+               vision_side: bool | str = False, cls_attention_layer: int = -2,
                similarity_layers: Sequence[int] = tuple(range(16, 25))) -> dict[str, np.ndarray]:
     """A case (SPEC.md §6) from an HF VLM, its image processor and tokenizer, an image and a
     prompt holding the image placeholder once (LLaVA: ``<image>``; Qwen2.5-VL:
@@ -83,7 +83,14 @@ def build_case(model: Any, image: Any, prompt: str, *, image_processor: Any, tok
     attention to each patch, summed over heads (default the penultimate layer, whose output
     LLaVA takes), and ``vision_side/similarity_features`` the mean of CLIP's
     ``hidden_states`` entries ``similarity_layers`` over the patches (default 16 … 24, as
-    for LLaVA-1.5's 24-layer CLIP; entry 0 is the embedding output)."""
+    for LLaVA-1.5's 24-layer CLIP; entry 0 is the embedding output).
+
+    With ``vision_side="visionzip"`` (LLaVA), VisionZip's inputs instead (SPEC.md §8.17): the
+    same ``cls_attention``; ``vision_side/similarity_features`` the keys of that layer,
+    ``k_proj(layer_norm1(x))`` of its input, averaged over heads (no RoPE, unscaled); and
+    ``vision_side/cls_feature`` the CLS token of CLIP layer ``vision_feature_layer`` (the one
+    whose patches are the features), which VisionZip hands to the LLM; ``similarity_layers``
+    is not used."""
     import torch
 
     name = type(model).__name__
@@ -97,15 +104,27 @@ def build_case(model: Any, image: Any, prompt: str, *, image_processor: Any, tok
             if side * side != visual.shape[0]:
                 raise ValueError(f"{name}: {visual.shape[0]} image features are not a square grid")
             grid = (side, side)
+            if vision_side not in (False, True, "nuwa", "visionzip"):
+                raise ValueError(f"vision_side must be False, True / 'nuwa', or 'visionzip', not {vision_side!r}")
             if vision_side:
                 tower = model.model.vision_tower
                 v = tower(pixels.to(model.dtype), output_attentions=True, output_hidden_states=True)
                 cls = v.attentions[cls_attention_layer][0, :, 0, 1:].sum(dim=0)  # [patches]
-                hs = [v.hidden_states[i][0, 1:] for i in similarity_layers]
                 features = v.hidden_states[cfg.vision_feature_layer][0, 1:]  # the 'default' select strategy drops CLS
                 side_inputs = {"visual_features": features.float().numpy().astype(np.float32),
-                               "vision_side/cls_attention": cls.float().numpy().astype(np.float32),
-                               "vision_side/similarity_features": torch.stack(hs).mean(dim=0).float().numpy().astype(np.float32)}
+                               "vision_side/cls_attention": cls.float().numpy().astype(np.float32)}
+                if vision_side != "visionzip":
+                    hs = [v.hidden_states[i][0, 1:] for i in similarity_layers]
+                    side_inputs["vision_side/similarity_features"] = torch.stack(hs).mean(dim=0).float().numpy().astype(np.float32)
+                else:
+                    layers = tower.vision_model.encoder.layers if hasattr(tower, "vision_model") else tower.encoder.layers
+                    index = cls_attention_layer % len(layers)
+                    layer = layers[index]
+                    keys = layer.self_attn.k_proj(layer.layer_norm1(v.hidden_states[index][0]))  # the layer's input is entry `index`
+                    heads = int(layer.self_attn.num_heads)
+                    keys = keys.view(keys.shape[0], heads, -1).mean(dim=1)[1:]
+                    side_inputs["vision_side/similarity_features"] = keys.float().numpy().astype(np.float32)
+                    side_inputs["vision_side/cls_feature"] = v.hidden_states[cfg.vision_feature_layer][0, 0].float().numpy().astype(np.float32)
                 if side_inputs["vision_side/cls_attention"].shape[0] != side * side:
                     raise ValueError(f"{name}: {cls.shape[0]} patches for a {side}x{side} grid (a select strategy other than 'default'?)")
         elif name == "Qwen2_5_VLForConditionalGeneration":

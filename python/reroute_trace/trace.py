@@ -417,7 +417,24 @@ def _read_inputs(f: _File, g: str = "/inputs") -> dict[str, np.ndarray]:
             raise TraceError(path, f"{g}/vision_side/cls_attention", "bad case", "expected [N]")
         out["vision_side/cls_attention"] = cls
         out["vision_side/similarity_features"] = matrix(f"{g}/vision_side/similarity_features")
+        if f.exists(f"{g}/vision_side/cls_feature"):
+            feature = f.read(f"{g}/vision_side/cls_feature", "float", S.MAX_VISUAL_ELEMENTS).astype(np.float32)
+            if feature.ndim != 1:
+                raise TraceError(path, f"{g}/vision_side/cls_feature", "bad case", "expected [d_vision]")
+            out["vision_side/cls_feature"] = feature
     return out
+
+
+def grid_indices_problem(cells: np.ndarray, grid_count: int, grid_name: str, has_cls: bool) -> str | None:
+    """PromptCase.gridIndicesProblem: distinct cells of the grid, cell ``N`` (the CLS token)
+    only when the case carries one."""
+    limit = grid_count if has_cls else grid_count - 1
+    out = [int(c) for c in cells if not 0 <= c <= limit]
+    if out:
+        return f"cell {out[0]} is outside the {grid_name} grid" + (f" and its CLS token ({grid_count})" if has_cls else "")
+    if len(set(int(c) for c in cells)) != len(cells):
+        return "lists a cell twice"
+    return None
 
 
 def grid_description(grid: np.ndarray) -> str:
@@ -455,8 +472,11 @@ def validate_case(inputs: dict[str, np.ndarray], cfg: dict[str, Any], path: str)
         cls, sim = inputs["vision_side/cls_attention"], inputs["vision_side/similarity_features"]
         if len(cls) != cells or sim.shape[0] != cells:
             raise bad("vision_side", f"CLS attention and similarity features need one row per grid cell ({cells})")
-        if not (np.isfinite(cls).all() and np.isfinite(sim).all()):
+        feature = inputs.get("vision_side/cls_feature")
+        if not (np.isfinite(cls).all() and np.isfinite(sim).all() and (feature is None or np.isfinite(feature).all())):
             raise TraceError(path, "vision_side", "bad value", "contains NaN or Inf")
+        if feature is not None and ("visual_features" not in inputs or len(feature) != inputs["visual_features"].shape[1]):
+            raise bad("vision_side/cls_feature", f"{len(feature)} values; it needs the width of the case's visual_features")
     vocab = cfg["vocabSize"]
     for label, ids in [("prefix_ids", prefix), ("suffix_ids", suffix)]:
         out = [int(t) for t in ids if t < 0 or t >= vocab]
@@ -595,9 +615,9 @@ def _read(f: _File, path: str) -> TraceDict:
     llm: dict[str, np.ndarray] = {}
     if f.exists("/llm/visual_grid_indices"):
         cells = ints("/llm/visual_grid_indices", [None])
-        if (np.diff(cells) <= 0).any() or (len(cells) and (cells[0] < 0 or cells[-1] >= grid_count)):
-            raise TraceError(path, "/llm/visual_grid_indices", "bad value",
-                             f"must be strictly ascending cells of the {grid_description(inputs['grid'])} grid")
+        why = grid_indices_problem(cells, grid_count, grid_description(inputs["grid"]), "vision_side/cls_feature" in inputs)
+        if why is not None:
+            raise TraceError(path, "/llm/visual_grid_indices", "bad value", why)
         llm["visual_grid_indices"] = cells
     visual = inputs.get("visual_features", inputs.get("visual_embeddings"))
     assert visual is not None

@@ -171,3 +171,52 @@ def test_llava_vision_side_inputs_are_clips_own_and_run_nuwa(llava, tmp_path, re
     d = run(reroute, "diff", "--preset", "fp32", str(dense[1]), str(dense[0]))  # the embeddings were projected in float32
     # Only the inputs differ (features against embeddings); every layer, logit and token agrees.
     assert d.returncode == 1 and "1 differ" in d.stdout and "first divergence: /inputs/visual" in d.stdout, d.stdout[-2000:]
+
+
+def test_llava_visionzip_inputs_are_clips_own_keys_and_cls_and_run(llava, tmp_path, reroute):
+    model, ip, tok = llava
+    model.model.vision_tower.config._attn_implementation = "eager"
+    case = build_case(model, picture(40, 40), "w1 w7 w3 <image> w9 w12 w4", image_processor=ip, tokenizer=tok,
+                      vision_side="visionzip", cls_attention_layer=0)
+    nuwa = build_case(model, picture(40, 40), "w1 w7 w3 <image> w9 w12 w4", image_processor=ip, tokenizer=tok,
+                      vision_side=True, cls_attention_layer=0, similarity_layers=[0, 1])
+    assert np.array_equal(case["vision_side/cls_attention"], nuwa["vision_side/cls_attention"])
+    # Recomputed by hand: layer 0's keys of its input, averaged over heads, patches only; the CLS
+    # token of the features' layer.
+    tower = model.model.vision_tower
+    with torch.no_grad():
+        pixels = ip(images=picture(40, 40), return_tensors="pt")["pixel_values"]
+        h0 = tower.pre_layrnorm(tower.embeddings(pixels))[0]
+        layer = tower.encoder.layers[0]
+        heads = layer.self_attn.num_heads
+        k = layer.self_attn.k_proj(layer.layer_norm1(h0)).view(-1, heads, 48 // heads).mean(dim=1)[1:]
+        hs = tower(pixels, output_hidden_states=True).hidden_states
+    assert case["vision_side/similarity_features"].shape == (4, 48 // heads)
+    assert np.allclose(case["vision_side/similarity_features"], k.numpy(), rtol=0, atol=1e-6)
+    assert np.array_equal(case["vision_side/cls_feature"], hs[model.config.vision_feature_layer][0, 0].numpy())
+    with pytest.raises(ValueError, match="vision_side must be"):
+        build_case(model, picture(40, 40), "w1 <image> w2", image_processor=ip, tokenizer=tok, vision_side="tome")
+    path = tmp_path / "case.h5"
+    write_case(str(path), case, case_name="picture", model_name="tiny-llama")
+    # 4 patches: the CLS token and 1 dominant patch, 1 contextual target that the other 2 join.
+    policy = tmp_path / "vz.json"
+    shown = run(reroute, "policy", "show", "visionzip-64", "--json")
+    assert shown.returncode == 0, shown.stderr
+    import json
+    doc = json.loads(shown.stdout)
+    doc["vision_stage"] |= {"dominant_ratio": 0.5, "contextual_ratio": 0.25}
+    doc["name"] = "vz-half"
+    policy.write_text(json.dumps(doc))
+    out = tmp_path / "vz.h5"
+    r = run(reroute, "run", "--model", str(GOLDEN / "models/tiny-llama"), "--case", str(path), "--policy-file", str(policy),
+            "--out", str(out))
+    assert r.returncode == 0, r.stderr
+    import h5py
+    with h5py.File(out, "r") as f:
+        cells = f["/llm/visual_grid_indices"][()].tolist()
+        top = int(np.argmax(case["vision_side/cls_attention"]))
+        assert cells[:2] == [4, top] and len(cells) == 3, cells
+        pos = np.asarray(f["/prefill/positions"][0]).reshape(-1)
+        assert np.array_equal(pos, np.arange(pos.size)) and pos.size == len(case["prefix_ids"]) + 3 + len(case["suffix_ids"])
+    c = run(reroute, "conform", "--trace", str(out))
+    assert c.returncode == 0, c.stdout[-2000:]

@@ -6,7 +6,7 @@ public enum PolicyCatalog {
         for tier in Tier.allCases {
             list += [.fastVRelease(tier: tier), .pyramidDropRelease(tier: tier), .nuwa(tier: tier),
                      .rerouteFastV(tier: tier), .reroutePDrop(tier: tier), .rerouteNuwa(tier: tier), .divPrune(tier: tier),
-                     .dartEmbed(tier: tier), .dart(tier: tier), .cdPruner(tier: tier)]
+                     .dartEmbed(tier: tier), .dart(tier: tier), .cdPruner(tier: tier), .visionZip(tier: tier)]
         }
         for q in [0.5, 0.75] { list += [.evs(pruningRate: q), .evs(pruningRate: q, recomputed: false)] }
         return list
