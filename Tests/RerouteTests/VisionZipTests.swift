@@ -65,6 +65,18 @@ import Testing
         #expect(throws: RoutingError.self) { try RoutingPolicy.visionZip(tier: .t64).check(grid: ImageGrid(rows: 2, cols: 2, frames: 2)) }
     }
 
+    /// More contextual slots than remaining patches: each remaining patch is a target of its
+    /// own (N + 1 tokens, within the budget), none merged.
+    @Test func moreSlotsThanPatches() throws {
+        let c = Self.handCase()
+        let stage = VisionZipStage(dominantRatio: 6.0 / 8, contextualRatio: 1)
+        guard case .features(let x) = c.visual else { return }
+        let plan = try stage.mergePlan(features: x, inputs: c.visionSide!, grid: c.grid)
+        // Dominant: CLS and the 5 largest m (cells 1, 3, 7, 6, 4); the rest 0, 2, 5, each alone.
+        #expect(plan.tokens == [8, 1, 3, 4, 6, 7, 0, 2, 5].map(MergedToken.kept))
+        #expect(plan.problem(grid: c.grid, budget: stage.budget(grid: c.grid), cls: true) == nil)
+    }
+
     /// The official counts on LLaVA-1.5's 576 patches: D + C = the tier.
     @Test func tierCounts() {
         let grid = ImageGrid(rows: 24, cols: 24)

@@ -90,7 +90,8 @@ def build_case(model: Any, image: Any, prompt: str, *, image_processor: Any, tok
     ``k_proj(layer_norm1(x))`` of its input, averaged over heads (no RoPE, unscaled); and
     ``vision_side/cls_feature`` the CLS token of CLIP layer ``vision_feature_layer`` (the one
     whose patches are the features), which VisionZip hands to the LLM; ``similarity_layers``
-    is not used."""
+    is not used. VisionZip's code reads all three at CLIP layer −2: keep ``cls_attention_layer``
+    and ``vision_feature_layer`` equal (both −2 for LLaVA-1.5) to build its inputs."""
     import torch
 
     name = type(model).__name__

@@ -52,8 +52,9 @@ extension RoutingPolicy {
 ///    `x_t + (1/n_t) Σ_{o → t} x_o` with n_t the patches that joined it (no mean when none did).
 /// 4. The LLM sequence: CLS, the dominant patches, the contextual tokens by ascending target,
 ///    numbered contiguously (`MergeLayout.listedContiguous`), as the official LLaVA path.
-/// The official code runs in the tower's fp16; C = 0 divides by zero there and keeps no
-/// contextual token here.
+/// The official code runs in the tower's fp16 and raises `ZeroDivisionError` for C = 0,
+/// which keeps no contextual token here; for C > R it fails or repeats a patch (SPEC.md §8.17),
+/// here each remaining patch is its own target.
 public struct VisionZipStage: Sendable, Equatable, Codable {
     /// Dominant tokens (the CLS token included) as a fraction of N.
     public var dominantRatio: Double
@@ -67,7 +68,7 @@ public struct VisionZipStage: Sendable, Equatable, Codable {
 
     /// (D with the CLS token, C) on `n` patches.
     public func counts(patches n: Int) -> (dominant: Int, contextual: Int) {
-        (max(1, min(n + 1, CountRule.round.count(of: n, ratio: dominantRatio))), max(0, CountRule.round.count(of: n, ratio: contextualRatio)))
+        (max(1, CountRule.round.count(of: n, ratio: dominantRatio)), CountRule.round.count(of: n, ratio: contextualRatio))
     }
 
     /// The most tokens the stage hands the LLM on `grid`: D + C, at most N + 1.
