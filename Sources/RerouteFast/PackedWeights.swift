@@ -36,21 +36,19 @@ struct PackedLayer: Sendable {
 }
 
 extension FastDecoder {
-    /// OpenBLAS cores whose sgemm kernel is AVX-512.
-    static let avx512BLASCores: Set<String> = ["skylakex", "cooperlake", "sapphirerapids"]
-
     /// The row count up to which the packed-weight kernel beats single-threaded OpenBLAS
     /// (measured with `reroute bench`, section 1, README "Vector paths and the physical limit"):
-    /// 128 on the AVX2 path (its 6×16 kernel against OpenBLAS's Haswell/Zen kernels); on the
-    /// AVX-512 path 256 when OpenBLAS runs its own AVX-512 sgemm (`blasCore`, as
-    /// `openblas_get_corename` names it), which is as fast at 612 rows; else every row count
-    /// (an AVX2 sgemm, for instance under `OPENBLAS_CORETYPE=Haswell`, reaches at most the
-    /// AVX2 peak, half the AVX-512 one on cores with full-width AVX-512); 0 on the portable path.
+    /// 128 on the AVX2 path (its 6×16 kernel against OpenBLAS's Haswell/Zen kernels); every
+    /// row count on the AVX-512 path, whatever OpenBLAS core runs (`blasCore`, as
+    /// `openblas_get_corename` names it): with its 1024-long k blocks the 12×32 kernel is
+    /// 1.05–1.13× OpenBLAS's own AVX-512 sgemm at 612 rows on Zen 4, and an AVX2 sgemm (for
+    /// instance under `OPENBLAS_CORETYPE=Haswell`) reaches at most the AVX2 peak; 0 on the
+    /// portable path.
     public static func packedRowCrossover(isa: VectorISA, blasCore: String = String(cString: openblas_get_corename())) -> Int {
         switch isa {
         case .portable: return 0
         case .avx2: return 128
-        case .avx512: return avx512BLASCores.contains(blasCore.lowercased()) ? 256 : 1 << 30
+        case .avx512: return 1 << 30
         }
     }
 }

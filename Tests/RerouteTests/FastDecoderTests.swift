@@ -265,11 +265,14 @@ import Testing
 }
 
 /// The packed-weight kernel (`CRerouteKernels`) against a Double product, on shapes that cut
-/// every block edge: rows around the 6- and 12-row tiles and the 132-row block, outputs around the
-/// 16-column panel and the AVX-512 kernel's pairs of panels, inputs around the 256-long k block.
+/// every block edge: rows around the 6- and 12-row tiles and the row block (`REROUTE_PACK_MC`),
+/// outputs around the 16-column panel and the AVX-512 kernel's pairs of panels, inputs around
+/// the k block (`REROUTE_PACK_KC`) and its multiples.
 @Suite struct PackedKernelTests {
+    static let mc = Int(REROUTE_PACK_MC), kc = Int(REROUTE_PACK_KC)
     @Test(.enabled(if: VectorISA.widest >= .avx2, "needs AVX2 and FMA"),
-          arguments: [(3, 20, 0), (1, 1, 1), (5, 15, 7), (6, 16, 256), (7, 17, 257), (12, 32, 9), (13, 40, 600), (25, 79, 300), (128, 33, 255), (133, 48, 513), (270, 20, 64)])
+          arguments: [(3, 20, 0), (1, 1, 1), (5, 15, 7), (6, 16, kc), (7, 17, kc + 1), (12, 32, 9), (13, 40, 2 * kc + 88),
+                      (25, 79, 300), (mc - 4, 33, kc - 1), (mc + 1, 48, 2 * kc + 1), (2 * mc + 6, 20, 64)])
     func matchesDoubleProduct(rows: Int, out: Int, inner: Int) {
         var rng = SplitMix64(seed: UInt64(rows * 1_000_003 + out * 1009 + inner))
         func random() -> Float { Float(Double(rng.next() % 2_000_001) / 1_000_000 - 1) }
@@ -311,13 +314,14 @@ import Testing
         #expect(worst <= 1, "error \(worst) × the bound")
     }
 
-    /// The default row limit follows the path and the sgemm OpenBLAS runs; an explicit limit wins.
+    /// The default row limit follows the path (whatever sgemm OpenBLAS runs); an explicit limit wins.
     @Test func packedRowCrossoverByPathAndBLASCore() throws {
         #expect(FastDecoder.packedRowCrossover(isa: .portable, blasCore: "Cooperlake") == 0)
         #expect(FastDecoder.packedRowCrossover(isa: .avx2, blasCore: "Haswell") == 128)
         #expect(FastDecoder.packedRowCrossover(isa: .avx2, blasCore: "SkylakeX") == 128)
-        for core in ["SkylakeX", "Cooperlake", "SAPPHIRERAPIDS"] { #expect(FastDecoder.packedRowCrossover(isa: .avx512, blasCore: core) == 256) }
-        for core in ["Haswell", "Zen", "Prescott"] { #expect(FastDecoder.packedRowCrossover(isa: .avx512, blasCore: core) >= 1 << 20) }
+        for core in ["SkylakeX", "Cooperlake", "SAPPHIRERAPIDS", "Haswell", "Zen", "Prescott"] {
+            #expect(FastDecoder.packedRowCrossover(isa: .avx512, blasCore: core) >= 1 << 20)
+        }
         let w = try ModelWeights.load(directory: Repo.model("tiny-llama"))
         for isa in VectorISA.supported {
             let standard = FastDecoder(weights: w, options: .init(isa: isa))
