@@ -60,7 +60,7 @@ public enum RandomCase {
         }
         let values = Matrix(rows: n, cols: width, values: drawn)
         let clsRow: [Float]? = clsFeature && visual.isFeatures ? (0..<width).map { _ in Float(rng.normal()) } : nil
-        let image: VisualInput = if case .features = visual { .features(values) } else { .embeddings(values) }
+        let image: VisualInput = visual.isFeatures ? .features(values) : .embeddings(values)
         return PromptCase(name: name, prefixTokens: prefixTokens, suffixTokens: suffixTokens, visual: image, grid: grid, positions: ids,
                           decodeSteps: decodeSteps, visionSide: VisionSideInputs(clsAttention: cls, similarityFeatures: sim, clsFeature: clsRow))
     }

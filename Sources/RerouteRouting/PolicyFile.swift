@@ -177,26 +177,28 @@ public enum PolicyFile {
         }
 
         var stage: NuwaVisionStage?, visionZip: VisionZipStage?
-        if let v = try r.optionalObject("vision_stage"), try v.string("method") == "visionzip" {
-            try v.allowOnly(["method", "dominant_ratio", "contextual_ratio"])
-            let d = try v.double("dominant_ratio"), c = try v.double("contextual_ratio")
-            guard d > 0 && d <= 1 else { throw bad("vision_stage.dominant_ratio", "\(d) is outside (0, 1]") }
-            guard c >= 0 && c <= 1 else { throw bad("vision_stage.contextual_ratio", "\(c) is outside [0, 1]") }
-            visionZip = VisionZipStage(dominantRatio: d, contextualRatio: c)
-        } else if let v = try r.optionalObject("vision_stage") {
-            try v.allowOnly(["method", "keep_ratio", "count_rule", "per_region", "penalty_quantile", "distance_threshold", "self_weight_reset"])
-            try v.require(["distance_threshold"])
-            guard try v.string("method") == "nuwa" else {
-                throw bad("vision_stage.method", "'\(try v.string("method"))'; the supported vision-side stages are 'nuwa' and 'visionzip'")
+        if let v = try r.optionalObject("vision_stage") {
+            if try v.string("method") == "visionzip" {
+                try v.allowOnly(["method", "dominant_ratio", "contextual_ratio"])
+                let d = try v.double("dominant_ratio"), c = try v.double("contextual_ratio")
+                guard d > 0 && d <= 1 else { throw bad("vision_stage.dominant_ratio", "\(d) is outside (0, 1]") }
+                guard c >= 0 && c <= 1 else { throw bad("vision_stage.contextual_ratio", "\(c) is outside [0, 1]") }
+                visionZip = VisionZipStage(dominantRatio: d, contextualRatio: c)
+            } else {
+                try v.allowOnly(["method", "keep_ratio", "count_rule", "per_region", "penalty_quantile", "distance_threshold", "self_weight_reset"])
+                try v.require(["distance_threshold"])
+                guard try v.string("method") == "nuwa" else {
+                    throw bad("vision_stage.method", "'\(try v.string("method"))'; the supported vision-side stages are 'nuwa' and 'visionzip'")
+                }
+                let ratio = try v.double("keep_ratio"), perRegion = try v.int("per_region"), q = try v.double("penalty_quantile")
+                guard ratio > 0 && ratio <= 1 else { throw bad("vision_stage.keep_ratio", "\(ratio) is outside (0, 1]") }
+                guard (1...4).contains(perRegion) else { throw bad("vision_stage.per_region", "\(perRegion) is outside 1…4 (a 2×2 region)") }
+                guard q >= 0 && q <= 1 else { throw bad("vision_stage.penalty_quantile", "\(q) is outside [0, 1]") }
+                let tau = try v.optionalDouble("distance_threshold")
+                if let tau, !(tau > 0 && tau.isFinite) { throw bad("vision_stage.distance_threshold", "\(tau) must be positive") }
+                stage = NuwaVisionStage(keepRatio: ratio, countRule: try v.choice("count_rule", countRules), perRegion: perRegion,
+                                        penaltyQuantile: q, distanceThreshold: tau, selfWeightReset: try v.bool("self_weight_reset"))
             }
-            let ratio = try v.double("keep_ratio"), perRegion = try v.int("per_region"), q = try v.double("penalty_quantile")
-            guard ratio > 0 && ratio <= 1 else { throw bad("vision_stage.keep_ratio", "\(ratio) is outside (0, 1]") }
-            guard (1...4).contains(perRegion) else { throw bad("vision_stage.per_region", "\(perRegion) is outside 1…4 (a 2×2 region)") }
-            guard q >= 0 && q <= 1 else { throw bad("vision_stage.penalty_quantile", "\(q) is outside [0, 1]") }
-            let tau = try v.optionalDouble("distance_threshold")
-            if let tau, !(tau > 0 && tau.isFinite) { throw bad("vision_stage.distance_threshold", "\(tau) must be positive") }
-            stage = NuwaVisionStage(keepRatio: ratio, countRule: try v.choice("count_rule", countRules), perRegion: perRegion,
-                                    penaltyQuantile: q, distanceThreshold: tau, selfWeightReset: try v.bool("self_weight_reset"))
         }
 
         var matching = BudgetMatching.none

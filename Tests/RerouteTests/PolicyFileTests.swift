@@ -52,6 +52,11 @@ import Testing
             ("name", { $0.removeValue(forKey: "name") }),
             ("vision_stage", { $0.removeValue(forKey: "vision_stage") }),
             ("provenance", { $0.removeValue(forKey: "provenance") }),
+            ("vision_stage.dominant_ratio", { $0["vision_stage"] = ["method": "visionzip", "dominant_ratio": 0, "contextual_ratio": 0.1] }),
+            ("vision_stage.contextual_ratio", { $0["vision_stage"] = ["method": "visionzip", "dominant_ratio": 0.1, "contextual_ratio": 1.5] }),
+            ("vision_stage.keep", { $0["vision_stage"] = ["method": "visionzip", "dominant_ratio": 0.1, "contextual_ratio": 0.1, "keep": 1] }),
+            ("vision_stage.method", { $0["vision_stage"] = ["method": "tome", "keep_ratio": 0.5, "count_rule": "floor", "per_region": 1,
+                                                          "penalty_quantile": 0.5, "distance_threshold": NSNull(), "self_weight_reset": true] }),
         ]
         for (field, edit) in cases {
             let e = refusal(edit)

@@ -285,3 +285,30 @@ def test_json_the_swift_decoder_refuses_is_refused_under_the_same_object(attr, e
     kind = "ModelConfig" if attr == "model_config" else "RoutingPolicy"
     prefix = f"{path}: /@{attr}: bad case: not a valid {kind} JSON"  # the rest is each decoder's own wording
     assert str(e.value).startswith(prefix) and swift.startswith(prefix), (str(e.value), swift)
+
+
+def test_visual_grid_indices_may_name_the_cls_token_only_with_its_feature(tmp_path, reroute):
+    """VisionZip's golden lists the CLS cell N first and then cells out of grid order; the
+    same file without the CLS feature, or with a cell listed twice, is refused as Swift refuses it."""
+    src = GOLDEN / "traces/tiny-llama/visionzip-64.h5"
+    t = read_trace(str(src))
+    cells = t["llm"]["visual_grid_indices"]
+    assert int(cells[0]) == 100 and list(cells[1:]) != sorted(cells[1:])
+    no_cls = tmp_path / "no-cls.h5"
+    no_cls.write_bytes(src.read_bytes())
+    with h5py.File(no_cls, "r+") as f:
+        del f["/inputs/vision_side/cls_feature"]
+    with pytest.raises(TraceError, match="visual_grid_indices.*cell 100 is outside the 10x10 grid"):
+        read_trace(str(no_cls))
+    twice = tmp_path / "twice.h5"
+    twice.write_bytes(src.read_bytes())
+    with h5py.File(twice, "r+") as f:
+        d = f["/llm/visual_grid_indices"]
+        v = d[()]
+        v[2] = v[1]
+        d[...] = v
+    with pytest.raises(TraceError, match="lists a cell twice"):
+        read_trace(str(twice))
+    for path in (no_cls, twice):
+        r = run(reroute, "show", str(path))
+        assert r.returncode == 2 and "visual_grid_indices" in r.stderr, r.stderr

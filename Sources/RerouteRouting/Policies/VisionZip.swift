@@ -77,7 +77,7 @@ public struct VisionZipStage: Sendable, Equatable, Codable {
         return min(grid.count + 1, d + c)
     }
 
-    /// Refuses a video grid and a case without what the stage reads.
+    /// Refuses a video grid (the stage is defined for one image).
     public static func check(grid: ImageGrid) throws {
         guard !grid.isVideo else { throw RoutingError.badInput("VisionZip is defined for one image; this case is a \(grid.description) video") }
     }
