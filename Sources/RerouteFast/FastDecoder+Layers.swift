@@ -10,7 +10,11 @@ extension FastDecoder: TraceableDecoder {
     public func begin(_ c: PromptCase, kvCapacity: [Int]?) throws -> FastState {
         let s = c.sequenceLength, d = config.hiddenSize
         let state = FastState(sequenceLength: s, config: config,
-                              capacity: kvCapacity ?? Array(repeating: s + max(0, c.decodeSteps - 1), count: config.layers), workers: workers)
+                              capacity: kvCapacity ?? Array(repeating: s + max(0, c.decodeSteps - 1), count: config.layers), workers: workers,
+                              scoresPerWorker: isa >= .avx2 ? reroute_attention_workspace_count(Int32(s), Int32(config.headDim)) : s * s,
+                              packedRowsCount: usesPackedWeights
+                                  ? reroute_packed_rows_count(Int32(min(s, packedRowLimit)),
+                                                              Int32(max(d, config.queryWidth, config.intermediateSize))) : 0)
         state.hidden.withUnsafeMutableBufferPointer { h in
             var row = 0
             func embed(_ t: Int) {
@@ -71,25 +75,23 @@ extension FastDecoder: TraceableDecoder {
     /// matrices are widened in tiles of about 4 MB (exact) per worker, each multiplied as it is
     /// widened, so no f32 copy of the matrix exists (SPEC.md §10.2).
     ///
-    /// With `packed` (and a workspace of `workers` parts) and at most `packedRowLimit`
-    /// rows, the packed-weight kernel computes the product instead, its 16-column panels split
-    /// over the workers.
+    /// With `packed` and `rows` packed by `packRows`, the packed-weight kernel computes the
+    /// product instead, its 16-column panels split over the workers.
     func gemm(_ x: UnsafePointer<Float>, rows: Int, inner: Int, matrix w: Matrix, bias: [Float]?, into y: UnsafeMutablePointer<Float>,
-              packed: PackedWeight? = nil, workspace: UnsafeMutablePointer<Float>? = nil) {
+              packed: PackedWeight? = nil, rowsPacked: UnsafePointer<Float>? = nil) {
         precondition(w.cols == inner)
         let out = w.rows
-        if let packed, let workspace, rows <= packedRowLimit {
-            precondition(packed.rows == out && packed.cols == inner)
+        if let packed, let rowsPacked {
+            precondition(packed.rows == out && packed.cols == inner && rows <= packedRowLimit)
             let parts = packed.panels >= 8 * workers ? workers : 1
             let chunk = (packed.panels + parts - 1) / parts
-            let (xa, ya, wsa) = (UInt(bitPattern: x), UInt(bitPattern: y), UInt(bitPattern: workspace))
+            let (xa, ya) = (UInt(bitPattern: rowsPacked), UInt(bitPattern: y))
             packed.values.withUnsafeBufferPointer { pp in
                 let pa = UInt(bitPattern: pp.baseAddress!)
                 DispatchQueue.concurrentPerform(iterations: parts) { part in
                     reroute_packed_gemm(isa.code, Int32(rows), Int32(out), Int32(inner), UnsafePointer<Float>(bitPattern: xa),
                                         UnsafePointer<Float>(bitPattern: pa), UnsafeMutablePointer<Float>(bitPattern: ya),
-                                        Int32(part * chunk), Int32(min(packed.panels, (part + 1) * chunk)),
-                                        UnsafeMutablePointer<Float>(bitPattern: wsa)! + part * PackedWeight.workspaceCount)
+                                        Int32(part * chunk), Int32(min(packed.panels, (part + 1) * chunk)))
                 }
             }
             addBias(bias, rows: rows, out: out, into: y)
@@ -120,6 +122,22 @@ extension FastDecoder: TraceableDecoder {
             }
         }
         addBias(bias, rows: rows, out: out, into: y)
+    }
+
+    /// `X [rows, inner]` (row-major) packed once into `buffer` (at least
+    /// `reroute_packed_rows_count(rows, inner)` floats) for every packed-weight product of these
+    /// rows, its tiles split over the workers; nil where products of `rows` rows run on OpenBLAS
+    /// (no packed weights, or more rows than `packedRowLimit`).
+    func packRows(_ x: UnsafePointer<Float>, rows: Int, inner: Int, into buffer: UnsafeMutablePointer<Float>) -> UnsafePointer<Float>? {
+        guard packed != nil, rows > 0, rows <= packedRowLimit else { return nil }
+        let tileRows = Int(reroute_pack_tile_rows(isa.code)), tiles = (rows + tileRows - 1) / tileRows
+        let parts = tiles >= 2 * workers ? workers : 1, chunk = (tiles + parts - 1) / parts
+        let (xa, ba) = (UInt(bitPattern: x), UInt(bitPattern: buffer))
+        DispatchQueue.concurrentPerform(iterations: parts) { part in
+            reroute_pack_rows(isa.code, Int32(rows), Int32(inner), UnsafePointer<Float>(bitPattern: xa), Int32(inner),
+                              UnsafeMutablePointer<Float>(bitPattern: ba), Int32(part * chunk), Int32(min(tiles, (part + 1) * chunk)))
+        }
+        return UnsafePointer(buffer)
     }
 
     func addBias(_ bias: [Float]?, rows: Int, out: Int, into y: UnsafeMutablePointer<Float>) {
@@ -185,8 +203,8 @@ extension FastDecoder: TraceableDecoder {
         state.values[l].withUnsafeMutableBufferPointer { VC in
         state.cosTable.withUnsafeMutableBufferPointer { CT in
         state.sinTable.withUnsafeMutableBufferPointer { ST in
-        state.packWorkspace.withUnsafeMutableBufferPointer { WS in
-            let pw = packed?[l], ws = WS.baseAddress!
+        state.packedRows.withUnsafeMutableBufferPointer { PR in
+            let pw = packed?[l], pr = PR.baseAddress!
             let h = H.baseAddress!, x = X.baseAddress!, xn = XN.baseAddress!, q = Q.baseAddress!, k = K.baseAddress!
             let v = V.baseAddress!, a = A.baseAddress!, o = O.baseAddress!, g = G.baseAddress!, u = U.baseAddress!, p = P.baseAddress!
             // Gather the active rows, then the pre-attention norm. (Index loops: `enumerated()`
@@ -200,7 +218,7 @@ extension FastDecoder: TraceableDecoder {
             // positions are reused; otherwise k is projected here.
             let reused = scored.flatMap { s in s.layer == l && (0..<n).allSatisfy { s.row(of: active[$0], at: positions.column($0)) != nil } ? s : nil }
             let reuse = reused != nil
-            projections(xn, rows: n, layer: w, packed: pw, workspace: ws, q: q, k: reuse ? nil : k, v: v)
+            projections(xn, rows: n, layer: w, packed: pw, rowsPacked: packRows(xn, rows: n, inner: d, into: pr), q: q, k: reuse ? nil : k, v: v)
             let ct = CT.baseAddress!, stb = ST.baseAddress!, half = dh / 2
             fillRotations(positions, cos: ct, sin: stb)
             for i in 0..<n {
@@ -214,19 +232,25 @@ extension FastDecoder: TraceableDecoder {
             }
             Kernels.copy(KC.baseAddress!, k, count: n * kvW)
             Kernels.copy(VC.baseAddress!, v, count: n * kvW)
-            // Causal attention per head over the active tokens: P = QKᵀ/√d_h, softmax, A = P V,
-            // in row blocks so a block of queries only multiplies the keys it can see.
+            // Causal attention per head over the active tokens: P = QKᵀ/√d_h, softmax, A = P V;
+            // heads split over the workers, each with its own part of the score buffer. The
+            // vector paths run the attention kernel; the portable path OpenBLAS in row blocks,
+            // so a block of queries only multiplies the keys it can see.
             let scale = 1 / Float(dh).squareRoot()
             let block = max(64, (n + 7) / 8)
-            // Heads split over the workers, each with its own score buffer.
             let (qa, ka, va, aa, pa) = (UInt(bitPattern: q), UInt(bitPattern: k), UInt(bitPattern: v), UInt(bitPattern: a), UInt(bitPattern: p))
-            let sCount = state.sequenceLength * state.sequenceLength
+            let perWorker = P.count / workers
             DispatchQueue.concurrentPerform(iterations: workers) { worker in
             let q = UnsafeMutablePointer<Float>(bitPattern: qa)!, k = UnsafeMutablePointer<Float>(bitPattern: ka)!
             let v = UnsafeMutablePointer<Float>(bitPattern: va)!, a = UnsafeMutablePointer<Float>(bitPattern: aa)!
-            let p = UnsafeMutablePointer<Float>(bitPattern: pa)! + worker * sCount
+            let p = UnsafeMutablePointer<Float>(bitPattern: pa)! + worker * perWorker
             for head in stride(from: worker, to: c.heads, by: workers) {
                 let gi = head / c.groupSize
+                if isa >= .avx2 {
+                    reroute_causal_attention(isa.code, Int32(n), Int32(dh), scale, q + head * dh, Int32(qW), k + gi * dh, Int32(kvW),
+                                             v + gi * dh, Int32(kvW), a + head * dh, Int32(qW), p)
+                    continue
+                }
                 var r0 = 0
                 while r0 < n {
                     let rows = min(block, n - r0), visible = r0 + rows
@@ -244,15 +268,16 @@ extension FastDecoder: TraceableDecoder {
             }
             }
             // h = x + W_o a; y = h + MLP(RMSNorm(h)).
-            gemm(a, rows: n, inner: qW, matrix: w.o, bias: nil, into: o, packed: pw?.o, workspace: ws)
+            gemm(a, rows: n, inner: qW, matrix: w.o, bias: nil, into: o, packed: pw?.o, rowsPacked: packRows(a, rows: n, inner: qW, into: pr))
             for i in 0..<n { Kernels.add(x + i * d, o + i * d, count: d) }
             w.postNorm.withUnsafeBufferPointer { wn in
                 for i in 0..<n { Kernels.rmsNorm(x + i * d, wn.baseAddress!, xn + i * d, count: d, eps: eps, isa: isa) }
             }
-            gemm(xn, rows: n, inner: d, matrix: w.gate, bias: nil, into: g, packed: pw?.gate, workspace: ws)
-            gemm(xn, rows: n, inner: d, matrix: w.up, bias: nil, into: u, packed: pw?.up, workspace: ws)
+            let xnPacked = packRows(xn, rows: n, inner: d, into: pr)
+            gemm(xn, rows: n, inner: d, matrix: w.gate, bias: nil, into: g, packed: pw?.gate, rowsPacked: xnPacked)
+            gemm(xn, rows: n, inner: d, matrix: w.up, bias: nil, into: u, packed: pw?.up, rowsPacked: xnPacked)
             Kernels.swiGLU(g, u, count: n * m, isa: isa)
-            gemm(g, rows: n, inner: m, matrix: w.down, bias: nil, into: o, packed: pw?.down, workspace: ws)
+            gemm(g, rows: n, inner: m, matrix: w.down, bias: nil, into: o, packed: pw?.down, rowsPacked: packRows(g, rows: n, inner: m, into: pr))
             // Residual and scatter back; bypassed rows stay as they are.
             for i in 0..<n {
                 Kernels.add(x + i * d, o + i * d, count: d)
@@ -265,13 +290,14 @@ extension FastDecoder: TraceableDecoder {
         if options.recordHiddenStates { st.layerInputs.append(st.hidden) }
     }
 
-    /// q, k, v projections (with biases) of `rows` normalised rows.
+    /// q, k, v projections (with biases) of `rows` normalised rows (`rowsPacked`: the same rows
+    /// from `packRows`, or nil).
     func projections(_ xn: UnsafePointer<Float>, rows n: Int, layer w: LayerWeights, packed p: PackedLayer?,
-                     workspace: UnsafeMutablePointer<Float>, q: UnsafeMutablePointer<Float>,
+                     rowsPacked: UnsafePointer<Float>?, q: UnsafeMutablePointer<Float>,
                      k: UnsafeMutablePointer<Float>?, v: UnsafeMutablePointer<Float>) {
         let d = config.hiddenSize
-        gemm(xn, rows: n, inner: d, matrix: w.q, bias: w.qBias, into: q, packed: p?.q, workspace: workspace)
-        if let k { gemm(xn, rows: n, inner: d, matrix: w.k, bias: w.kBias, into: k, packed: p?.k, workspace: workspace) }
-        gemm(xn, rows: n, inner: d, matrix: w.v, bias: w.vBias, into: v, packed: p?.v, workspace: workspace)
+        gemm(xn, rows: n, inner: d, matrix: w.q, bias: w.qBias, into: q, packed: p?.q, rowsPacked: rowsPacked)
+        if let k { gemm(xn, rows: n, inner: d, matrix: w.k, bias: w.kBias, into: k, packed: p?.k, rowsPacked: rowsPacked) }
+        gemm(xn, rows: n, inner: d, matrix: w.v, bias: w.vBias, into: v, packed: p?.v, rowsPacked: rowsPacked)
     }
 }

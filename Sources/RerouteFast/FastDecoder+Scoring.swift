@@ -72,9 +72,9 @@ extension FastDecoder {
         }
         state.scoreRows.withUnsafeBufferPointer { xp in
             keys.withUnsafeMutableBufferPointer { kp in
-                state.packWorkspace.withUnsafeMutableBufferPointer { ws in
+                state.packedRows.withUnsafeMutableBufferPointer { pr in
                     gemm(xp.baseAddress!, rows: n, inner: d, matrix: w.k, bias: w.kBias, into: kp.baseAddress!, packed: packed?[layer].k,
-                         workspace: ws.baseAddress!)
+                         rowsPacked: packRows(xp.baseAddress!, rows: n, inner: d, into: pr.baseAddress!))
                 }
                 state.cosTable.withUnsafeMutableBufferPointer { ct in
                     state.sinTable.withUnsafeMutableBufferPointer { st in

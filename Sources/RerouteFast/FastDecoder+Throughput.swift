@@ -1,3 +1,4 @@
+import CRerouteKernels
 import Foundation
 import RerouteModel
 
@@ -13,17 +14,17 @@ extension FastDecoder {
         let maxIn = products.map(\.0.cols).max()!, maxOut = products.map(\.0.rows).max()!
         let x = [Float](repeating: 0.01, count: rows * maxIn)
         var y = [Float](repeating: 0, count: rows * maxOut)
-        var workspace = [Float](repeating: 0, count: workers * PackedWeight.workspaceCount)
+        var packedRows = [Float](repeating: 0, count: reroute_packed_rows_count(Int32(rows), Int32(maxIn)))
         let flops = products.map { 2.0 * Double(rows * $0.0.rows * $0.0.cols) }.reduce(0, +)
         var times: [Double] = []
         for _ in 0..<2 {
             let t0 = DispatchTime.now().uptimeNanoseconds
             x.withUnsafeBufferPointer { xp in
                 y.withUnsafeMutableBufferPointer { yp in
-                    workspace.withUnsafeMutableBufferPointer { ws in
+                    packedRows.withUnsafeMutableBufferPointer { pr in
                         for (m, pm) in products {
                             gemm(xp.baseAddress!, rows: rows, inner: m.cols, matrix: m, bias: nil, into: yp.baseAddress!, packed: pm,
-                                 workspace: ws.baseAddress!)
+                                 rowsPacked: packRows(xp.baseAddress!, rows: rows, inner: m.cols, into: pr.baseAddress!))
                         }
                     }
                 }

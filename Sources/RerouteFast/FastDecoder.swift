@@ -34,8 +34,9 @@ public struct FastDecoderOptions: Sendable {
 }
 
 /// The optimized decoder (SPEC.md §10): Float32, OpenBLAS `sgemm`/`sgemv` for the matrix
-/// products (products of few rows: the packed-weight kernel of `CRerouteKernels`), the C
-/// kernels of its vector path for RMSNorm, RoPE, softmax and SwiGLU, SIMD8 for residual adds
+/// products (on the vector paths, the packed-weight kernel of `CRerouteKernels` for products of
+/// up to `packedRowLimit` rows and its attention kernel), the C kernels of its vector path
+/// for RMSNorm, RoPE, softmax and SwiGLU, SIMD8 for residual adds
 /// and row gather/scatter. It executes the same
 /// plans as the reference decoder; only the arithmetic differs.
 public struct FastDecoder: Sendable {
@@ -138,15 +139,16 @@ public final class FastState {
     var lastLogits: [Float] = []
     // Workspace, [S, ·] each.
     var x: [Float], xn: [Float], q: [Float], k: [Float], v: [Float], att: [Float], o: [Float], g: [Float], u: [Float]
+    /// Each worker's attention workspace: the attention kernel's (vector paths) or `[S, S]` scores (portable).
     var scores: [Float]
     /// Normalised scoring rows `[S, d]` (workspace of one score request).
     var scoreRows: [Float]
     /// cos/sin of the current layer's positions, `[S, d_h/2]` each.
     var cosTable: [Float], sinTable: [Float]
-    /// Each worker's row-packing workspace for the packed-weight kernel.
-    var packWorkspace: [Float]
+    /// Rows packed for the packed-weight kernel (`FastDecoder.packRows`), one input at a time.
+    var packedRows: [Float]
 
-    init(sequenceLength s: Int, config c: ModelConfig, capacity: [Int], workers: Int) {
+    init(sequenceLength s: Int, config c: ModelConfig, capacity: [Int], workers: Int, scoresPerWorker: Int, packedRowsCount: Int) {
         sequenceLength = s
         hidden = [Float](repeating: 0, count: s * c.hiddenSize)
         previousInput = hidden
@@ -160,10 +162,10 @@ public final class FastState {
         v = k
         g = [Float](repeating: 0, count: s * c.intermediateSize)
         u = g
-        scores = [Float](repeating: 0, count: workers * s * s)
+        scores = [Float](repeating: 0, count: workers * scoresPerWorker)
         cosTable = [Float](repeating: 0, count: s * c.headDim / 2)
         sinTable = cosTable
-        packWorkspace = [Float](repeating: 0, count: workers * PackedWeight.workspaceCount)
+        packedRows = [Float](repeating: 0, count: packedRowsCount)
         kvCapacity = capacity
         keys = capacity.map { [Float](repeating: 0, count: $0 * c.kvWidth) }
         values = keys

@@ -20,8 +20,6 @@ struct PackedWeight: Sendable {
 
     /// Panels of 16 output columns.
     var panels: Int { (rows + Int(REROUTE_PACK_PANEL) - 1) / Int(REROUTE_PACK_PANEL) }
-    /// Floats of one caller's row-packing workspace.
-    static let workspaceCount = Int(REROUTE_PACK_MC) * Int(REROUTE_PACK_KC)
 }
 
 /// One layer's seven projection matrices, packed.

@@ -2,7 +2,7 @@ import CRerouteKernels
 import Foundation
 
 /// The vector path the fast decoder's own kernels run (`CRerouteKernels`): the packed-weight
-/// GEMM and the exp-bound elementwise kernels. OpenBLAS chooses its own kernels (by its core
+/// GEMM, the attention kernel and the exp-bound elementwise kernels. OpenBLAS chooses its own kernels (by its core
 /// type, which the environment may set and the suite never changes).
 ///
 /// Order: `portable < avx2 < avx512`. A CPU supports every path up to its widest
@@ -11,11 +11,13 @@ import Foundation
 /// path and thread count the decoder is bitwise reproducible; across paths results differ by
 /// rounding only, within the fast decoder's tolerance (SPEC.md §10.1, §10.3).
 public enum VectorISA: String, Sendable, CaseIterable, Comparable, Codable {
-    /// The x86-64 baseline: OpenBLAS for every product, scalar `expf`.
+    /// The x86-64 baseline: OpenBLAS for every product (attention included), scalar `expf`.
     case portable
-    /// AVX2 + FMA: the packed-weight 6×16 FMA kernel for few-row products, libmvec's 8-lane expf.
+    /// AVX2 + FMA: the packed-weight 6×16 FMA kernel for few-row products and attention,
+    /// libmvec's 8-lane expf.
     case avx2
-    /// AVX-512 F/BW/VL: libmvec's 16-lane expf; products as on `avx2` (no 512-bit GEMM kernel yet).
+    /// AVX-512 F/BW/VL: the packed-weight 12×32 FMA kernel for every projection and attention,
+    /// libmvec's 16-lane expf.
     case avx512
 
     /// The `REROUTE_ISA_*` constant of `CRerouteKernels`.

@@ -280,21 +280,33 @@ import Testing
         var packed = [Float](repeating: .nan, count: reroute_packed_count(Int32(out), Int32(inner)))
         reroute_pack_weights(w, Int32(out), Int32(inner), &packed)
         let panels = (out + 15) / 16
-        var workspace = [Float](repeating: .nan, count: Int(REROUTE_PACK_MC) * Int(REROUTE_PACK_KC))
+        // The rows packed for a path, whole and split in two at a tile (as the workers split
+        // the packing): both give the same floats.
+        func packedRows(_ isa: VectorISA) -> [Float] {
+            let count = reroute_packed_rows_count(Int32(rows), Int32(inner))
+            let tiles = (rows + Int(reroute_pack_tile_rows(isa.code)) - 1) / Int(reroute_pack_tile_rows(isa.code))
+            var whole = [Float](repeating: .nan, count: count), split = whole
+            reroute_pack_rows(isa.code, Int32(rows), Int32(inner), x, Int32(inner), &whole, 0, Int32(tiles))
+            reroute_pack_rows(isa.code, Int32(rows), Int32(inner), x, Int32(inner), &split, 0, Int32(tiles / 2))
+            reroute_pack_rows(isa.code, Int32(rows), Int32(inner), x, Int32(inner), &split, Int32(tiles / 2), Int32(tiles))
+            #expect(whole.map(\.bitPattern) == split.map(\.bitPattern), "\(isa): the packing depends on its split")
+            return whole
+        }
         // On each path: all panels at once, one panel per call, and panel 0 then the rest (as
         // splits over workers would); every path and split gives the same bits.
         let paths = VectorISA.supported.filter { $0 >= .avx2 }
         var whole = [Float](repeating: .nan, count: rows * out)
-        reroute_packed_gemm(paths[0].code, Int32(rows), Int32(out), Int32(inner), x, packed, &whole, 0, Int32(panels), &workspace)
+        reroute_packed_gemm(paths[0].code, Int32(rows), Int32(out), Int32(inner), packedRows(paths[0]), packed, &whole, 0, Int32(panels))
         #expect(whole.allSatisfy { $0.isFinite }, "an output element was not written")
         for isa in paths {
+            let xp = packedRows(isa)
             var all = [Float](repeating: .nan, count: rows * out), single = all, skewed = all
-            reroute_packed_gemm(isa.code, Int32(rows), Int32(out), Int32(inner), x, packed, &all, 0, Int32(panels), &workspace)
+            reroute_packed_gemm(isa.code, Int32(rows), Int32(out), Int32(inner), xp, packed, &all, 0, Int32(panels))
             for p in 0..<panels {
-                reroute_packed_gemm(isa.code, Int32(rows), Int32(out), Int32(inner), x, packed, &single, Int32(p), Int32(p + 1), &workspace)
+                reroute_packed_gemm(isa.code, Int32(rows), Int32(out), Int32(inner), xp, packed, &single, Int32(p), Int32(p + 1))
             }
-            reroute_packed_gemm(isa.code, Int32(rows), Int32(out), Int32(inner), x, packed, &skewed, 0, 1, &workspace)
-            reroute_packed_gemm(isa.code, Int32(rows), Int32(out), Int32(inner), x, packed, &skewed, 1, Int32(panels), &workspace)
+            reroute_packed_gemm(isa.code, Int32(rows), Int32(out), Int32(inner), xp, packed, &skewed, 0, 1)
+            reroute_packed_gemm(isa.code, Int32(rows), Int32(out), Int32(inner), xp, packed, &skewed, 1, Int32(panels))
             #expect(all.map(\.bitPattern) == whole.map(\.bitPattern), "the \(isa) path differs from the \(paths[0]) path")
             #expect(single.map(\.bitPattern) == whole.map(\.bitPattern), "\(isa): the result depends on the panel split")
             #expect(skewed.map(\.bitPattern) == whole.map(\.bitPattern), "\(isa): the result depends on the panel split")
@@ -345,6 +357,69 @@ import Testing
         let diff = compareTraces(expected: runs[1], actual: runs[0], rules: .fastVsReference(w.config))
         #expect(diff.passed, "\(diff.render())")
         #expect(runs[0].lastLogits.map(\.bitPattern) != runs[1].lastLogits.map(\.bitPattern))
+    }
+}
+
+/// The attention kernel (`reroute_causal_attention`) against a Double causal attention, on
+/// token counts around the 6- and 12-row tiles and the 16-key panels, head dims that are and
+/// are not multiples of 16, and row strides wider than a head (as heads sit in a row of q).
+@Suite struct AttentionKernelTests {
+    @Test(.enabled(if: VectorISA.widest >= .avx2, "needs AVX2 and FMA"),
+          arguments: [(1, 16), (5, 8), (6, 24), (7, 16), (12, 32), (13, 40), (17, 128), (33, 64), (100, 48), (130, 128)])
+    func matchesDoubleAttention(n: Int, headDim dh: Int) {
+        var rng = SplitMix64(seed: UInt64(n * 7919 + dh))
+        func random() -> Float { Float(Double(rng.next() % 2_000_001) / 1_000_000 - 1) }
+        // q rows hold three heads (this one second), k and v rows two (this one first).
+        let ldq = 3 * dh, ldkv = 2 * dh, scale = 1 / Float(dh).squareRoot()
+        let q = (0..<(n * ldq)).map { _ in 2 * random() }, k = (0..<(n * ldkv)).map { _ in 2 * random() }
+        let v = (0..<(n * ldkv)).map { _ in random() }
+        var expected = [Double](repeating: 0, count: n * dh), bound = [Double](repeating: 0, count: n)
+        for i in 0..<n {
+            // Standard float bounds, |v| ≤ 1: a score errs by at most dh · ε · scale · Σ|q k|,
+            // which the exponential turns into a relative error of the weights; the sums of
+            // i + 1 weights and of i + 1 products add (i + 1) · ε each; doubled for margin.
+            let magnitude = (0...i).map { j in Double(scale) * (0..<dh).reduce(0.0) { $0 + abs(Double(q[i * ldq + dh + $1]) * Double(k[j * ldkv + $1])) } }.max()!
+            bound[i] = 2 * 0x1p-24 * (2 * Double(dh) * magnitude + 2 * Double(i + 1) + 8)
+            var s = (0...i).map { j in Double(scale) * (0..<dh).reduce(0.0) { $0 + Double(q[i * ldq + dh + $1]) * Double(k[j * ldkv + $1]) } }
+            let top = s.max()!
+            s = s.map { exp($0 - top) }
+            let total = s.reduce(0, +)
+            for c in 0..<dh { expected[i * dh + c] = (0...i).reduce(0.0) { $0 + s[$1] / total * Double(v[$1 * ldkv + c]) } }
+        }
+        var results: [VectorISA: [Float]] = [:]
+        for isa in VectorISA.supported where isa >= .avx2 {
+            // The output head sits between sentinel heads; the workspace starts as NaN, so a
+            // value read before it is written shows.
+            var out = [Float](repeating: -7, count: n * ldq)
+            var workspace = [Float](repeating: .nan, count: reroute_attention_workspace_count(Int32(n), Int32(dh)))
+            q.withUnsafeBufferPointer { qp in
+                out.withUnsafeMutableBufferPointer { op in
+                    reroute_causal_attention(isa.code, Int32(n), Int32(dh), scale, qp.baseAddress! + dh, Int32(ldq), k, Int32(ldkv), v, Int32(ldkv),
+                                             op.baseAddress! + dh, Int32(ldq), &workspace)
+                }
+            }
+            var worst = 0.0, sentinelsKept = true
+            for i in 0..<n {
+                for c in 0..<ldq {
+                    let value = out[i * ldq + c]
+                    if c < dh || c >= 2 * dh { sentinelsKept = sentinelsKept && value == -7; continue }
+                    worst = max(worst, abs(Double(value) - expected[i * dh + c - dh]) / bound[i])
+                }
+            }
+            #expect(sentinelsKept, "\(isa): wrote outside its head")
+            #expect(worst <= 1, "\(isa): error \(worst) × the bound")
+            results[isa] = (0..<n).flatMap { i in out[(i * ldq + dh)..<(i * ldq + 2 * dh)] }
+        }
+        // Repeated on the same inputs: the same bits.
+        if let (isa, first) = results.first {
+            var again = [Float](repeating: 0, count: n * dh)
+            var workspace = [Float](repeating: 0, count: reroute_attention_workspace_count(Int32(n), Int32(dh)))
+            q.withUnsafeBufferPointer { qp in
+                reroute_causal_attention(isa.code, Int32(n), Int32(dh), scale, qp.baseAddress! + dh, Int32(ldq), k, Int32(ldkv), v, Int32(ldkv),
+                                         &again, Int32(dh), &workspace)
+            }
+            #expect(again.map(\.bitPattern) == first.map(\.bitPattern))
+        }
     }
 }
 

@@ -7,7 +7,8 @@
 ///
 /// OpenBLAS packs both operands on every call; with few rows (routed layers keep 40-130
 /// tokens) repacking the weight matrix costs about as much as the multiply. Here the weights
-/// are packed once, when the decoder is made, and only the rows are packed per call.
+/// are packed once, when the decoder is made, and the rows once per input, shared by every
+/// product of that input (q, k and v; gate and up) and by the workers.
 ///
 /// Layout of a packed W [N outputs, K inputs]: K is cut into blocks of
 /// `REROUTE_PACK_KC` (the last may be shorter); within a block, outputs are cut into panels
@@ -59,10 +60,10 @@ void reroute_rope(int isa, float *x, int heads, int head_dim, const float *cos_t
 /// k block and row block, chosen by measurement (the product alone, one thread, Zen 4, medians
 /// of 6 interleaved runs): 1024 × 180 gives 1.15–1.17× the throughput of 256 × 132 on both
 /// kernels at 612 rows and 1.12–1.17× at 47–128 rows, as fewer k blocks mean fewer passes of
-/// C through the cache; the workspace (720 KiB) stays within a core's L2.
+/// C through the cache; a row block of packed X (720 KiB) stays within a core's L2.
 #define REROUTE_PACK_KC 1024
 #define REROUTE_PACK_PANEL 16
-/// Rows of X packed at a time: the workspace holds `REROUTE_PACK_MC · REROUTE_PACK_KC` floats.
+/// Rows of X in one L2-resident row block of the product (a multiple of both tile heights).
 #define REROUTE_PACK_MC 180
 
 /// Floats of the packed form of an N×K matrix: ceil(N/16)·16·K.
@@ -71,11 +72,40 @@ size_t reroute_packed_count(int n_out, int k_in);
 /// Packs row-major `w` [n_out, k_in] into `out` (reroute_packed_count floats).
 void reroute_pack_weights(const float *w, int n_out, int k_in, float *out);
 
-/// C[:, 16·p0 ..< min(N, 16·p1)] = X · Wᵀ for panels p0 ..< p1, with X [rows, K] row-major
-/// (row stride K) and C [rows, N] row-major (row stride N), on path `isa` (AVX2 or AVX-512;
-/// the CPU must have it). `workspace` holds REROUTE_PACK_MC · REROUTE_PACK_KC floats, one per
-/// concurrent caller.
-void reroute_packed_gemm(int isa, int rows, int n_out, int k_in, const float *x, const float *packed, float *c, int p0, int p1,
-                         float *workspace);
+/// Rows per tile of X on path `isa`: 12 on AVX-512, 6 on AVX2 (the kernels' heights).
+int reroute_pack_tile_rows(int isa);
+
+/// Floats of X [rows, K] packed for any path: ceil(rows/12)·12·K.
+size_t reroute_packed_rows_count(int rows, int k_in);
+
+/// Packs the rows of X [rows, k_in] (row-major, row stride `ld`) for path `isa`, once for every
+/// product of these rows. Layout, with mr = reroute_pack_tile_rows(isa) and R = rows rounded
+/// up to a multiple of mr: k block b (from k0 = b·KC, length kc_b) at k0·R; within it, tile t
+/// (rows t·mr ..< t·mr + mr) at t·mr·kc_b, element (t·mr + r, k0 + k) at k·mr + r; rows past
+/// `rows` are zeros. Only tiles t0 ..< t1 are written, so workers can split the packing.
+void reroute_pack_rows(int isa, int rows, int k_in, const float *x, int ld, float *out, int t0, int t1);
+
+/// C[:, 16·p0 ..< min(N, 16·p1)] = X · Wᵀ for panels p0 ..< p1, with X [rows, K] packed by
+/// reroute_pack_rows for the same `isa` (every tile) and C [rows, N] row-major (row stride N),
+/// on path `isa` (AVX2 or AVX-512; the CPU must have it). Concurrent calls on disjoint panel
+/// ranges share the packed X and weights.
+void reroute_packed_gemm(int isa, int rows, int n_out, int k_in, const float *xpacked, const float *packed, float *c, int p0, int p1);
+
+/// Causal attention of one query head over its key/value head, on path `isa` (AVX2 or
+/// AVX-512; the CPU must have it): for every query i < n,
+/// `out_i = Σ_{j ≤ i} softmax_j(scale · q_i · k_j) · v_j`, with q_i at `q + i·ldq`, k_j at
+/// `k + j·ldk`, v_j at `v + j·ldv` and out_i at `out + i·ldo` (head_dim floats each).
+/// Keys and values are packed once per call, queries in tiles of reroute_pack_tile_rows rows;
+/// each score is one product kernel's dot (one FMA per dim, in order) times `scale`, then
+/// reroute_softmax over j ≤ i; each output element one FMA per key, keys ascending (the
+/// tile's keys past i carry probability 0). So the result does not depend on the caller's
+/// thread split, and the AVX2 and AVX-512 paths differ only through the softmax.
+/// `workspace` holds reroute_attention_workspace_count(n, head_dim) floats, one per concurrent caller.
+void reroute_causal_attention(int isa, int n, int head_dim, float scale, const float *q, int ldq, const float *k, int ldk,
+                              const float *v, int ldv, float *out, int ldo, float *workspace);
+
+/// Floats of one caller's workspace for reroute_causal_attention:
+/// 16⌈n/16⌉·head_dim + 16⌈head_dim/16⌉·n + 12·head_dim + 24·16⌈n/16⌉.
+size_t reroute_attention_workspace_count(int n, int head_dim);
 
 #endif

@@ -1,0 +1,126 @@
+// The FMA micro-kernels shared by the packed product and attention (private to this target).
+// X tiles are k-major [k][mr]; a weight panel is k-major [k][16]. Each output element sees one
+// FMA per k, k ascending, then + C when accumulating: the same operations on every kernel.
+#ifndef REROUTE_MICROKERNELS_H
+#define REROUTE_MICROKERNELS_H
+#include <immintrin.h>
+#include <stddef.h>
+#include "CRerouteKernels.h"
+
+#define NR REROUTE_PACK_PANEL
+#define MR 6
+
+// Rows [0, n_out) of w (row stride ld), columns [k0, k0 + kc), as panels of 16 rows: panel p at
+// p·kc·16, element (16p + j, k0 + k) at k·16 + j; rows past n_out zero.
+static inline void pack_panels(const float *w, int n_out, int ld, int k0, int kc, float *out) {
+    int panels = (n_out + NR - 1) / NR;
+    for (int p = 0; p < panels; p++)
+        for (int j = 0; j < NR; j++) {
+            int o = p * NR + j;
+            float *dst = out + (size_t)p * kc * NR + j;
+            if (o < n_out) {
+                const float *src = w + (size_t)o * ld + k0;
+                for (int k = 0; k < kc; k++) dst[(size_t)k * NR] = src[k];
+            } else {
+                for (int k = 0; k < kc; k++) dst[(size_t)k * NR] = 0;
+            }
+        }
+}
+
+// Rows [0, rows) of x (row stride ld), columns [k0, k0 + kc), as tiles of mr rows: tile t at
+// t·mr·kc, element (t·mr + r, k0 + k) at k·mr + r; tiles t0 ..< t1 only; rows past `rows` zero.
+static inline void pack_tiles(const float *x, int rows, int ld, int k0, int kc, int mr, float *out, int t0, int t1) {
+    for (int t = t0; t < t1; t++)
+        for (int r = 0; r < mr; r++) {
+            int i = t * mr + r;
+            float *dst = out + (size_t)t * mr * kc + r;
+            if (i < rows) {
+                const float *src = x + (size_t)i * ld + k0;
+                for (int k = 0; k < kc; k++) dst[(size_t)k * mr] = src[k];
+            } else {
+                for (int k = 0; k < kc; k++) dst[(size_t)k * mr] = 0;
+            }
+        }
+}
+
+// C tile [rows ≤ 6, cols ≤ 16] (=, or += when accumulate) of packed rows × one weight panel.
+__attribute__((target("avx2,fma")))
+static inline void kernel_6x16(int rows, int cols, int kc, const float *xp, const float *wp, float *c, int ldc, int accumulate) {
+    __m256 a00 = _mm256_setzero_ps(), a01 = a00, a10 = a00, a11 = a00, a20 = a00, a21 = a00;
+    __m256 a30 = a00, a31 = a00, a40 = a00, a41 = a00, a50 = a00, a51 = a00;
+    for (int k = 0; k < kc; k++) {
+        __m256 w0 = _mm256_loadu_ps(wp + k * NR), w1 = _mm256_loadu_ps(wp + k * NR + 8);
+        const float *x = xp + k * MR;
+        __m256 b;
+        b = _mm256_broadcast_ss(x + 0); a00 = _mm256_fmadd_ps(b, w0, a00); a01 = _mm256_fmadd_ps(b, w1, a01);
+        b = _mm256_broadcast_ss(x + 1); a10 = _mm256_fmadd_ps(b, w0, a10); a11 = _mm256_fmadd_ps(b, w1, a11);
+        b = _mm256_broadcast_ss(x + 2); a20 = _mm256_fmadd_ps(b, w0, a20); a21 = _mm256_fmadd_ps(b, w1, a21);
+        b = _mm256_broadcast_ss(x + 3); a30 = _mm256_fmadd_ps(b, w0, a30); a31 = _mm256_fmadd_ps(b, w1, a31);
+        b = _mm256_broadcast_ss(x + 4); a40 = _mm256_fmadd_ps(b, w0, a40); a41 = _mm256_fmadd_ps(b, w1, a41);
+        b = _mm256_broadcast_ss(x + 5); a50 = _mm256_fmadd_ps(b, w0, a50); a51 = _mm256_fmadd_ps(b, w1, a51);
+    }
+    __m256 acc[MR][2] = {{a00, a01}, {a10, a11}, {a20, a21}, {a30, a31}, {a40, a41}, {a50, a51}};
+    for (int r = 0; r < rows; r++) {
+        float *cr = c + (size_t)r * ldc;
+        if (cols == NR) {
+            if (accumulate) {
+                acc[r][0] = _mm256_add_ps(_mm256_loadu_ps(cr), acc[r][0]);
+                acc[r][1] = _mm256_add_ps(_mm256_loadu_ps(cr + 8), acc[r][1]);
+            }
+            _mm256_storeu_ps(cr, acc[r][0]);
+            _mm256_storeu_ps(cr + 8, acc[r][1]);
+        } else {
+            float t[NR];
+            _mm256_storeu_ps(t, acc[r][0]);
+            _mm256_storeu_ps(t + 8, acc[r][1]);
+            for (int j = 0; j < cols; j++) cr[j] = accumulate ? cr[j] + t[j] : t[j];
+        }
+    }
+}
+
+// AVX-512: C tile [rows ≤ 12, cols ≤ 16·np] of packed rows (12 wide) × np ∈ {1, 2} adjacent
+// weight panels (the second at `wq`), one 16-lane accumulator per row and panel, the row value
+// broadcast from memory into the FMA. Each output element sees the same operations in the same
+// order as in kernel_6x16 (one FMA per k, k ascending, then + C), so the two paths agree bit
+// for bit on this product.
+#define MR512 12
+__attribute__((target("avx512f"), always_inline))
+static inline void kernel_12xnp(int np, int rows, int cols, int kc, const float *xp, const float *wp, const float *wq, float *c,
+                                int ldc, int accumulate) {
+    __m512 acc[MR512][2];
+    for (int r = 0; r < MR512; r++) acc[r][0] = acc[r][1] = _mm512_setzero_ps();
+    for (int k = 0; k < kc; k++) {
+        const float *x = xp + k * MR512;
+        __m512 w0 = _mm512_loadu_ps(wp + k * NR);
+        __m512 w1 = np == 2 ? _mm512_loadu_ps(wq + k * NR) : w0;
+        for (int r = 0; r < MR512; r++) {
+            __m512 b = _mm512_set1_ps(x[r]);
+            acc[r][0] = _mm512_fmadd_ps(b, w0, acc[r][0]);
+            if (np == 2) acc[r][1] = _mm512_fmadd_ps(b, w1, acc[r][1]);
+        }
+    }
+    for (int r = 0; r < rows; r++) {
+        float *cr = c + (size_t)r * ldc;
+        for (int h = 0; h < np; h++) {
+            int left = cols - h * NR;
+            if (left <= 0) break;
+            __mmask16 m = left >= NR ? (__mmask16)0xFFFF : (__mmask16)((1u << left) - 1);
+            __m512 v = acc[r][h];
+            if (accumulate) v = _mm512_add_ps(_mm512_maskz_loadu_ps(m, cr + h * NR), v);
+            _mm512_mask_storeu_ps(cr + h * NR, m, v);
+        }
+    }
+}
+
+__attribute__((target("avx512f")))
+static inline void kernel_12x32(int rows, int cols, int kc, const float *xp, const float *wp, const float *wq, float *c, int ldc,
+                         int accumulate) {
+    kernel_12xnp(2, rows, cols, kc, xp, wp, wq, c, ldc, accumulate);
+}
+
+__attribute__((target("avx512f")))
+static inline void kernel_12x16(int rows, int cols, int kc, const float *xp, const float *wp, float *c, int ldc, int accumulate) {
+    kernel_12xnp(1, rows, cols, kc, xp, wp, wp, c, ldc, accumulate);
+}
+
+#endif
