@@ -22,7 +22,7 @@ void reroute_causal_attention(int isa, int n, int head_dim, float scale, const f
     float *qp = vp + (size_t)dimPanels * NR * n;        // one tile of queries
     float *s = qp + 12 * (size_t)head_dim;              // the tile's scores, row stride `keys`
     float *pp = s + 12 * keys;                          // the tile's probabilities, packed
-    pack_panels(k, n, ldk, 0, head_dim, kp);
+    pack_tiles(k, n, ldk, 0, head_dim, NR, kp, 0, (n + NR - 1) / NR);
     for (int p = 0; p < dimPanels; p++)
         for (int j = 0; j < n; j++) {
             float *dst = vp + ((size_t)p * n + j) * NR;

@@ -10,25 +10,9 @@
 #define NR REROUTE_PACK_PANEL
 #define MR 6
 
-// Rows [0, n_out) of w (row stride ld), columns [k0, k0 + kc), as panels of 16 rows: panel p at
-// p·kc·16, element (16p + j, k0 + k) at k·16 + j; rows past n_out zero.
-static inline void pack_panels(const float *w, int n_out, int ld, int k0, int kc, float *out) {
-    int panels = (n_out + NR - 1) / NR;
-    for (int p = 0; p < panels; p++)
-        for (int j = 0; j < NR; j++) {
-            int o = p * NR + j;
-            float *dst = out + (size_t)p * kc * NR + j;
-            if (o < n_out) {
-                const float *src = w + (size_t)o * ld + k0;
-                for (int k = 0; k < kc; k++) dst[(size_t)k * NR] = src[k];
-            } else {
-                for (int k = 0; k < kc; k++) dst[(size_t)k * NR] = 0;
-            }
-        }
-}
-
 // Rows [0, rows) of x (row stride ld), columns [k0, k0 + kc), as tiles of mr rows: tile t at
 // t·mr·kc, element (t·mr + r, k0 + k) at k·mr + r; tiles t0 ..< t1 only; rows past `rows` zero.
+// With mr = 16 these are a weight matrix's panels.
 static inline void pack_tiles(const float *x, int rows, int ld, int k0, int kc, int mr, float *out, int t0, int t1) {
     for (int t = t0; t < t1; t++)
         for (int r = 0; r < mr; r++) {

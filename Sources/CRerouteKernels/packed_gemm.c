@@ -16,7 +16,7 @@ _Static_assert(MC % MR == 0 && MC % MR512 == 0, "REROUTE_PACK_MC must be a multi
 void reroute_pack_weights(const float *w, int n_out, int k_in, float *out) {
     int panels = (n_out + NR - 1) / NR;
     for (int k0 = 0; k0 < k_in; k0 += KC)
-        pack_panels(w, n_out, k_in, k0, k_in - k0 < KC ? k_in - k0 : KC, out + (size_t)k0 * panels * NR);
+        pack_tiles(w, n_out, k_in, k0, k_in - k0 < KC ? k_in - k0 : KC, NR, out + (size_t)k0 * panels * NR, 0, panels);
 }
 
 int reroute_pack_tile_rows(int isa) { return isa >= REROUTE_ISA_AVX512 ? 12 : MR; }
