@@ -74,7 +74,7 @@ let package = Package(
             ]
         ),
         // The `reroute` executable: RerouteCommands' entry point, with the counting allocator.
-        .executableTarget(name: "RerouteCLI", dependencies: ["RerouteCommands", "CRerouteAllocationCounter"]),
+        .executableTarget(name: "RerouteCLI", dependencies: ["RerouteCommands", "CRerouteAllocationCounter", "CRerouteSys"]),
         .testTarget(
             name: "RerouteTests",
             dependencies: [

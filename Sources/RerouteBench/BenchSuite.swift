@@ -158,7 +158,7 @@ public struct BenchSuite {
                 let a = try PrefillTiming.seconds(fast, bc, .dense)
                 var previous = a
                 for (i, p) in policies.enumerated() {
-                    let (b, count) = try PrefillTiming.counted(fast, bc, p)
+                    let (b, count, _) = try PrefillTiming.counted(fast, bc, p)
                     toDense[i].append(b / a)
                     toPrevious[i].append(b / previous)
                     seconds[i].append(b)

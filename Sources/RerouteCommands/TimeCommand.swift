@@ -20,7 +20,9 @@ struct TimeCommand: ParsableCommand {
             --warmup prefills, then --repeats prefills per policy, interleaved across policies, and
             prints one line per policy: name, median milliseconds, minimum milliseconds, median
             heap allocations per run (preparation and prefill; every thread and library, counted
-            by the allocator linked into this executable; "-" where it cannot count). Then the
+            by the allocator linked into this executable; "-" where it cannot count), median minor
+            page faults per run (pages the run mapped in fresh; the executable keeps freed buffers
+            for reuse, so after the warm-up this stays small). Then the
             peak resident memory of the process. --weights mapped-bf16 keeps BF16 matrices in the
             memory-mapped checkpoint (real-size models in little memory; SPEC.md §10.2).
             Build with -c release.
@@ -60,8 +62,8 @@ struct TimeCommand: ParsableCommand {
         for (p, f) in zip(ps.suffix(policyFile.count), policyFile) { try PolicyFile.check(p, layers: weights.config.layers, file: f) }
         let fast = FastDecoder(weights: weights, options: .init(recordHiddenStates: false, threads: threads))
         for r in try PrefillTiming.interleaved(fast, c, policies: ps, warmup: warmup, repeats: repeats) {
-            print(String(format: "%@ %.1f %.1f %@", r.policy, r.medianSeconds * 1e3, r.minimumSeconds * 1e3,
-                         r.medianAllocations.map(String.init) ?? "-"))
+            print(String(format: "%@ %.1f %.1f %@ %d", r.policy, r.medianSeconds * 1e3, r.minimumSeconds * 1e3,
+                         r.medianAllocations.map(String.init) ?? "-", r.medianPageFaults))
         }
         var usage = rusage()
         getrusage(RUSAGE_SELF.rawValue, &usage)
