@@ -60,7 +60,7 @@ public struct BenchSuite {
         // The arithmetic peak: a register-only FMA loop on every core at once, per vector width.
         var peaks: [VectorISA: Double] = [:]
         for path in VectorISA.supported { peaks[path] = MachineProbes.fmaPeak(path, threads: workers, repeats: reps) }
-        out("   FMA peak (register-only loop, \(workers) threads): " + VectorISA.allCases.map { path in
+        out("   FMA peak (register-only loop, \(workers) threads, best of \(reps) windows): " + VectorISA.allCases.map { path in
             peaks[path].map { String(format: "%@ %.1f GFLOP/s", path.rawValue, $0 / 1e9) } ?? "\(path.rawValue) not on this CPU"
         }.joined(separator: "; "))
         // The row counts routed layers run at (36 text tokens + a tier's kept tokens); A B A B.
@@ -123,7 +123,7 @@ public struct BenchSuite {
             // path, prefill, the prefill on the other paths, …
             let roof = max(MachineProbes.sgemmRoofline(c, rows: s, repeats: 1, split: false, workers: workers),
                            MachineProbes.sgemmRoofline(c, rows: s, repeats: 1, split: true, workers: workers))
-            let peak = MachineProbes.fmaPeak(VectorISA.widest, threads: workers, repeats: 1)
+            let peak = MachineProbes.fmaPeak(VectorISA.widest, threads: workers, repeats: 5)
             let t = try PrefillTiming.seconds(fast, bc, .dense)
             td.append(t)
             peakNow.append(peak)
@@ -133,7 +133,7 @@ public struct BenchSuite {
         }
         let dense = Statistics.median(td)
         out("\n3. dense prefill, LLaVA-shaped (d=2048, H=16, m=5632, L=\(layers), S=\(s)), \(fast.isa.rawValue) path")
-        out(String(format: "   %.1f ms, %.1f GFLOP (exact count), %.1f GFLOP/s = %.0f%% of the sgemm roofline and %.0f%% of the %@ FMA peak (%.1f GFLOP/s) (medians of interleaved ratios)",
+        out(String(format: "   %.1f ms, %.1f GFLOP (exact count), %.1f GFLOP/s = %.0f%% of the sgemm roofline and %.0f%% of the %@ FMA peak (%.1f GFLOP/s, each round's best of 5 windows) (medians of interleaved ratios)",
                      dense * 1e3, denseFlops / 1e9, denseFlops / dense / 1e9, 100 * Statistics.median(fractions), 100 * Statistics.median(ofPeak),
                      VectorISA.widest.rawValue, Statistics.median(peakNow) / 1e9))
         for (i, o) in others.enumerated() {

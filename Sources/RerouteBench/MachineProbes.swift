@@ -80,8 +80,10 @@ public enum MachineProbes {
     }
 
     /// Floating-point operations per second of `reroute_fma_peak_loop` at the width of `isa` on
-    /// `threads` threads at once (the median of `repeats` timings of `iterations` loop trips per
-    /// thread): the machine's arithmetic peak, the bound no kernel of that width beats.
+    /// `threads` threads at once (the best of `repeats` timings of `iterations` loop trips per
+    /// thread): the machine's arithmetic peak, the bound no kernel of that width beats. The best,
+    /// not the median: a register-only loop touches no memory, so a shared machine can only slow
+    /// a window down (another tenant, a preempted thread), and the limit is the fastest window.
     public static func fmaPeak(_ isa: VectorISA, threads: Int, iterations: Int = 20_000_000, repeats: Int = 3) -> Double {
         precondition(isa <= VectorISA.widest, "\(isa) is not supported by this CPU")
         let flops = UnsafeMutableBufferPointer<Double>.allocate(capacity: threads)
@@ -96,7 +98,7 @@ public enum MachineProbes {
             }
             rates.append(flops.reduce(0, +) / seconds)
         }
-        return Statistics.median(rates)
+        return rates.max()!
     }
 
     /// memcpy of 256 MiB; bytes read + written per second.
