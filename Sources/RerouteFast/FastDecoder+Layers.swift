@@ -140,6 +140,23 @@ extension FastDecoder: TraceableDecoder {
         return UnsafePointer(buffer)
     }
 
+    /// `body` on contiguous ranges that cover `0..<rows`, one per worker, run at once (one range
+    /// below 32 rows per worker). `body` must touch only its own rows' outputs; callers do the
+    /// same work for a row whichever range holds it, so results do not depend on the split.
+    func forEachRowRange(_ rows: Int, _ body: (Range<Int>) -> Void) {
+        let parts = rows >= 32 * workers ? workers : 1
+        guard parts > 1 else { return rows > 0 ? body(0..<rows) : () }
+        let chunk = (rows + parts - 1) / parts
+        withoutActuallyEscaping(body) { body in
+            // Shared for the duration of this call only; the ranges' writes are disjoint.
+            let shared = UncheckedShared(body)
+            DispatchQueue.concurrentPerform(iterations: parts) { part in
+                let r0 = part * chunk, r1 = min(rows, r0 + chunk)
+                if r0 < r1 { shared.value(r0..<r1) }
+            }
+        }
+    }
+
     func addBias(_ bias: [Float]?, rows: Int, out: Int, into y: UnsafeMutablePointer<Float>) {
         guard let bias else { return }
         bias.withUnsafeBufferPointer { b in
@@ -186,7 +203,12 @@ extension FastDecoder: TraceableDecoder {
         let eps = Float(c.rmsNormEps)
         let state = st
         if !options.recordHiddenStates {
-            state.previousInput.withUnsafeMutableBufferPointer { p in state.hidden.withUnsafeBufferPointer { Kernels.copy(p.baseAddress!, $0.baseAddress!, count: $0.count) } }
+            state.previousInput.withUnsafeMutableBufferPointer { p in
+                state.hidden.withUnsafeBufferPointer { hp in
+                    let (to, from) = (p.baseAddress!, hp.baseAddress!)
+                    forEachRowRange(state.sequenceLength) { Kernels.copy(to + $0.lowerBound * d, from + $0.lowerBound * d, count: $0.count * d) }
+                }
+            }
         }
         state.hidden.withUnsafeMutableBufferPointer { H in
         state.x.withUnsafeMutableBufferPointer { X in
@@ -207,31 +229,44 @@ extension FastDecoder: TraceableDecoder {
             let pw = packed?[l], pr = PR.baseAddress!
             let h = H.baseAddress!, x = X.baseAddress!, xn = XN.baseAddress!, q = Q.baseAddress!, k = K.baseAddress!
             let v = V.baseAddress!, a = A.baseAddress!, o = O.baseAddress!, g = G.baseAddress!, u = U.baseAddress!, p = P.baseAddress!
-            // Gather the active rows, then the pre-attention norm. (Index loops: `enumerated()`
-            // allocates per element in debug builds, and the run is allocation-free per token.)
+            // Row-wise work (gathers, norms, RoPE, copies, residuals, SwiGLU) runs on the workers
+            // by row ranges. Gather the active rows, then the pre-attention norm. (Index loops:
+            // `enumerated()` allocates per element in debug builds, and the run is
+            // allocation-free per token.)
             let active = plan.active
-            for i in 0..<n { Kernels.copy(x + i * d, h + active[i] * d, count: d) }
             w.inputNorm.withUnsafeBufferPointer { wn in
-                for i in 0..<n { Kernels.rmsNorm(x + i * d, wn.baseAddress!, xn + i * d, count: d, eps: eps, isa: isa) }
+                let wn = wn.baseAddress!
+                forEachRowRange(n) { rows in
+                    for i in rows {
+                        Kernels.copy(x + i * d, h + active[i] * d, count: d)
+                        Kernels.rmsNorm(x + i * d, wn, xn + i * d, count: d, eps: eps, isa: isa)
+                    }
+                }
             }
             // Keys the decision's scoring already computed from the same input, weights and
             // positions are reused; otherwise k is projected here.
             let reused = scored.flatMap { s in s.layer == l && (0..<n).allSatisfy { s.row(of: active[$0], at: positions.column($0)) != nil } ? s : nil }
             let reuse = reused != nil
             projections(xn, rows: n, layer: w, packed: pw, rowsPacked: packRows(xn, rows: n, inner: d, into: pr), q: q, k: reuse ? nil : k, v: v)
-            let ct = CT.baseAddress!, stb = ST.baseAddress!, half = dh / 2
-            fillRotations(positions, cos: ct, sin: stb)
-            for i in 0..<n {
-                Kernels.rope(q + i * qW, heads: c.heads, headDim: dh, cos: ct + i * half, sin: stb + i * half, isa: isa)
-                if !reuse { Kernels.rope(k + i * kvW, heads: c.kvHeads, headDim: dh, cos: ct + i * half, sin: stb + i * half, isa: isa) }
-            }
-            if let reused {
-                reused.keys.withUnsafeBufferPointer { sk in
-                    for i in 0..<n { Kernels.copy(k + i * kvW, sk.baseAddress! + reused.rowOfToken[active[i]] * kvW, count: kvW) }
+            // RoPE on q and on the projected k (reused keys are already rotated), then k and v
+            // into this layer's cache.
+            let ct = CT.baseAddress!, stb = ST.baseAddress!, half = dh / 2, kc = KC.baseAddress!, vc = VC.baseAddress!
+            let reusedKeys = reused?.keys ?? []
+            reusedKeys.withUnsafeBufferPointer { sk in
+                forEachRowRange(n) { rows in
+                    fillRotations(positions, rows: rows, cos: ct, sin: stb)
+                    for i in rows {
+                        Kernels.rope(q + i * qW, heads: c.heads, headDim: dh, cos: ct + i * half, sin: stb + i * half, isa: isa)
+                        if let reused {
+                            Kernels.copy(k + i * kvW, sk.baseAddress! + reused.rowOfToken[active[i]] * kvW, count: kvW)
+                        } else {
+                            Kernels.rope(k + i * kvW, heads: c.kvHeads, headDim: dh, cos: ct + i * half, sin: stb + i * half, isa: isa)
+                        }
+                        Kernels.copy(kc + i * kvW, k + i * kvW, count: kvW)
+                        Kernels.copy(vc + i * kvW, v + i * kvW, count: kvW)
+                    }
                 }
             }
-            Kernels.copy(KC.baseAddress!, k, count: n * kvW)
-            Kernels.copy(VC.baseAddress!, v, count: n * kvW)
             // Causal attention per head over the active tokens: P = QKᵀ/√d_h, softmax, A = P V;
             // heads split over the workers, each with its own part of the score buffer. The
             // vector paths run the attention kernel; the portable path OpenBLAS in row blocks,
@@ -269,19 +304,30 @@ extension FastDecoder: TraceableDecoder {
             }
             // h = x + W_o a; y = h + MLP(RMSNorm(h)).
             gemm(a, rows: n, inner: qW, matrix: w.o, bias: nil, into: o, packed: pw?.o, rowsPacked: packRows(a, rows: n, inner: qW, into: pr))
-            for i in 0..<n { Kernels.add(x + i * d, o + i * d, count: d) }
             w.postNorm.withUnsafeBufferPointer { wn in
-                for i in 0..<n { Kernels.rmsNorm(x + i * d, wn.baseAddress!, xn + i * d, count: d, eps: eps, isa: isa) }
+                let wn = wn.baseAddress!
+                forEachRowRange(n) { rows in
+                    for i in rows {
+                        Kernels.add(x + i * d, o + i * d, count: d)
+                        Kernels.rmsNorm(x + i * d, wn, xn + i * d, count: d, eps: eps, isa: isa)
+                    }
+                }
             }
             let xnPacked = packRows(xn, rows: n, inner: d, into: pr)
             gemm(xn, rows: n, inner: d, matrix: w.gate, bias: nil, into: g, packed: pw?.gate, rowsPacked: xnPacked)
             gemm(xn, rows: n, inner: d, matrix: w.up, bias: nil, into: u, packed: pw?.up, rowsPacked: xnPacked)
-            Kernels.swiGLU(g, u, count: n * m, isa: isa)
+            // SwiGLU row by row, so a row's elements meet the vector loop and its tail alike
+            // whatever the split.
+            forEachRowRange(n) { rows in
+                for i in rows { Kernels.swiGLU(g + i * m, u + i * m, count: m, isa: isa) }
+            }
             gemm(g, rows: n, inner: m, matrix: w.down, bias: nil, into: o, packed: pw?.down, rowsPacked: packRows(g, rows: n, inner: m, into: pr))
             // Residual and scatter back; bypassed rows stay as they are.
-            for i in 0..<n {
-                Kernels.add(x + i * d, o + i * d, count: d)
-                Kernels.copy(h + active[i] * d, x + i * d, count: d)
+            forEachRowRange(n) { rows in
+                for i in rows {
+                    Kernels.add(x + i * d, o + i * d, count: d)
+                    Kernels.copy(h + active[i] * d, x + i * d, count: d)
+                }
             }
         } } } } } } } } } } } } } } } }
         st.kvCount[l] = n

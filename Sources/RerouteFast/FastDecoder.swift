@@ -87,11 +87,11 @@ public struct FastDecoder: Sendable {
         return (angles.map { Float(Foundation.cos($0)) }, angles.map { Float(Foundation.sin($0)) })
     }
 
-    /// Fills `cos`/`sin` rows `[i, d_h/2]` for each token of `positions`, without allocating;
-    /// frequency k reads its axis (M-RoPE) or the only one.
-    func fillRotations(_ positions: PositionIDs, cos c: UnsafeMutablePointer<Float>, sin s: UnsafeMutablePointer<Float>) {
+    /// Fills `cos`/`sin` rows `[i, d_h/2]` for each token `i` of `positions` in `rows` (all
+    /// by default), without allocating; frequency k reads its axis (M-RoPE) or the only one.
+    func fillRotations(_ positions: PositionIDs, rows: Range<Int>? = nil, cos c: UnsafeMutablePointer<Float>, sin s: UnsafeMutablePointer<Float>) {
         let h = inverseFrequencies.count, last = positions.axisCount - 1
-        for i in 0..<positions.count {
+        for i in rows ?? 0..<positions.count {
             for k in 0..<h {
                 let angle = Double(positions.axes[min(frequencyAxes[k], last)][i]) * inverseFrequencies[k]
                 c[i * h + k] = Float(Foundation.cos(angle))
