@@ -80,7 +80,6 @@ public enum LayerCheck {
     /// forced to the fast run's, against the fast run's decision (scores and route).
     static func decision(at l: Int, index t: Int, fast: Trace, weights: ModelWeights, case c: PromptCase, adapter: some PrunerAdapter,
                          rules: ComparisonRules) throws -> [Finding] {
-        let policy = adapter.policy
         let llmCase = try adapter.llmCase(for: c)
         var forced = fast.forcedRoutes
         forced[l] = nil
