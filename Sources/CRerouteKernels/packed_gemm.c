@@ -70,6 +70,80 @@ void reroute_packed_gemm(int isa, int rows, int n_out, int k_in, const float *xp
         }
     }
 }
+
+// One vector of x times a weight panel: a panel's 16 columns as one AVX-512 vector or two AVX2
+// halves, the same FMA per element either way.
+typedef struct { __m256 lo, hi; } panel256;
+__attribute__((target("avx2,fma"))) static inline panel256 zero256(void) { return (panel256){_mm256_setzero_ps(), _mm256_setzero_ps()}; }
+__attribute__((target("avx2,fma"))) static inline panel256 fma256(float x, const float *w, panel256 a) {
+    __m256 b = _mm256_set1_ps(x);
+    return (panel256){_mm256_fmadd_ps(b, _mm256_loadu_ps(w), a.lo), _mm256_fmadd_ps(b, _mm256_loadu_ps(w + 8), a.hi)};
+}
+__attribute__((target("avx2,fma"))) static inline void store256(float *t, panel256 a) { _mm256_storeu_ps(t, a.lo); _mm256_storeu_ps(t + 8, a.hi); }
+__attribute__((target("avx512f"))) static inline __m512 zero512(void) { return _mm512_setzero_ps(); }
+__attribute__((target("avx512f"))) static inline __m512 fma512(float x, const float *w, __m512 a) {
+    return _mm512_fmadd_ps(_mm512_set1_ps(x), _mm512_loadu_ps(w), a);
+}
+__attribute__((target("avx512f"))) static inline void store512(float *t, __m512 a) { _mm512_storeu_ps(t, a); }
+
+// A panel's sums of one k block into y's `cols` columns: = on the first block, y + sum after,
+// as the product kernels store a tile.
+static inline void gemv_store(const float *t, float *y, int cols, int accumulate) {
+    for (int j = 0; j < cols; j++) y[j] = accumulate ? y[j] + t[j] : t[j];
+}
+
+// y over panels p0 ..< p1 of one weight layout at one width: four panels at a time (four
+// independent FMA chains streaming four panels), then one at a time.
+#define DEFINE_GEMV(SUFFIX, TARGET, P, ZERO, FMA, STORE)                                                          \
+    __attribute__((target(TARGET))) static void gemv_##SUFFIX(int n_out, int k_in, const float *x, const float *packed, \
+                                                              float *y, int p0, int p1) {                        \
+        const int panels = (n_out + NR - 1) / NR;                                                                 \
+        float t[4][NR];                                                                                           \
+        for (int k0 = 0; k0 < k_in; k0 += KC) {                                                                   \
+            const int kc = k_in - k0 < KC ? k_in - k0 : KC;                                                       \
+            const float *block = packed + (size_t)k0 * panels * NR, *xb = x + k0;                                 \
+            const size_t step = (size_t)kc * NR;                                                                  \
+            int p = p0;                                                                                           \
+            for (; p + 4 <= p1; p += 4) {                                                                         \
+                const float *w = block + (size_t)p * step;                                                        \
+                P a0 = ZERO(), a1 = ZERO(), a2 = ZERO(), a3 = ZERO();                                             \
+                for (int k = 0; k < kc; k++) {                                                                    \
+                    const float *wk = w + (size_t)k * NR;                                                         \
+                    a0 = FMA(xb[k], wk, a0); a1 = FMA(xb[k], wk + step, a1);                                      \
+                    a2 = FMA(xb[k], wk + 2 * step, a2); a3 = FMA(xb[k], wk + 3 * step, a3);                       \
+                }                                                                                                 \
+                STORE(t[0], a0); STORE(t[1], a1); STORE(t[2], a2); STORE(t[3], a3);                               \
+                for (int j = 0; j < 4; j++) {                                                                     \
+                    int cols = n_out - (p + j) * NR;                                                              \
+                    gemv_store(t[j], y + (p + j) * NR, cols < NR ? cols : NR, k0 > 0);                            \
+                }                                                                                                 \
+            }                                                                                                     \
+            for (; p < p1; p++) {                                                                                 \
+                const float *w = block + (size_t)p * step;                                                        \
+                P a = ZERO();                                                                                     \
+                for (int k = 0; k < kc; k++) a = FMA(xb[k], w + (size_t)k * NR, a);                               \
+                STORE(t[0], a);                                                                                   \
+                int cols = n_out - p * NR;                                                                        \
+                gemv_store(t[0], y + p * NR, cols < NR ? cols : NR, k0 > 0);                                      \
+            }                                                                                                     \
+        }                                                                                                         \
+    }
+
+DEFINE_GEMV(avx2, "avx2,fma", panel256, zero256, fma256, store256)
+DEFINE_GEMV(avx512, "avx512f", __m512, zero512, fma512, store512)
+
+void reroute_packed_gemv(int isa, int n_out, int k_in, const float *x, const float *packed, float *y, int p0, int p1) {
+    int panels = (n_out + NR - 1) / NR;
+    if (p1 > panels) p1 = panels;
+    if (k_in == 0) {  // an empty sum: zeros, as the product writes
+        for (int o = p0 * NR; o < p1 * NR && o < n_out; o++) y[o] = 0;
+        return;
+    }
+    if (isa >= REROUTE_ISA_AVX512)
+        gemv_avx512(n_out, k_in, x, packed, y, p0, p1);
+    else
+        gemv_avx2(n_out, k_in, x, packed, y, p0, p1);
+}
 #else
 int reroute_pack_tile_rows(int isa) { (void)isa; return 12; }
 size_t reroute_packed_count(int n_out, int k_in) { (void)n_out; (void)k_in; return 0; }
@@ -77,6 +151,9 @@ size_t reroute_packed_rows_count(int rows, int k_in) { (void)rows; (void)k_in; r
 void reroute_pack_weights(const float *w, int n_out, int k_in, float *out) { (void)w; (void)n_out; (void)k_in; (void)out; }
 void reroute_pack_rows(int isa, int rows, int k_in, const float *x, int ld, float *out, int t0, int t1) {
     (void)isa; (void)rows; (void)k_in; (void)x; (void)ld; (void)out; (void)t0; (void)t1;
+}
+void reroute_packed_gemv(int isa, int n_out, int k_in, const float *x, const float *packed, float *y, int p0, int p1) {
+    (void)isa; (void)n_out; (void)k_in; (void)x; (void)packed; (void)y; (void)p0; (void)p1;
 }
 void reroute_packed_gemm(int isa, int rows, int n_out, int k_in, const float *xpacked, const float *packed, float *c, int p0,
                          int p1) {

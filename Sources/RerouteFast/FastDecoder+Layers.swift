@@ -165,7 +165,7 @@ extension FastDecoder: TraceableDecoder {
     }
 
     /// `y = W x` (one vector) for any weight storage; mapped bf16 rows are widened in tiles
-    /// of about 1 MB. OpenBLAS's own threads run each sgemv (decode, SPEC.md §10.2).
+    /// of about 1 MB (SPEC.md §10.2).
     func gemv(_ w: Matrix, _ x: UnsafePointer<Float>, into y: UnsafeMutablePointer<Float>) {
         gemv(w, rows: 0..<w.rows, x, into: y)
     }

@@ -1,4 +1,5 @@
 import CBLAS
+import CRerouteKernels
 import Foundation
 import RerouteModel
 
@@ -158,6 +159,32 @@ extension FastDecoder {
         }
     }
 
+    /// One input's products at a decode step, `out_j = W_j · x (+ b_j)`, in one pass of the
+    /// workers. A decode step is a one-row product, so with packed weights (`packedRowLimit ≥ 1`)
+    /// each matrix's panels are split over the workers and run by the packed gemv, which gives
+    /// the packed product's row bit for bit; otherwise each matrix is one `gemvSplit`.
+    func decodeProducts(_ x: UnsafePointer<Float>, _ products: [(matrix: Matrix, packed: PackedWeight?, bias: [Float]?, out: UnsafeMutablePointer<Float>)]) {
+        if products.allSatisfy({ $0.packed != nil }), packedRowLimit >= 1 {
+            let parts = workers
+            let xa = UInt(bitPattern: x)
+            let jobs = products.map { (packed: $0.packed!, out: UInt(bitPattern: $0.out)) }
+            DispatchQueue.concurrentPerform(iterations: parts) { part in
+                for job in jobs {
+                    let chunk = (job.packed.panels + parts - 1) / parts
+                    let p0 = part * chunk, p1 = min(job.packed.panels, p0 + chunk)
+                    guard p0 < p1 else { continue }
+                    job.packed.values.withUnsafeBufferPointer { pp in
+                        reroute_packed_gemv(isa.code, Int32(job.packed.rows), Int32(job.packed.cols), UnsafePointer<Float>(bitPattern: xa),
+                                            pp.baseAddress!, UnsafeMutablePointer<Float>(bitPattern: job.out), Int32(p0), Int32(p1))
+                    }
+                }
+            }
+        } else {
+            for product in products { gemvSplit(product.matrix, x, into: product.out) }
+        }
+        for product in products { addBias(product.bias, rows: 1, out: product.matrix.rows, into: product.out) }
+    }
+
     /// Greedy decode (SPEC.md §4): one token through every layer with sgemv, attending to
     /// that layer's cache; no routing.
     public func greedyDecode(_ state: inout FastState, steps: Int) -> DecodeOutputs {
@@ -165,31 +192,26 @@ extension FastDecoder {
         let eps = Float(c.rmsNormEps)
         var stepLogits = [logits(ofRow: state.sequenceLength - 1, in: state.hidden)]
         var tokens: [Int] = []
-        var x = [Float](repeating: 0, count: d), xn = x, o = x
-        var q = [Float](repeating: 0, count: qW), a = q
-        var k = [Float](repeating: 0, count: kvW), v = k
-        var g = [Float](repeating: 0, count: m), u = g
-        func gemv(_ w: Matrix, _ input: [Float], _ bias: [Float]?, _ out: inout [Float]) {
-            input.withUnsafeBufferPointer { ip in out.withUnsafeMutableBufferPointer { self.gemvSplit(w, ip.baseAddress!, into: $0.baseAddress!) } }
-            if let bias { for i in 0..<w.rows { out[i] += bias[i] } }
-        }
+        // One step's vectors: x, its norm, the attention and MLP outputs, q, the heads' outputs, k, v, gate, up.
+        let buffer = UnsafeMutablePointer<Float>.allocate(capacity: 3 * d + 2 * qW + 2 * kvW + 2 * m)
+        buffer.initialize(repeating: 0, count: 3 * d + 2 * qW + 2 * kvW + 2 * m)
+        defer { buffer.deallocate() }
+        let x = buffer, xn = x + d, o = xn + d, q = o + d, a = q + qW, k = a + qW, v = k + kvW, g = v + kvW, u = g + m
         for t in 0..<steps {
             let last = stepLogits[t]
             var best = 0
             for i in 1..<last.count where last[i] > last[best] { best = i }
             tokens.append(best)
             if t == steps - 1 { break }
-            x.withUnsafeMutableBufferPointer { weights.embedding.widenRows(best, best + 1, into: $0.baseAddress!) }
+            weights.embedding.widenRows(best, best + 1, into: x)
             for l in 0..<c.layers {
-                let w = weights.layers[l]
+                let w = weights.layers[l], p = packed?[l]
                 let position = state.plans[l].decodePosition + t
-                Kernels.rmsNorm(x, w.inputNorm, &xn, count: d, eps: eps, isa: isa)
-                gemv(w.q, xn, w.qBias, &q)
-                gemv(w.k, xn, w.kBias, &k)
-                gemv(w.v, xn, w.vBias, &v)
+                Kernels.rmsNorm(x, w.inputNorm, xn, count: d, eps: eps, isa: isa)
+                decodeProducts(xn, [(w.q, p?.q, w.qBias, q), (w.k, p?.k, w.kBias, k), (w.v, p?.v, w.vBias, v)])
                 let (cs, sn) = rotation(position)
-                Kernels.rope(&q, heads: c.heads, headDim: dh, cos: cs, sin: sn, isa: isa)
-                Kernels.rope(&k, heads: c.kvHeads, headDim: dh, cos: cs, sin: sn, isa: isa)
+                Kernels.rope(q, heads: c.heads, headDim: dh, cos: cs, sin: sn, isa: isa)
+                Kernels.rope(k, heads: c.kvHeads, headDim: dh, cos: cs, sin: sn, isa: isa)
                 let n = state.kvCount[l]
                 precondition(n < state.kvCapacity[l], "layer \(l): KV cache full (\(n))")
                 for i in 0..<kvW { state.keys[l][n * kvW + i] = k[i]; state.values[l][n * kvW + i] = v[i] }
@@ -198,33 +220,26 @@ extension FastDecoder {
                 for head in 0..<c.heads {
                     let gi = head / c.groupSize
                     state.keys[l].withUnsafeBufferPointer { kp in
-                        q.withUnsafeBufferPointer { qp in
-                            cblas_sgemv(CblasRowMajor, CblasNoTrans, Int32(n + 1), Int32(dh), 1 / Float(dh).squareRoot(),
-                                        kp.baseAddress! + gi * dh, Int32(kvW), qp.baseAddress! + head * dh, 1, 0, &s, 1)
-                        }
+                        cblas_sgemv(CblasRowMajor, CblasNoTrans, Int32(n + 1), Int32(dh), 1 / Float(dh).squareRoot(),
+                                    kp.baseAddress! + gi * dh, Int32(kvW), q + head * dh, 1, 0, &s, 1)
                     }
                     s.withUnsafeMutableBufferPointer { Kernels.softmax($0.baseAddress!, count: n + 1, isa: isa) }
                     state.values[l].withUnsafeBufferPointer { vp in
-                        a.withUnsafeMutableBufferPointer { ap in
-                            cblas_sgemv(CblasRowMajor, CblasTrans, Int32(n + 1), Int32(dh), 1, vp.baseAddress! + gi * dh, Int32(kvW),
-                                        s, 1, 0, ap.baseAddress! + head * dh, 1)
-                        }
+                        cblas_sgemv(CblasRowMajor, CblasTrans, Int32(n + 1), Int32(dh), 1, vp.baseAddress! + gi * dh, Int32(kvW),
+                                    s, 1, 0, a + head * dh, 1)
                     }
                 }
-                gemv(w.o, a, nil, &o)
-                Kernels.add(&x, o, count: d)
-                Kernels.rmsNorm(x, w.postNorm, &xn, count: d, eps: eps, isa: isa)
-                gemv(w.gate, xn, nil, &g)
-                gemv(w.up, xn, nil, &u)
-                Kernels.swiGLU(&g, u, count: m, isa: isa)
-                gemv(w.down, g, nil, &o)
-                Kernels.add(&x, o, count: d)
+                decodeProducts(a, [(w.o, p?.o, nil, o)])
+                Kernels.add(x, o, count: d)
+                Kernels.rmsNorm(x, w.postNorm, xn, count: d, eps: eps, isa: isa)
+                decodeProducts(xn, [(w.gate, p?.gate, nil, g), (w.up, p?.up, nil, u)])
+                Kernels.swiGLU(g, u, count: m, isa: isa)
+                decodeProducts(g, [(w.down, p?.down, nil, o)])
+                Kernels.add(x, o, count: d)
             }
             var xf = [Float](repeating: 0, count: d)
             Kernels.rmsNorm(x, weights.finalNorm, &xf, count: d, eps: eps, isa: isa)
-            var logits = [Float](repeating: 0, count: c.vocabSize)
-            gemv(weights.lmHead, xf, nil, &logits)
-            stepLogits.append(logits)
+            stepLogits.append(lmHead(xf))
         }
         // One row of logits per generated token: none when no token is asked for.
         return DecodeOutputs(tokens: tokens, stepLogits: Array(stepLogits.prefix(steps)), kvLength: state.kvCount)

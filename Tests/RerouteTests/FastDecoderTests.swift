@@ -266,13 +266,13 @@ import Testing
 
 /// The packed-weight kernel (`CRerouteKernels`) against a Double product, on shapes that cut
 /// every block edge: rows around the 6- and 12-row tiles and the row block (`REROUTE_PACK_MC`),
-/// outputs around the 16-column panel and the AVX-512 kernel's pairs of panels, inputs around
-/// the k block (`REROUTE_PACK_KC`) and its multiples.
+/// outputs around the 16-column panel, the AVX-512 kernel's pairs of panels and the gemv's groups
+/// of four, inputs around the k block (`REROUTE_PACK_KC`) and its multiples.
 @Suite struct PackedKernelTests {
     static let mc = Int(REROUTE_PACK_MC), kc = Int(REROUTE_PACK_KC)
     @Test(.enabled(if: VectorISA.widest >= .avx2, "needs AVX2 and FMA"),
           arguments: [(3, 20, 0), (1, 1, 1), (5, 15, 7), (6, 16, kc), (7, 17, kc + 1), (12, 32, 9), (13, 40, 2 * kc + 88),
-                      (25, 79, 300), (mc - 4, 33, kc - 1), (mc + 1, 48, 2 * kc + 1), (2 * mc + 6, 20, 64)])
+                      (25, 79, 300), (mc - 4, 33, kc - 1), (mc + 1, 48, 2 * kc + 1), (2 * mc + 6, 20, 64), (2, 80, kc + 5)])
     func matchesDoubleProduct(rows: Int, out: Int, inner: Int) {
         var rng = SplitMix64(seed: UInt64(rows * 1_000_003 + out * 1009 + inner))
         func random() -> Float { Float(Double(rng.next() % 2_000_001) / 1_000_000 - 1) }
@@ -310,6 +310,18 @@ import Testing
             #expect(all.map(\.bitPattern) == whole.map(\.bitPattern), "the \(isa) path differs from the \(paths[0]) path")
             #expect(single.map(\.bitPattern) == whole.map(\.bitPattern), "\(isa): the result depends on the panel split")
             #expect(skewed.map(\.bitPattern) == whole.map(\.bitPattern), "\(isa): the result depends on the panel split")
+            // The one-vector product (a decode step) gives each row of the product bit for bit,
+            // all panels at once or split at panel 1.
+            for i in 0..<rows {
+                let xi = Array(x[(i * inner)..<((i + 1) * inner)])
+                var y = [Float](repeating: .nan, count: out), ySplit = y
+                reroute_packed_gemv(isa.code, Int32(out), Int32(inner), xi, packed, &y, 0, Int32(panels))
+                reroute_packed_gemv(isa.code, Int32(out), Int32(inner), xi, packed, &ySplit, 0, 1)
+                reroute_packed_gemv(isa.code, Int32(out), Int32(inner), xi, packed, &ySplit, 1, Int32(panels))
+                let row = whole[(i * out)..<((i + 1) * out)].map(\.bitPattern)
+                #expect(y.map(\.bitPattern) == row, "\(isa): the gemv of row \(i) differs from the product's row")
+                #expect(ySplit.map(\.bitPattern) == row, "\(isa): the gemv of row \(i) depends on the panel split")
+            }
         }
         var worst = 0.0
         for i in 0..<rows {
@@ -345,7 +357,7 @@ import Testing
     }
 
     /// Packed and OpenBLAS-only runs of the fast decoder agree within the decoder tolerance,
-    /// and the packed path is taken (the runs are not bitwise equal).
+    /// prefill and decode, and the packed path is taken in both (the runs are not bitwise equal).
     @Test(.enabled(if: VectorISA.widest >= .avx2, "needs AVX2 and FMA"))
     func packedAndOpenBLASRunsAgree() throws {
         let w = try ModelWeights.load(directory: Repo.model("tiny-qwen2"))
@@ -357,6 +369,11 @@ import Testing
         let diff = compareTraces(expected: runs[1], actual: runs[0], rules: .fastVsReference(w.config))
         #expect(diff.passed, "\(diff.render())")
         #expect(runs[0].lastLogits.map(\.bitPattern) != runs[1].lastLogits.map(\.bitPattern))
+        // Decode steps too take the packed path (the packed gemv) in the packed run.
+        #expect(runs[0].stepLogits.count > 1)
+        for step in 1..<runs[0].stepLogits.count {
+            #expect(runs[0].stepLogits[step].map(\.bitPattern) != runs[1].stepLogits[step].map(\.bitPattern), "decode step \(step)")
+        }
     }
 }
 

@@ -91,6 +91,14 @@ void reroute_pack_rows(int isa, int rows, int k_in, const float *x, int ld, floa
 /// ranges share the packed X and weights.
 void reroute_packed_gemm(int isa, int rows, int n_out, int k_in, const float *xpacked, const float *packed, float *c, int p0, int p1);
 
+/// y[16·p0 ..< min(N, 16·p1)] = W · x for one vector x [K] (a decode step's projection), over
+/// the same packed weights, on path `isa` (AVX2 or AVX-512; the CPU must have it). Each element
+/// is computed by the same operations as reroute_packed_gemm's for a row equal to x (one FMA
+/// per k, ascending, from zero within each k block; the block's sum added to the running sum
+/// after the first), so it equals that product's row bit for bit on either path, and does not
+/// depend on the panel split. Reads each weight once, four panels at a time.
+void reroute_packed_gemv(int isa, int n_out, int k_in, const float *x, const float *packed, float *y, int p0, int p1);
+
 /// Causal attention of one query head over its key/value head, on path `isa` (AVX2 or
 /// AVX-512; the CPU must have it): for every query i < n,
 /// `out_i = Σ_{j ≤ i} softmax_j(scale · q_i · k_j) · v_j`, with q_i at `q + i·ldq`, k_j at
