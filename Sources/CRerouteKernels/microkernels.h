@@ -5,6 +5,8 @@
 #define REROUTE_MICROKERNELS_H
 #include <immintrin.h>
 #include <stddef.h>
+#include <stdint.h>
+#include <string.h>
 #include "CRerouteKernels.h"
 
 #define NR REROUTE_PACK_PANEL
@@ -12,20 +14,35 @@
 
 // Rows [0, rows) of x (row stride ld), columns [k0, k0 + kc), as tiles of mr rows: tile t at
 // t·mr·kc, element (t·mr + r, k0 + k) at k·mr + r; tiles t0 ..< t1 only; rows past `rows` zero.
-// With mr = 16 these are a weight matrix's panels.
-static inline void pack_tiles(const float *x, int rows, int ld, int k0, int kc, int mr, float *out, int t0, int t1) {
-    for (int t = t0; t < t1; t++)
-        for (int r = 0; r < mr; r++) {
-            int i = t * mr + r;
-            float *dst = out + (size_t)t * mr * kc + r;
-            if (i < rows) {
-                const float *src = x + (size_t)i * ld + k0;
-                for (int k = 0; k < kc; k++) dst[(size_t)k * mr] = src[k];
-            } else {
-                for (int k = 0; k < kc; k++) dst[(size_t)k * mr] = 0;
-            }
-        }
+// With mr = 16 these are a weight matrix's panels. The bf16 form reads bfloat16 bits and widens
+// each exactly (bf16 is the upper half of a float32), so both forms give the same floats.
+#define DEFINE_PACK_TILES(NAME, T, WIDEN)                                                                  \
+    static inline void NAME(const T *x, int rows, int ld, int k0, int kc, int mr, float *out, int t0, int t1) { \
+        for (int t = t0; t < t1; t++)                                                                      \
+            for (int r = 0; r < mr; r++) {                                                                 \
+                int i = t * mr + r;                                                                        \
+                float *dst = out + (size_t)t * mr * kc + r;                                                \
+                if (i < rows) {                                                                            \
+                    const T *src = x + (size_t)i * ld + k0;                                                \
+                    for (int k = 0; k < kc; k++) dst[(size_t)k * mr] = WIDEN(src[k]);                      \
+                } else {                                                                                   \
+                    for (int k = 0; k < kc; k++) dst[(size_t)k * mr] = 0;                                  \
+                }                                                                                          \
+            }                                                                                              \
+    }
+static inline float float_identity(float v) { return v; }
+// A bf16 element of a mapped checkpoint, which need not be 2-byte aligned.
+typedef struct { unsigned char b[2]; } bf16_bytes;
+static inline float bf16_widen(bf16_bytes v) {
+    uint16_t h;
+    memcpy(&h, &v, sizeof h);
+    uint32_t bits = (uint32_t)h << 16;
+    float f;
+    memcpy(&f, &bits, sizeof f);
+    return f;
 }
+DEFINE_PACK_TILES(pack_tiles, float, float_identity)
+DEFINE_PACK_TILES(pack_tiles_bf16, bf16_bytes, bf16_widen)
 
 // C tile [rows ≤ 6, cols ≤ 16] (=, or += when accumulate) of packed rows × one weight panel.
 __attribute__((target("avx2,fma")))

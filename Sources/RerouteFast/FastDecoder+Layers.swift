@@ -75,23 +75,44 @@ extension FastDecoder: TraceableDecoder {
     /// matrices are widened in tiles of about 4 MB (exact) per worker, each multiplied as it is
     /// widened, so no f32 copy of the matrix exists (SPEC.md §10.2).
     ///
-    /// With `packed` and `rows` packed by `packRows`, the packed-weight kernel computes the
-    /// product instead, its 16-column panels split over the workers.
+    /// With `rowsPacked` (`rows` packed by `packRows`), the packed-weight kernel computes the
+    /// product instead, its 16-column panels split over the workers: over `packed` when the
+    /// matrix was packed whole, else over tiles of W's rows each worker packs as it goes
+    /// (`Matrix.packTile`, `options.packedTileFloats` each; mapped bf16 widened as it is packed). Both give the
+    /// same bits: a tile's products are those of the whole packed matrix.
     func gemm(_ x: UnsafePointer<Float>, rows: Int, inner: Int, matrix w: Matrix, bias: [Float]?, into y: UnsafeMutablePointer<Float>,
               packed: PackedWeight? = nil, rowsPacked: UnsafePointer<Float>? = nil) {
         precondition(w.cols == inner)
         let out = w.rows
-        if let packed, let rowsPacked {
-            precondition(packed.rows == out && packed.cols == inner && rows <= packedRowLimit)
-            let parts = packed.panels >= 8 * workers ? workers : 1
-            let chunk = (packed.panels + parts - 1) / parts
+        if let rowsPacked {
+            precondition(rows <= packedRowLimit && packed.map { $0.rows == out && $0.cols == inner } != false)
+            let nr = Int(REROUTE_PACK_PANEL), panels = (out + nr - 1) / nr
+            let parts = panels >= 8 * workers ? workers : 1
+            // Even chunks and tiles keep the AVX-512 kernel's panel pairs whole.
+            let chunk = ((panels + parts - 1) / parts + 1) / 2 * 2
             let (xa, ya) = (UInt(bitPattern: rowsPacked), UInt(bitPattern: y))
-            packed.values.withUnsafeBufferPointer { pp in
-                let pa = UInt(bitPattern: pp.baseAddress!)
+            if let packed {
+                packed.values.withUnsafeBufferPointer { pp in
+                    let pa = UInt(bitPattern: pp.baseAddress!)
+                    DispatchQueue.concurrentPerform(iterations: parts) { part in
+                        reroute_packed_gemm(isa.code, Int32(rows), Int32(out), Int32(inner), UnsafePointer<Float>(bitPattern: xa),
+                                            UnsafePointer<Float>(bitPattern: pa), UnsafeMutablePointer<Float>(bitPattern: ya),
+                                            Int32(out), Int32(min(panels, part * chunk)), Int32(min(panels, (part + 1) * chunk)))
+                    }
+                }
+            } else {
+                let tilePanels = max(2, options.packedTileFloats / (nr * max(inner, 1)) / 2 * 2)
                 DispatchQueue.concurrentPerform(iterations: parts) { part in
-                    reroute_packed_gemm(isa.code, Int32(rows), Int32(out), Int32(inner), UnsafePointer<Float>(bitPattern: xa),
-                                        UnsafePointer<Float>(bitPattern: pa), UnsafeMutablePointer<Float>(bitPattern: ya),
-                                        Int32(part * chunk), Int32(min(packed.panels, (part + 1) * chunk)))
+                    let p0 = min(panels, part * chunk), p1 = min(panels, p0 + chunk)
+                    guard p0 < p1 else { return }
+                    let tile = UnsafeMutablePointer<Float>.allocate(capacity: reroute_packed_count(Int32(min(tilePanels, p1 - p0) * nr), Int32(inner)))
+                    defer { tile.deallocate() }
+                    for t0 in stride(from: p0, to: p1, by: tilePanels) {
+                        let t1 = min(p1, t0 + tilePanels), r0 = t0 * nr, r1 = min(out, t1 * nr)
+                        w.packTile(rows: r0, r1, into: tile)
+                        reroute_packed_gemm(isa.code, Int32(rows), Int32(r1 - r0), Int32(inner), UnsafePointer<Float>(bitPattern: xa), tile,
+                                            UnsafeMutablePointer<Float>(bitPattern: ya)! + r0, Int32(out), 0, Int32(t1 - t0))
+                    }
                 }
             }
             addBias(bias, rows: rows, out: out, into: y)
@@ -127,9 +148,9 @@ extension FastDecoder: TraceableDecoder {
     /// `X [rows, inner]` (row-major) packed once into `buffer` (at least
     /// `reroute_packed_rows_count(rows, inner)` floats) for every packed-weight product of these
     /// rows, its tiles split over the workers; nil where products of `rows` rows run on OpenBLAS
-    /// (no packed weights, or more rows than `packedRowLimit`).
+    /// (more rows than `packedRowLimit`, which is 0 where the packed kernel is not used).
     func packRows(_ x: UnsafePointer<Float>, rows: Int, inner: Int, into buffer: UnsafeMutablePointer<Float>) -> UnsafePointer<Float>? {
-        guard packed != nil, rows > 0, rows <= packedRowLimit else { return nil }
+        guard rows > 0, rows <= packedRowLimit else { return nil }
         let tileRows = Int(reroute_pack_tile_rows(isa.code)), tiles = (rows + tileRows - 1) / tileRows
         let parts = tiles >= 2 * workers ? workers : 1, chunk = (tiles + parts - 1) / parts
         let (xa, ba) = (UInt(bitPattern: x), UInt(bitPattern: buffer))

@@ -14,22 +14,29 @@ public struct FastDecoderOptions: Sendable {
     /// (SPEC.md §10.2).
     public var threads: Int?
     /// Layer products with at most this many rows use the packed-weight kernel of
-    /// `CRerouteKernels` instead of OpenBLAS (f32 weights on a CPU with AVX2 and FMA; the
-    /// weights are packed once, when the decoder is made, which doubles their memory).
-    /// OpenBLAS repacks the weights on every call, which at routed layers' row counts costs
-    /// about as much as the multiply. nil: the measured crossover of the decoder's path
+    /// `CRerouteKernels` instead of OpenBLAS (on the AVX2 and AVX-512 paths). f32 weights are
+    /// packed once, when the decoder is made, which doubles their memory; mapped bf16 weights
+    /// are packed tile by tile as they are multiplied (`packedTileFloats`). OpenBLAS repacks
+    /// the weights on every call, which at routed layers' row counts costs about as much as
+    /// the multiply. nil: the measured crossover of the decoder's path
     /// (`FastDecoder.packedRowCrossover`); 0: OpenBLAS only.
     public var packedRowLimit: Int?
+    /// Floats of one worker's tile of packed weight rows when a matrix is packed as it is
+    /// multiplied (mapped bf16): at least one pair of 16-row panels. Results do not depend on
+    /// it; the default (2²¹, 8 MiB) keeps the tiles few against the cost of packing them.
+    public var packedTileFloats: Int
     /// The vector path of the decoder's own kernels (`VectorISA`; default `VectorISA.standard`:
     /// `REROUTE_ISA` when set, else the CPU's widest); a path wider than the CPU has is
     /// narrowed to `VectorISA.widest` (the decoder's `isa` says which ran).
     public var isa: VectorISA
 
-    public init(recordHiddenStates: Bool = true, threads: Int? = nil, packedRowLimit: Int? = nil, isa: VectorISA = .standard) {
+    public init(recordHiddenStates: Bool = true, threads: Int? = nil, packedRowLimit: Int? = nil, isa: VectorISA = .standard,
+                packedTileFloats: Int = 1 << 21) {
         self.recordHiddenStates = recordHiddenStates
         self.threads = threads
         self.packedRowLimit = packedRowLimit
         self.isa = isa
+        self.packedTileFloats = packedTileFloats
     }
 }
 
@@ -48,10 +55,12 @@ public struct FastDecoder: Sendable {
     let inverseFrequencies: [Double]
     /// The position axis each rotary frequency reads (`ModelConfig.ropeFrequencyAxes`).
     let frequencyAxes: [Int]
-    /// Every layer's projections packed for the few-row kernel; nil when it is not used.
+    /// Every layer's projections packed for the packed-weight kernel; nil when it is not used,
+    /// or when a projection is mapped bf16 (then every projection is packed tile by tile as it
+    /// is multiplied).
     let packed: [PackedLayer]?
-    /// Whether few-row products use the packed-weight kernel (see `packedRowLimit`).
-    public var usesPackedWeights: Bool { packed != nil }
+    /// Whether products of at most `packedRowLimit` rows use the packed-weight kernel.
+    public var usesPackedWeights: Bool { packedRowLimit > 0 }
     /// The vector path the decoder's kernels run: `options.isa`, at most the CPU's widest.
     public let isa: VectorISA
     /// Products with at most this many rows use the packed-weight kernel (`options.packedRowLimit`,
@@ -66,12 +75,12 @@ public struct FastDecoder: Sendable {
         }
         frequencyAxes = weights.config.ropeFrequencyAxes
         workers = max(1, options.threads ?? ProcessInfo.processInfo.activeProcessorCount)
-        // Only when every projection is f32 (a checkpoint may map some tensors and not others).
         isa = min(options.isa, .widest)
         let limit = options.packedRowLimit ?? Self.packedRowCrossover(isa: isa)
         let packable = limit > 0 && isa >= .avx2
-            && !weights.layers.contains { l in [l.q, l.k, l.v, l.o, l.gate, l.up, l.down].contains { $0.isMapped } }
-        packed = packable ? weights.layers.map(PackedLayer.init) : nil
+        // Packed whole only when every projection is f32 (a checkpoint may map some tensors and not others).
+        let mapped = weights.layers.contains { l in [l.q, l.k, l.v, l.o, l.gate, l.up, l.down].contains { $0.isMapped } }
+        packed = packable && !mapped ? weights.layers.map(PackedLayer.init) : nil
         packedRowLimit = packable ? limit : 0
     }
 

@@ -3,13 +3,15 @@ import CRerouteKernels
 import RerouteModel
 
 /// A weight matrix `W [rows, cols]` in the panel layout of `CRerouteKernels` (SPEC.md §10.2),
-/// packed once when the decoder is made, for the few-row products of routed layers.
+/// packed once when the decoder is made, for the few-row products of routed layers. Mapped
+/// bf16 matrices are not packed whole (that is an f32 copy); `Matrix.packTile` packs them tile
+/// by tile as they are multiplied.
 struct PackedWeight: Sendable {
     let rows: Int, cols: Int
     let values: [Float]
 
     init(_ m: Matrix) {
-        precondition(!m.isMapped, "mapped bf16 matrices are widened tile by tile, not packed")
+        precondition(!m.isMapped, "mapped bf16 matrices are packed tile by tile, not whole")
         rows = m.rows
         cols = m.cols
         values = [Float](unsafeUninitializedCapacity: reroute_packed_count(Int32(m.rows), Int32(m.cols))) { buffer, count in
@@ -20,6 +22,20 @@ struct PackedWeight: Sendable {
 
     /// Panels of 16 output columns.
     var panels: Int { (rows + Int(REROUTE_PACK_PANEL) - 1) / Int(REROUTE_PACK_PANEL) }
+}
+
+extension Matrix {
+    /// Rows `r0 ..< r1` packed as a matrix of their own (`reroute_packed_count(r1 − r0, cols)`
+    /// floats into `out`), from f32 values or mapped bf16 elements: the same floats either way,
+    /// since widening bf16 is exact.
+    func packTile(rows r0: Int, _ r1: Int, into out: UnsafeMutablePointer<Float>) {
+        precondition(0 <= r0 && r0 <= r1 && r1 <= rows, "Matrix.packTile: \(r0)..<\(r1) of \(rows)")
+        if let bf16 {
+            bf16.withRawBytes { reroute_pack_weights_bf16($0 + 2 * r0 * cols, Int32(r1 - r0), Int32(cols), out) }
+        } else {
+            values.withUnsafeBufferPointer { reroute_pack_weights($0.baseAddress! + r0 * cols, Int32(r1 - r0), Int32(cols), out) }
+        }
+    }
 }
 
 /// One layer's seven projection matrices, packed.

@@ -81,6 +81,12 @@ public final class MappedBF16: Sendable {
         return nil
     }
 
+    /// `body` on the mapped elements' bytes (2 per element, little-endian, any alignment), for
+    /// kernels that widen the elements as they read them; valid only within `body`.
+    public func withRawBytes<R>(_ body: (UnsafeRawPointer) throws -> R) rethrows -> R {
+        try withExtendedLifetime(self) { try body(UnsafeRawPointer(base)) }
+    }
+
     /// Widens `count` elements from `start` into `out` (exact: bf16 is the top half of f32).
     public func widen(from start: Int, count n: Int, into out: UnsafeMutablePointer<Float>) {
         precondition(start >= 0 && n >= 0 && start + n <= count, "MappedBF16.widen: \(start)+\(n) of \(count)")

@@ -296,20 +296,47 @@ import Testing
         // splits over workers would); every path and split gives the same bits.
         let paths = VectorISA.supported.filter { $0 >= .avx2 }
         var whole = [Float](repeating: .nan, count: rows * out)
-        reroute_packed_gemm(paths[0].code, Int32(rows), Int32(out), Int32(inner), packedRows(paths[0]), packed, &whole, 0, Int32(panels))
+        reroute_packed_gemm(paths[0].code, Int32(rows), Int32(out), Int32(inner), packedRows(paths[0]), packed, &whole, Int32(out), 0, Int32(panels))
         #expect(whole.allSatisfy { $0.isFinite }, "an output element was not written")
         for isa in paths {
             let xp = packedRows(isa)
             var all = [Float](repeating: .nan, count: rows * out), single = all, skewed = all
-            reroute_packed_gemm(isa.code, Int32(rows), Int32(out), Int32(inner), xp, packed, &all, 0, Int32(panels))
+            reroute_packed_gemm(isa.code, Int32(rows), Int32(out), Int32(inner), xp, packed, &all, Int32(out), 0, Int32(panels))
             for p in 0..<panels {
-                reroute_packed_gemm(isa.code, Int32(rows), Int32(out), Int32(inner), xp, packed, &single, Int32(p), Int32(p + 1))
+                reroute_packed_gemm(isa.code, Int32(rows), Int32(out), Int32(inner), xp, packed, &single, Int32(out), Int32(p), Int32(p + 1))
             }
-            reroute_packed_gemm(isa.code, Int32(rows), Int32(out), Int32(inner), xp, packed, &skewed, 0, 1)
-            reroute_packed_gemm(isa.code, Int32(rows), Int32(out), Int32(inner), xp, packed, &skewed, 1, Int32(panels))
+            reroute_packed_gemm(isa.code, Int32(rows), Int32(out), Int32(inner), xp, packed, &skewed, Int32(out), 0, 1)
+            reroute_packed_gemm(isa.code, Int32(rows), Int32(out), Int32(inner), xp, packed, &skewed, Int32(out), 1, Int32(panels))
             #expect(all.map(\.bitPattern) == whole.map(\.bitPattern), "the \(isa) path differs from the \(paths[0]) path")
             #expect(single.map(\.bitPattern) == whole.map(\.bitPattern), "\(isa): the result depends on the panel split")
             #expect(skewed.map(\.bitPattern) == whole.map(\.bitPattern), "\(isa): the result depends on the panel split")
+            // Tiles of W's rows packed on their own from bf16 bits (as a mapped checkpoint holds
+            // them, aligned or not) and written at their column offset give the bits of the whole
+            // widened matrix's product, whatever the tile height.
+            let bits = w.map { UInt16($0.bitPattern >> 16) }, widened = bits.map { Float(bitPattern: UInt32($0) << 16) }
+            var packedWide = [Float](repeating: .nan, count: reroute_packed_count(Int32(out), Int32(inner)))
+            reroute_pack_weights(widened, Int32(out), Int32(inner), &packedWide)
+            var wideProduct = [Float](repeating: .nan, count: rows * out)
+            reroute_packed_gemm(isa.code, Int32(rows), Int32(out), Int32(inner), xp, packedWide, &wideProduct, Int32(out), 0, Int32(panels))
+            var shifted = [UInt8](repeating: 0, count: 2 * bits.count + 1)  // the elements at an odd address
+            bits.withUnsafeBytes { b in for i in 0..<b.count { shifted[i + 1] = b[i] } }
+            for (tileRows, misaligned) in [(16, false), (32, true), (48, false)] {
+                var tiled = [Float](repeating: .nan, count: rows * out)
+                for r0 in stride(from: 0, to: out, by: tileRows) {
+                    let r1 = min(out, r0 + tileRows)
+                    var tile = [Float](repeating: .nan, count: reroute_packed_count(Int32(r1 - r0), Int32(inner)))
+                    if misaligned {
+                        shifted.withUnsafeBytes { reroute_pack_weights_bf16($0.baseAddress! + 1 + 2 * r0 * inner, Int32(r1 - r0), Int32(inner), &tile) }
+                    } else {
+                        bits.withUnsafeBytes { reroute_pack_weights_bf16($0.baseAddress! + 2 * r0 * inner, Int32(r1 - r0), Int32(inner), &tile) }
+                    }
+                    tiled.withUnsafeMutableBufferPointer {
+                        reroute_packed_gemm(isa.code, Int32(rows), Int32(r1 - r0), Int32(inner), xp, tile, $0.baseAddress! + r0, Int32(out), 0,
+                                            Int32((r1 - r0 + 15) / 16))
+                    }
+                }
+                #expect(tiled.map(\.bitPattern) == wideProduct.map(\.bitPattern), "\(isa): tiles of \(tileRows) bf16 rows differ from the whole")
+            }
             // The one-vector product (a decode step) gives each row of the product bit for bit,
             // all panels at once or split at panel 1.
             for i in 0..<rows {
@@ -499,6 +526,30 @@ import Testing
             let report = compareTraces(expected: a, actual: b, rules: .fastVsReference(f32.config))
             #expect(report.passed, "\(policy.name): \(report.render())")
             #expect(a.decisions.map(\.kept) == b.decisions.map(\.kept) && a.decodeTokens == b.decodeTokens)
+        }
+    }
+
+    /// On the vector paths the packed-weight kernel multiplies mapped bf16 matrices tile by tile
+    /// as it packs them, so prefills give the f32 run's bits: whatever the tile size, down to one
+    /// pair of panels per tile (tiny-llama's gate and up matrices then span 6 tiles).
+    @Test(.enabled(if: VectorISA.widest >= .avx2, "needs AVX2 and FMA"),
+          arguments: VectorISA.supported.filter { $0 >= .avx2 })
+    func mappedPrefillsGiveTheFloat32Bits(isa: VectorISA) throws {
+        let dir = Repo.model("tiny-llama")
+        let mapped = try ModelWeights.load(directory: dir, storage: .mappedBF16), f32 = try ModelWeights.load(directory: dir)
+        let c = GoldenTraces.traceCase(for: f32, model: "tiny-llama")
+        for policy in [RoutingPolicy.dense, .rerouteFastV(tier: .t192)] {
+            let a = try TraceRecorder.record(decoder: FastDecoder(weights: f32, options: .init(threads: 2, isa: isa)), model: "tiny-llama",
+                                             case: c, policy: policy, seed: 0)
+            for tile in [32 * 64, 1 << 21] {
+                let decoder = FastDecoder(weights: mapped, options: .init(threads: 2, isa: isa, packedTileFloats: tile))
+                #expect(decoder.usesPackedWeights && decoder.isa == isa)
+                let b = try TraceRecorder.record(decoder: decoder, model: "tiny-llama", case: c, policy: policy, seed: 0)
+                #expect(!a.hiddenStates.isEmpty && a.hiddenStates.count == b.hiddenStates.count)
+                #expect(a.hiddenStates.map { $0.map { $0.map(\.bitPattern) } } == b.hiddenStates.map { $0.map { $0.map(\.bitPattern) } },
+                        "\(isa), \(policy.name), tiles of \(tile) floats: the hidden states differ")
+                #expect(a.decisions == b.decisions, "\(isa), \(policy.name): the decisions differ")
+            }
         }
     }
 }

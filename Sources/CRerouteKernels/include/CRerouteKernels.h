@@ -72,6 +72,11 @@ size_t reroute_packed_count(int n_out, int k_in);
 /// Packs row-major `w` [n_out, k_in] into `out` (reroute_packed_count floats).
 void reroute_pack_weights(const float *w, int n_out, int k_in, float *out);
 
+/// reroute_pack_weights for bfloat16 `w` (16-bit little-endian patterns, any alignment, as a
+/// mapped checkpoint holds them): each element widened exactly, so `out` holds the same floats as packing the widened f32 matrix.
+/// Packing a tile of rows (w + r0·k_in, n_out = the tile's rows) gives a packed matrix of its own.
+void reroute_pack_weights_bf16(const void *w, int n_out, int k_in, float *out);
+
 /// Rows per tile of X on path `isa`: 12 on AVX-512, 6 on AVX2 (the kernels' heights).
 int reroute_pack_tile_rows(int isa);
 
@@ -86,10 +91,13 @@ size_t reroute_packed_rows_count(int rows, int k_in);
 void reroute_pack_rows(int isa, int rows, int k_in, const float *x, int ld, float *out, int t0, int t1);
 
 /// C[:, 16·p0 ..< min(N, 16·p1)] = X · Wᵀ for panels p0 ..< p1, with X [rows, K] packed by
-/// reroute_pack_rows for the same `isa` (every tile) and C [rows, N] row-major (row stride N),
-/// on path `isa` (AVX2 or AVX-512; the CPU must have it). Concurrent calls on disjoint panel
-/// ranges share the packed X and weights.
-void reroute_packed_gemm(int isa, int rows, int n_out, int k_in, const float *xpacked, const float *packed, float *c, int p0, int p1);
+/// reroute_pack_rows for the same `isa` (every tile) and C [rows, ≥ N] row-major with row
+/// stride `ldc` ≥ N, on path `isa` (AVX2 or AVX-512; the CPU must have it). Concurrent calls on
+/// disjoint panel ranges share the packed X and weights. A tile of W's rows packed on its own
+/// and written at C's column offset (`c + r0`, `ldc` the whole width) gives the same bits as
+/// the whole packed matrix: each element's operations depend on neither.
+void reroute_packed_gemm(int isa, int rows, int n_out, int k_in, const float *xpacked, const float *packed, float *c, int ldc,
+                         int p0, int p1);
 
 /// y[16·p0 ..< min(N, 16·p1)] = W · x for one vector x [K] (a decode step's projection), over
 /// the same packed weights, on path `isa` (AVX2 or AVX-512; the CPU must have it). Each element
