@@ -19,10 +19,53 @@ void reroute_pack_weights(const float *w, int n_out, int k_in, float *out) {
         pack_tiles(w, n_out, k_in, k0, k_in - k0 < KC ? k_in - k0 : KC, NR, out + (size_t)k0 * panels * NR, 0, panels);
 }
 
-void reroute_pack_weights_bf16(const void *w, int n_out, int k_in, float *out) {
-    int panels = (n_out + NR - 1) / NR;
-    for (int k0 = 0; k0 < k_in; k0 += KC)
-        pack_tiles_bf16((const bf16_bytes *)w, n_out, k_in, k0, k_in - k0 < KC ? k_in - k0 : KC, NR, out + (size_t)k0 * panels * NR, 0, panels);
+// One full panel (16 rows of `row_bytes` bytes from `w`, columns 0 ..< kc) of bf16 elements
+// into its k-major panel `dst`, 16 × 16 blocks at a time: each row's 16 elements widened
+// (zero-extended, shifted into the upper half) and the block transposed in registers, so every
+// store is one k's 16 floats. The same floats as pack_tiles_bf16.
+__attribute__((target("avx512f"))) static void pack_panel_bf16_avx512(const unsigned char *w, size_t row_bytes, int kc, float *dst) {
+    int k = 0;
+    for (; k + NR <= kc; k += NR) {
+        __m512i t[NR], u[NR];
+        for (int i = 0; i < NR; i += 2) {
+            __m512i a = _mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm256_loadu_si256((const __m256i *)(w + i * row_bytes + 2 * (size_t)k))), 16);
+            __m512i b = _mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm256_loadu_si256((const __m256i *)(w + (i + 1) * row_bytes + 2 * (size_t)k))), 16);
+            t[i] = _mm512_unpacklo_epi32(a, b);      // per 128-bit lane L: rows i, i+1 at columns 4L, 4L+1
+            t[i + 1] = _mm512_unpackhi_epi32(a, b);  // columns 4L+2, 4L+3
+        }
+        for (int g = 0; g < NR; g += 4) {  // rows g ..< g+4: u[g + j] holds column 4L + j in lane L
+            u[g + 0] = _mm512_unpacklo_epi64(t[g], t[g + 2]);
+            u[g + 1] = _mm512_unpackhi_epi64(t[g], t[g + 2]);
+            u[g + 2] = _mm512_unpacklo_epi64(t[g + 1], t[g + 3]);
+            u[g + 3] = _mm512_unpackhi_epi64(t[g + 1], t[g + 3]);
+        }
+        for (int j = 0; j < 4; j++) {  // column j + 4L from lane L of the four row groups
+            __m512i v0 = _mm512_shuffle_i32x4(u[j], u[4 + j], 0x88), v1 = _mm512_shuffle_i32x4(u[8 + j], u[12 + j], 0x88);
+            __m512i w0 = _mm512_shuffle_i32x4(u[j], u[4 + j], 0xdd), w1 = _mm512_shuffle_i32x4(u[8 + j], u[12 + j], 0xdd);
+            _mm512_storeu_si512(dst + (size_t)(k + j) * NR, _mm512_shuffle_i32x4(v0, v1, 0x88));
+            _mm512_storeu_si512(dst + (size_t)(k + j + 8) * NR, _mm512_shuffle_i32x4(v0, v1, 0xdd));
+            _mm512_storeu_si512(dst + (size_t)(k + j + 4) * NR, _mm512_shuffle_i32x4(w0, w1, 0x88));
+            _mm512_storeu_si512(dst + (size_t)(k + j + 12) * NR, _mm512_shuffle_i32x4(w0, w1, 0xdd));
+        }
+    }
+    for (; k < kc; k++)
+        for (int i = 0; i < NR; i++) {
+            bf16_bytes e;
+            memcpy(&e, w + i * row_bytes + 2 * (size_t)k, sizeof e);
+            dst[(size_t)k * NR + i] = bf16_widen(e);
+        }
+}
+
+void reroute_pack_weights_bf16(int isa, const void *w, int n_out, int k_in, float *out) {
+    const int panels = (n_out + NR - 1) / NR, full = isa >= REROUTE_ISA_AVX512 ? n_out / NR : 0;
+    const unsigned char *bytes = w;
+    for (int k0 = 0; k0 < k_in; k0 += KC) {
+        int kc = k_in - k0 < KC ? k_in - k0 : KC;
+        float *block = out + (size_t)k0 * panels * NR;
+        for (int p = 0; p < full; p++)
+            pack_panel_bf16_avx512(bytes + 2 * ((size_t)p * NR * k_in + k0), 2 * (size_t)k_in, kc, block + (size_t)p * kc * NR);
+        pack_tiles_bf16((const bf16_bytes *)w, n_out, k_in, k0, kc, NR, block, full, panels);
+    }
 }
 
 int reroute_pack_tile_rows(int isa) { return isa >= REROUTE_ISA_AVX512 ? 12 : MR; }
@@ -155,7 +198,7 @@ int reroute_pack_tile_rows(int isa) { (void)isa; return 12; }
 size_t reroute_packed_count(int n_out, int k_in) { (void)n_out; (void)k_in; return 0; }
 size_t reroute_packed_rows_count(int rows, int k_in) { (void)rows; (void)k_in; return 0; }
 void reroute_pack_weights(const float *w, int n_out, int k_in, float *out) { (void)w; (void)n_out; (void)k_in; (void)out; }
-void reroute_pack_weights_bf16(const void *w, int n_out, int k_in, float *out) { (void)w; (void)n_out; (void)k_in; (void)out; }
+void reroute_pack_weights_bf16(int isa, const void *w, int n_out, int k_in, float *out) { (void)isa; (void)w; (void)n_out; (void)k_in; (void)out; }
 void reroute_pack_rows(int isa, int rows, int k_in, const float *x, int ld, float *out, int t0, int t1) {
     (void)isa; (void)rows; (void)k_in; (void)x; (void)ld; (void)out; (void)t0; (void)t1;
 }

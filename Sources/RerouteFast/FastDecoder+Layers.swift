@@ -109,7 +109,7 @@ extension FastDecoder: TraceableDecoder {
                     defer { tile.deallocate() }
                     for t0 in stride(from: p0, to: p1, by: tilePanels) {
                         let t1 = min(p1, t0 + tilePanels), r0 = t0 * nr, r1 = min(out, t1 * nr)
-                        w.packTile(rows: r0, r1, into: tile)
+                        w.packTile(rows: r0, r1, isa: isa, into: tile)
                         reroute_packed_gemm(isa.code, Int32(rows), Int32(r1 - r0), Int32(inner), UnsafePointer<Float>(bitPattern: xa), tile,
                                             UnsafeMutablePointer<Float>(bitPattern: ya)! + r0, Int32(out), 0, Int32(t1 - t0))
                     }

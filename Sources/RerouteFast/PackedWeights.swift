@@ -28,10 +28,10 @@ extension Matrix {
     /// Rows `r0 ..< r1` packed as a matrix of their own (`reroute_packed_count(r1 − r0, cols)`
     /// floats into `out`), from f32 values or mapped bf16 elements: the same floats either way,
     /// since widening bf16 is exact.
-    func packTile(rows r0: Int, _ r1: Int, into out: UnsafeMutablePointer<Float>) {
+    func packTile(rows r0: Int, _ r1: Int, isa: VectorISA, into out: UnsafeMutablePointer<Float>) {
         precondition(0 <= r0 && r0 <= r1 && r1 <= rows, "Matrix.packTile: \(r0)..<\(r1) of \(rows)")
         if let bf16 {
-            bf16.withRawBytes { reroute_pack_weights_bf16($0 + 2 * r0 * cols, Int32(r1 - r0), Int32(cols), out) }
+            bf16.withRawBytes { reroute_pack_weights_bf16(isa.code, $0 + 2 * r0 * cols, Int32(r1 - r0), Int32(cols), out) }
         } else {
             values.withUnsafeBufferPointer { reroute_pack_weights($0.baseAddress! + r0 * cols, Int32(r1 - r0), Int32(cols), out) }
         }

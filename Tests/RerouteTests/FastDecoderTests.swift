@@ -326,9 +326,9 @@ import Testing
                     let r1 = min(out, r0 + tileRows)
                     var tile = [Float](repeating: .nan, count: reroute_packed_count(Int32(r1 - r0), Int32(inner)))
                     if misaligned {
-                        shifted.withUnsafeBytes { reroute_pack_weights_bf16($0.baseAddress! + 1 + 2 * r0 * inner, Int32(r1 - r0), Int32(inner), &tile) }
+                        shifted.withUnsafeBytes { reroute_pack_weights_bf16(isa.code, $0.baseAddress! + 1 + 2 * r0 * inner, Int32(r1 - r0), Int32(inner), &tile) }
                     } else {
-                        bits.withUnsafeBytes { reroute_pack_weights_bf16($0.baseAddress! + 2 * r0 * inner, Int32(r1 - r0), Int32(inner), &tile) }
+                        bits.withUnsafeBytes { reroute_pack_weights_bf16(isa.code, $0.baseAddress! + 2 * r0 * inner, Int32(r1 - r0), Int32(inner), &tile) }
                     }
                     tiled.withUnsafeMutableBufferPointer {
                         reroute_packed_gemm(isa.code, Int32(rows), Int32(r1 - r0), Int32(inner), xp, tile, $0.baseAddress! + r0, Int32(out), 0,

@@ -73,9 +73,11 @@ size_t reroute_packed_count(int n_out, int k_in);
 void reroute_pack_weights(const float *w, int n_out, int k_in, float *out);
 
 /// reroute_pack_weights for bfloat16 `w` (16-bit little-endian patterns, any alignment, as a
-/// mapped checkpoint holds them): each element widened exactly, so `out` holds the same floats as packing the widened f32 matrix.
-/// Packing a tile of rows (w + r0·k_in, n_out = the tile's rows) gives a packed matrix of its own.
-void reroute_pack_weights_bf16(const void *w, int n_out, int k_in, float *out);
+/// mapped checkpoint holds them), on path `isa` (AVX-512: full panels transposed in registers;
+/// otherwise element by element): each element widened exactly, so `out` holds the same floats
+/// as packing the widened f32 matrix on any path. Packing a tile of rows (w + 2·r0·k_in bytes,
+/// n_out = the tile's rows) gives a packed matrix of its own.
+void reroute_pack_weights_bf16(int isa, const void *w, int n_out, int k_in, float *out);
 
 /// Rows per tile of X on path `isa`: 12 on AVX-512, 6 on AVX2 (the kernels' heights).
 int reroute_pack_tile_rows(int isa);
