@@ -25,6 +25,11 @@ struct TimeCommand: ParsableCommand {
             for reuse, so after the warm-up this stays small). Then the
             peak resident memory of the process. --weights mapped-bf16 keeps BF16 matrices in the
             memory-mapped checkpoint (real-size models in little memory; SPEC.md §10.2).
+            --peak also measures the FMA peak of the decoder's vector path on its workers (the
+            register-only loop of `reroute bench`, best of 10 windows of about 65 ms before the
+            warm-up and 10 after the timings) and prints, after the policy lines, the peak and for
+            each policy its FLOPs (budget calculator, the case's tokens), its median time as a
+            fraction of the peak and as a multiple of FLOPs / peak (the physical lower bound).
             Build with -c release.
             """)
     @Option(help: "Model folder.") var model: String
@@ -36,6 +41,7 @@ struct TimeCommand: ParsableCommand {
     @Option(help: "Policy file (reroute.policy v1; repeatable).") var policyFile: [String] = []
     @Option(help: "Timed prefills per policy.") var repeats = 3
     @Option(help: "Worker threads of the fast decoder (default: all cores).") var threads: Int?
+    @Flag(help: "Also measure the FMA peak and print each policy's time against FLOPs / peak.") var peak = false
 
     func validate() throws {
         try OptionLimits.check("--warmup", warmup, OptionLimits.warmup)
@@ -61,9 +67,23 @@ struct TimeCommand: ParsableCommand {
         let ps = try resolvePolicies(names: policies.isEmpty && policyFile.isEmpty ? ["dense"] : policies, files: policyFile)
         for (p, f) in zip(ps.suffix(policyFile.count), policyFile) { try PolicyFile.check(p, layers: weights.config.layers, file: f) }
         let fast = FastDecoder(weights: weights, options: .init(recordHiddenStates: false, threads: threads))
-        for r in try PrefillTiming.interleaved(fast, c, policies: ps, warmup: warmup, repeats: repeats) {
+        let peakBefore = peak ? MachineProbes.fmaPeak(fast.isa, threads: fast.workers, repeats: 10) : 0
+        let results = try PrefillTiming.interleaved(fast, c, policies: ps, warmup: warmup, repeats: repeats)
+        for r in results {
             print(String(format: "%@ %.1f %.1f %@ %d", r.policy, r.medianSeconds * 1e3, r.minimumSeconds * 1e3,
                          r.medianAllocations.map(String.init) ?? "-", r.medianPageFaults))
+        }
+        if peak {
+            let after = MachineProbes.fmaPeak(fast.isa, threads: fast.workers, repeats: 10), best = max(peakBefore, after)
+            print(String(format: "FMA peak, %@ path, %d workers: %.1f GFLOP/s (best window: %.1f before the prefills, %.1f after)",
+                         fast.isa.rawValue, fast.workers, best / 1e9, peakBefore / 1e9, after / 1e9))
+            for (r, p) in zip(results, ps) {
+                let flops = try BudgetCalculator.report(config: weights.config, policy: p, textTokens: c.sequenceLength - c.visual.count,
+                                                        grid: c.grid, bytesPerElement: 4).totalFlops
+                print(String(format: "%@: %.4g TFLOP in %.1f ms (median) = %.1f GFLOP/s = %.1f %% of the peak = %.3f x FLOPs / peak",
+                             r.policy, flops / 1e12, r.medianSeconds * 1e3, flops / r.medianSeconds / 1e9, 100 * flops / r.medianSeconds / best,
+                             r.medianSeconds / (flops / best)))
+            }
         }
         var usage = rusage()
         getrusage(RUSAGE_SELF.rawValue, &usage)

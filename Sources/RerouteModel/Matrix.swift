@@ -1,6 +1,6 @@
 /// A dense row-major matrix of `Float` (weights as stored, widened to f32), or a read-only
 /// view of bf16 weights in a memory-mapped checkpoint (`ModelWeights.load(…, storage:
-/// .mappedBF16)`), which the fast decoder widens tile by tile.
+/// .mappedBF16)`), which the fast decoder widens tile by tile as it multiplies them.
 ///
 /// Invariant: either `values.count == rows * cols` and element (r, c) is
 /// `values[r * cols + c]`, or `values` is empty and `bf16` holds `rows * cols` elements.

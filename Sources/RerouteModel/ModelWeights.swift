@@ -71,7 +71,8 @@ public enum WeightStorage: String, Sendable {
     /// Every tensor widened to f32 arrays (what the reference decoder needs).
     case float32
     /// BF16 projection, embedding and LM-head matrices stay in the memory-mapped file (pages
-    /// read on first touch, no f32 copy); the fast decoder widens them tile by tile. Other
+    /// read on first touch, no f32 copy); the fast decoder widens them tile by tile as it
+    /// multiplies them (packing the tiles for its packed-weight kernel on the vector paths). Other
     /// dtypes and the small tensors (norms, biases, projector) are widened as usual.
     case mappedBF16
 }

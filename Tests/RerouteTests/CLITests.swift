@@ -487,6 +487,34 @@ import Testing
         #expect(r.err.contains("peak resident memory"))
     }
 
+    /// `reroute time --peak` measures the FMA peak of the decoder's path and puts each policy's
+    /// median against FLOPs / peak: the same median as its policy line, fewer FLOPs for Reroute
+    /// than for dense, and the fraction of the peak the inverse of the multiple.
+    @Test func timeAgainstThePeak() throws {
+        let r = try run(["time", "--model", Repo.model("tiny-llama").path, "--grid", "3x3", "--policy", "dense",
+                         "--policy", "reroute-fastv-192", "--repeats", "2", "--warmup", "1", "--threads", "1", "--peak"])
+        #expect(r.status == 0, "\(r.out)\(r.err)")
+        let lines = r.out.split(separator: "\n").map(String.init)
+        try #require(lines.count == 5, "\(r.out)")
+        let peakLine = lines[2].split(separator: " ").map(String.init)
+        #expect(lines[2].hasPrefix("FMA peak, \(min(VectorISA.standard, .widest).rawValue) path, 1 workers: "), "\(lines[2])")
+        let peak = try #require(Double(peakLine[6]), "\(lines[2])")
+        #expect(peak > 0.1, "\(lines[2])")
+        var flops: [Double] = []
+        for (row, line) in zip(lines[0..<2], lines[3..<5]) {
+            let name = String(row.split(separator: " ")[0]), median = String(row.split(separator: " ")[1])
+            let f = line.split(separator: " ").map(String.init)
+            // "<policy>: <T> TFLOP in <ms> ms (median) = <G> GFLOP/s = <p> % of the peak = <x> x FLOPs / peak"
+            try #require(f.count == 22 && f[0] == name + ":" && f[4] == median, "\(line) for \(row)")
+            let (tflop, ms, gflops, percent, multiple) = (Double(f[1])!, Double(f[4])!, Double(f[8])!, Double(f[11])!, Double(f[17])!)
+            flops.append(tflop)
+            #expect(abs(tflop * 1e12 / (ms / 1e3) / 1e9 / gflops - 1) < 0.1, "\(line)")
+            #expect(abs(percent / 100 * multiple - 1) < 0.1, "\(line)")
+            #expect(abs(gflops / peak * 100 / percent - 1) < 0.1, "\(line)")
+        }
+        #expect(flops[1] < flops[0], "\(r.out)")
+    }
+
     /// The executable keeps freed buffers for reuse: after the warm-up a prefill maps in
     /// (almost) no fresh pages. Without it glibc unmaps and trims the state's buffers (here
     /// S = 1060 rows: 0.7 MiB per MLP activation buffer, key and value caches for 8 layers) and
