@@ -6,7 +6,7 @@ struct BenchCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "bench",
         abstract: "Measure the fast decoder: roofline fraction, policy speed-ups, decode bandwidth, memory.",
-        discussion: """
+        discussion: HelpText.reflowed("""
             Build with -c release. Everything is measured in one run, and ratios are measured
             interleaved (A B A B) because the machine's speed drifts. Reports medians of --repeats.
             1. machine: cblas_sgemm GFLOP/s at the benchmark model's projection shapes (the practical
@@ -33,7 +33,7 @@ struct BenchCommand: ParsableCommand {
                into this executable: every thread and library, preparation and prefill).
             Prefill time counts the decoder layers, scoring and the last-position logits; the
             input embedding (and Nüwa's vision-side stage) is timed apart.
-            """)
+            """))
 
     @Option(help: "Repetitions per measurement (median reported).") var repeats = 5
     @Option(help: "Worker threads of the fast decoder (default: all cores).") var threads: Int?

@@ -8,7 +8,7 @@ struct BudgetCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "budget",
         abstract: "Print a policy's per-layer token counts, FLOPs and KV cache for a model shape.",
-        discussion: """
+        discussion: HelpText.reflowed("""
             Needs only a config.json (no weights): a model folder, an HF config file, or one of
             golden/configs (the published llava-1.5-7b.json, llava-1.5-13b.json, qwen2.5-vl-3b.json,
             qwen2.5-vl-7b.json). Columns: processed text and
@@ -19,7 +19,7 @@ struct BudgetCommand: ParsableCommand {
             the budget leaves out (per decision for one policy; the "scoring(T)" column for
             all). SPEC.md §8.13 gives the formulas.
             Policies: \(PolicyCatalog.names.joined(separator: ", ")).
-            """)
+            """))
 
     @Option(help: "A config.json, or a model folder holding one.")
     var config: String = "golden/configs/llava-1.5-7b.json"

@@ -12,14 +12,14 @@ struct CheckLayersCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "check-layers",
         abstract: "Check chosen layers of a real-size model: fast run, then each layer alone on the reference, teacher-forced.",
-        discussion: """
+        discussion: HelpText.reflowed("""
             For models too big for a whole reference run (SPEC.md §9.7). The fast decoder runs the
             policy on the case once; then, for each layer of --layers, the scalar reference decoder
             runs that layer alone with the fast run's input to it and the fast run's plan, and at a
             decision layer decides again from that input (earlier decisions forced to the fast
             run's). Each layer's output, scores and route are judged with the fp32 preset for one
             layer. Progress goes to standard error. Exit 0 every layer agrees, 1 one differs, 2 error.
-            """)
+            """))
     @Option(help: "Model folder (config.json + safetensors).") var model: String
     @Option(name: .customLong("case"), help: "HDF5 file with an /inputs group.") var caseFile: String?
     @Option(help: "Instead of --case: a random case with a ROWSxCOLS image (or FRAMESxROWSxCOLS video) of embeddings (35 prefix, 1 suffix token).") var grid: ImageGrid?

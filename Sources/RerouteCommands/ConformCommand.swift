@@ -9,7 +9,7 @@ struct ConformCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "conform",
         abstract: "Check pruner adapters (or traces from elsewhere) against the conformance laws.",
-        discussion: """
+        discussion: HelpText.reflowed("""
             With policy names or --all, runs each shipped policy on random models and cases (two
             shapes, seeds from --seeds) with both decoders and checks every law of SPEC.md §11.2:
             determinism, well-formed decisions, text never dropped, the declared schedule, budget
@@ -20,7 +20,7 @@ struct ConformCommand: ParsableCommand {
             Failures name the law, the input (model, seed, case), the place, expected and actual.
             Exit codes: 0 every law holds or is waived, 1 a law fails, 2 error.
             Policies: \(PolicyCatalog.names.joined(separator: ", ")).
-            """)
+            """))
 
     @Argument(help: "Shipped policy names (or, with --trace, trace files).", completion: .file()) var names: [String] = []
     @Flag(help: "Every shipped policy.") var all = false

@@ -8,11 +8,11 @@ struct EnvCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "env",
         abstract: "Print the numerical libraries this build uses (HDF5, OpenBLAS), the vector paths of this CPU and its cores.",
-        discussion: """
+        discussion: HelpText.reflowed("""
             vector paths: the CPU's widest (AVX-512 F/BW/VL, AVX2+FMA, or portable), every path it
             supports, and the one the fast decoder uses: REROUTE_ISA=portable|avx2|avx512 forces a
             narrower one (a path the CPU lacks is refused, exit 2).
-            """)
+            """))
 
     func run() throws {
         var major: UInt32 = 0, minor: UInt32 = 0, release: UInt32 = 0

@@ -11,7 +11,7 @@ struct GoldenCommand: ParsableCommand {
     struct Regenerate: ParsableCommand {
         static let configuration = CommandConfiguration(
             abstract: "Rebuild golden/traces with the reference decoder; refuses to overwrite without --force.",
-            discussion: """
+            discussion: HelpText.reflowed("""
                 Writes every trace of SPEC.md §9.4 to a staging folder, compares it with the shipped
                 set (SHA-256, and for changed files the first diverging dataset), prints what changed,
                 and only with --force swaps the new folder in (the old set stays whole until then).
@@ -20,7 +20,7 @@ struct GoldenCommand: ParsableCommand {
                 --set trained regenerates the compact goldens of the trained models instead
                 (golden/trained; their checkpoints are built into .build-models by
                 python3 tools/make_smollm2.py, never committed).
-                """)
+                """))
         @Option(help: "Which goldens: shipped (the tiny models of golden/models) or trained (golden/trained).")
         var set: GoldenRegeneration.GoldenSet = .shipped
         @Option(help: "Model folders (default: golden/models, or .build-models for --set trained).") var models: String?

@@ -7,7 +7,7 @@ struct InspectCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "inspect",
         abstract: "Validate a model folder (or a config.json alone) and print what the suite reads from it.",
-        discussion: """
+        discussion: HelpText.reflowed("""
             Reads config.json as transformers does (llama, qwen2, llava, llava_llama, qwen2_5_vl,
             qwen2_vl; flat or text_config) and names every key that took its config class's default.
             With a folder, also reads every safetensors file (validating headers, dtypes, ranges and
@@ -15,7 +15,7 @@ struct InspectCommand: ParsableCommand {
             qwen2.5-vl, qwen2.5-vl-modules, causal-lm), checks each tensor the decoder reads against
             the config, and names what it skips: the vision tower, and any tensor it does not
             recognise. Exit 0 if it loads, 2 with a message naming the file and tensor if not.
-            """)
+            """))
 
     @Argument(help: "A Hugging Face model folder (config.json + model.safetensors or shards), or a config.json file.")
     var path: String

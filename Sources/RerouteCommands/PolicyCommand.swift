@@ -8,14 +8,14 @@ struct PolicyCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "policy",
         abstract: "List the shipped policies, or print one as a policy file (reroute.policy v1) to start from.",
-        discussion: """
+        discussion: HelpText.reflowed("""
             Every command that takes --policy NAME also takes --policy-file FILE. A policy file
             holds every value of a policy (SPEC.md §8.14): scorer, schedule (decision layers at a
             stated reference depth, keep ratios of the original visual tokens or integer counts,
             count rule), action, positions, vision-side stage, budget matching, provenance, and the
             selection rule of policies that do not keep the top-k of their scorer's scores.
             `reroute policy show NAME --json > mine.json` gives a complete file to edit.
-            """,
+            """),
         subcommands: [List.self, Show.self])
 
     struct List: ParsableCommand {

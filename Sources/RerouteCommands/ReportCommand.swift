@@ -11,11 +11,11 @@ struct ReportCommand: ParsableCommand {
     struct Merge: ParsableCommand {
         static let configuration = CommandConfiguration(
             abstract: "Merge shard reports into the report of an unsharded run; exit 0 all passed, 1 a check failed, 2 error.",
-            discussion: """
+            discussion: HelpText.reflowed("""
                 Every shard 0 … N−1 of one split must be given exactly once (a missing or repeated shard
                 is an error). Prints the same tables and summary as the unsharded `reroute verify`
                 (its time: the longest shard's), or with --json the same JSON.
-                """)
+                """))
         @Argument(help: "Shard reports (written by `reroute verify --shard I/N --report FILE`).") var reports: [String]
         @Flag(help: "Print the merged JSON report (reroute.verify v2).") var json = false
         @Flag(name: .shortAndLong, help: "List passing tensors too.") var verbose = false

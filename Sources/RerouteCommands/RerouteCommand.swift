@@ -12,10 +12,10 @@ public struct RerouteCommand: ParsableCommand {
     public static let configuration = CommandConfiguration(
         commandName: "reroute",
         abstract: "Reference-model verification suite for visual-token routing in VLMs.",
-        discussion: """
+        discussion: HelpText.reflowed("""
             Exit codes: 0 = checks passed, 1 = differences found, 2 = error (bad input or usage).
             See SPEC.md for the model math, the tolerances and the file formats.
-            """,
+            """),
         version: "0.1.0",
         subcommands: [CheckFileCommand.self, VerifyCommand.self, RunCommand.self, DiffCommand.self, PolicyCommand.self, CheckLayersCommand.self, ReportCommand.self, ShowCommand.self, RoutesCommand.self, BudgetCommand.self,
                       ConformCommand.self, BenchCommand.self, TimeCommand.self, GoldenCommand.self, InspectCommand.self, EnvCommand.self])

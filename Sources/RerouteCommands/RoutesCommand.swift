@@ -9,12 +9,12 @@ struct RoutesCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "routes",
         abstract: "Draw a trace's route map: the image grid at every stage.",
-        discussion: """
+        discussion: HelpText.reflowed("""
             One panel per stage (the layers before the first decision, then each decision's
             stage). Each grid cell is a visual token: processed, re-entered (processed again after
             being deferred), deferred (bypassing the stage), or removed (deleted, or dropped by a
             vision-side stage). Without --svg, prints the same map as text (P, R, d, .).
-            """)
+            """))
     @Argument(help: "Trace file.") var file: String
     @Option(help: "Write an SVG to this path (atomically; never over an existing file unless --overwrite, never over the trace).")
     var svg: String?

@@ -14,7 +14,7 @@ struct TimeCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "time",
         abstract: "Time the fast decoder's prefill of a case under one or more policies (used by tools/bench_torch.py).",
-        discussion: """
+        discussion: HelpText.reflowed("""
             Loads the model folder and the case (/inputs of an HDF5 file, or with --grid a random
             case of visual embeddings: LLaVA-1.5's 35 prefix tokens, the grid, 1 suffix token), runs
             --warmup prefills, then --repeats prefills per policy, interleaved across policies, and
@@ -31,7 +31,7 @@ struct TimeCommand: ParsableCommand {
             each policy its FLOPs (budget calculator, the case's tokens), its median time as a
             fraction of the peak and as a multiple of FLOPs / peak (the physical lower bound).
             Build with -c release.
-            """)
+            """))
     @Option(help: "Model folder.") var model: String
     @Option(name: .customLong("case"), help: "HDF5 file with an /inputs group.") var caseFile: String?
     @Option(help: "Instead of --case: a random case with a ROWSxCOLS image (or FRAMESxROWSxCOLS video) of embeddings.") var grid: ImageGrid?

@@ -12,12 +12,12 @@ struct RunCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "run",
         abstract: "Run a policy on a case and write its trace.",
-        discussion: """
+        discussion: HelpText.reflowed("""
             The case is read from the /inputs group of an HDF5 file: a transformers reference case
             (golden/models/*/cases/*.h5) or any trace. The trace (SPEC.md §9) is written atomically
             and never over an existing file unless --overwrite.
             Policies: \(PolicyCatalog.names.joined(separator: ", ")).
-            """)
+            """))
     @Option(help: "Model folder (config.json + safetensors).") var model: String
     @Option(name: .customLong("case"), help: "HDF5 file with an /inputs group.") var caseFile: String
     @Option(help: "Policy name (`reroute policy list`).") var policy: String?
@@ -59,7 +59,7 @@ struct DiffCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "diff",
         abstract: "Judge a trace against another; exit 0 same (or accepted), 1 differences, 2 error.",
-        discussion: """
+        discussion: HelpText.reflowed("""
             Compares every object in computation order (SPEC.md §9.3): inputs bitwise; each decision's
             route (kept and deferred together) as sets of visual grid cells, where a differing kept
             index is accepted as a tie flip when the differing candidates' scores lie within ε of
@@ -75,7 +75,7 @@ struct DiffCommand: ParsableCommand {
             follows from the traces' recorded decoder or /@dtype (the less precise side), and the
             report says which ran and why. --rtol, --row-floor, --nmse, --tie-epsilon and the
             score options override single values of the preset.
-            """)
+            """))
     @Argument(help: "Expected trace (e.g. a golden).") var expected: String
     @Argument(help: "Actual trace (e.g. your implementation's).") var actual: String
     @Option(help: "Tolerances: reference, fp32, bf16, fp16 (default: from the traces' recorded precision).")

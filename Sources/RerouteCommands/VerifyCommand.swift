@@ -10,7 +10,7 @@ struct VerifyCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "verify",
         abstract: "The main job: check the reference decoder against transformers and every golden trace.",
-        discussion: """
+        discussion: HelpText.reflowed("""
             1. For each model folder under --models (config.json, safetensors, cases/*.h5), runs the
                scalar reference decoder on every case and compares with the outputs Hugging Face
                transformers produced (tools/make_tiny_models.py): hidden states entering every layer,
@@ -25,7 +25,7 @@ struct VerifyCommand: ParsableCommand {
             per job). Progress lines go to standard error as checks finish; the tables and the
             summary on standard output are always in the same order, whatever the job count.
             Prints tables and a summary. Exit 0 if all pass, 1 if any differs, 2 on an input error.
-            """)
+            """))
 
     @Option(name: .long, help: "Folder holding one subfolder per model.")
     var models: String?

@@ -487,6 +487,24 @@ import Testing
         #expect(r.err.contains("peak resident memory"))
     }
 
+    /// Help text is reflowed before ArgumentParser wraps it: no line of a command's description
+    /// ends short with the same sentence going on below (the ragged wrap of hard-wrapped source
+    /// lines, 53 such breaks before), on every subcommand the root help lists and golden's own.
+    @Test func helpTextWrapsEvenly() throws {
+        let root = try run(["--help"])
+        let names = root.out.components(separatedBy: "SUBCOMMANDS:").last!.split(separator: "\n")
+            .compactMap { line in line.range(of: #"^  [a-z-]+ "#, options: .regularExpression).map { line[$0].trimmingCharacters(in: .whitespaces) } }
+        #expect(names.count >= 14, "\(root.out)")
+        for command in [[]] + names.map { [$0] } + [["golden", "regenerate"], ["golden", "check"]] {
+            let help = try run(command + ["--help"])
+            #expect(help.status == 0, "\(command): \(help.err)")
+            let lines = help.out.components(separatedBy: "USAGE:")[0].split(separator: "\n", omittingEmptySubsequences: false)
+            for (line, next) in zip(lines, lines.dropFirst()) where !line.isEmpty && line.count < 45 {
+                #expect(!(next.first?.isLowercase ?? false), "\(command): ragged wrap at '\(line)' / '\(next)'")
+            }
+        }
+    }
+
     /// `reroute time --peak` measures the FMA peak of the decoder's path and puts each policy's
     /// median against FLOPs / peak: the same median as its policy line, fewer FLOPs for Reroute
     /// than for dense, and the fraction of the peak the inverse of the multiple.
