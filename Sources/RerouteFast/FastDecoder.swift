@@ -64,7 +64,7 @@ public struct FastDecoder: Sendable {
     /// The vector path the decoder's kernels run: `options.isa`, at most the CPU's widest.
     public let isa: VectorISA
     /// Products with at most this many rows use the packed-weight kernel (`options.packedRowLimit`,
-    /// or the path's crossover); 0 when the weights are not packed.
+    /// or the path's crossover); 0 when the kernel is not used (the portable path, or a limit of 0).
     public let packedRowLimit: Int
 
     public init(weights: ModelWeights, options: FastDecoderOptions = FastDecoderOptions()) {
