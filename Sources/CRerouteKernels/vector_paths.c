@@ -26,17 +26,19 @@ __attribute__((target("avx512f"))) __m512 _ZGVeN16v_expf(__m512 x);
 
 // The peak loop at one width W: 12 independent FMA chains (more than FMA latency × ports on
 // any of these cores), multipliers just below 1 and a small addend keep them normal and finite;
-// the sum goes to a volatile so the loop is not removed.
-#define DEFINE_PEAK(SUFFIX, TARGET, V, W, FMA, SET1, ADD, STORE)                                  \
+// the sum goes to a volatile so the loop is not removed. Each FMA is one instruction of inline
+// assembly: written in C, a chain that starts at a fixed point of a·m + c (1.0 here) is a
+// constant the compiler may drop, and the loop would do less than the count it returns.
+#define PEAK_FMA(a) __asm__("vfmadd213ps %[c], %[m], %[x]" : [x] "+x"(a) : [m] "x"(m), [c] "x"(c))
+#define DEFINE_PEAK(SUFFIX, TARGET, V, W, SET1, ADD, STORE)                                       \
     __attribute__((target(TARGET))) static double peak_##SUFFIX(long iterations) {                \
         V m = SET1(0.999999f), c = SET1(1e-6f);                                                   \
-        V a0 = SET1(1.0f), a1 = SET1(1.1f), a2 = SET1(1.2f), a3 = SET1(1.3f), a4 = SET1(1.4f),     \
-          a5 = SET1(1.5f), a6 = SET1(1.6f), a7 = SET1(1.7f), a8 = SET1(1.8f), a9 = SET1(1.9f),     \
-          a10 = SET1(2.0f), a11 = SET1(2.1f);                                                      \
+        V a0 = SET1(1.5f), a1 = SET1(1.6f), a2 = SET1(1.7f), a3 = SET1(1.8f), a4 = SET1(1.9f),     \
+          a5 = SET1(2.0f), a6 = SET1(2.1f), a7 = SET1(2.2f), a8 = SET1(2.3f), a9 = SET1(2.4f),     \
+          a10 = SET1(2.5f), a11 = SET1(2.6f);                                                      \
         for (long i = 0; i < iterations; i++) {                                                    \
-            a0 = FMA(a0, m, c); a1 = FMA(a1, m, c); a2 = FMA(a2, m, c); a3 = FMA(a3, m, c);        \
-            a4 = FMA(a4, m, c); a5 = FMA(a5, m, c); a6 = FMA(a6, m, c); a7 = FMA(a7, m, c);        \
-            a8 = FMA(a8, m, c); a9 = FMA(a9, m, c); a10 = FMA(a10, m, c); a11 = FMA(a11, m, c);    \
+            PEAK_FMA(a0); PEAK_FMA(a1); PEAK_FMA(a2); PEAK_FMA(a3); PEAK_FMA(a4); PEAK_FMA(a5);    \
+            PEAK_FMA(a6); PEAK_FMA(a7); PEAK_FMA(a8); PEAK_FMA(a9); PEAK_FMA(a10); PEAK_FMA(a11);  \
         }                                                                                          \
         V s = ADD(ADD(ADD(ADD(a0, a1), ADD(a2, a3)), ADD(ADD(a4, a5), ADD(a6, a7))),               \
                   ADD(ADD(a8, a9), ADD(a10, a11)));                                                \
@@ -47,8 +49,8 @@ __attribute__((target("avx512f"))) __m512 _ZGVeN16v_expf(__m512 x);
         return 2.0 * W * 12 * (double)iterations;                                                  \
     }
 
-DEFINE_PEAK(avx2, "avx2,fma", __m256, 8, _mm256_fmadd_ps, _mm256_set1_ps, _mm256_add_ps, _mm256_storeu_ps)
-DEFINE_PEAK(avx512, "avx512f", __m512, 16, _mm512_fmadd_ps, _mm512_set1_ps, _mm512_add_ps, _mm512_storeu_ps)
+DEFINE_PEAK(avx2, "avx2,fma", __m256, 8, _mm256_set1_ps, _mm256_add_ps, _mm256_storeu_ps)
+DEFINE_PEAK(avx512, "avx512f", __m512, 16, _mm512_set1_ps, _mm512_add_ps, _mm512_storeu_ps)
 
 // SwiGLU and softmax at one vector width W (type V, intrinsics passed in), the tail scalar.
 // Softmax adds the W lane sums in lane order after the vector loop, then the tail's terms.
@@ -135,13 +137,17 @@ DEFINE_ROW_KERNELS(avx512, "avx512f", __m512, 16, _mm512_loadu_ps, _mm512_storeu
 int reroute_isa_widest(void) { return REROUTE_ISA_PORTABLE; }
 #endif
 
-// Portable: scalar, multiply then add (the x86-64 baseline has no FMA instruction).
+// Portable: scalar, multiply then add (the x86-64 baseline has no FMA instruction). m and c
+// are read through volatiles so the compiler cannot evaluate the chains and fold any of them.
 static double peak_portable(long iterations) {
-    float m = 0.999999f, c = 1e-6f;
-    float a[12] = {1.0f, 1.1f, 1.2f, 1.3f, 1.4f, 1.5f, 1.6f, 1.7f, 1.8f, 1.9f, 2.0f, 2.1f};
+    volatile float vm = 0.999999f, vc = 1e-6f;
+    const float m = vm, c = vc;
+    float a[12] = {1.5f, 1.6f, 1.7f, 1.8f, 1.9f, 2.0f, 2.1f, 2.2f, 2.3f, 2.4f, 2.5f, 2.6f};
     for (long i = 0; i < iterations; i++)
         for (int k = 0; k < 12; k++) a[k] = a[k] * m + c;
-    volatile float sink = a[0] + a[11];
+    float sum = 0;  // every chain reaches the volatile, so none is dead code
+    for (int k = 0; k < 12; k++) sum += a[k];
+    volatile float sink = sum;
     (void)sink;
     return 2.0 * 12 * (double)iterations;
 }

@@ -63,6 +63,12 @@ public struct BenchSuite {
         out("   FMA peak (register-only loop, \(workers) threads, best of \(reps) windows): " + VectorISA.allCases.map { path in
             peaks[path].map { String(format: "%@ %.1f GFLOP/s", path.rawValue, $0 / 1e9) } ?? "\(path.rawValue) not on this CPU"
         }.joined(separator: "; "))
+        // No product can beat the arithmetic peak: if sgemm does, the peak loop did less work than
+        // it counts (a compiler that folded part of it), and every "% of peak" below is wrong.
+        if let widest = peaks[VectorISA.widest], max(native, split) * 1e9 > widest {
+            out(String(format: "   WARNING: sgemm (%.1f GFLOP/s) beats the %@ FMA peak (%.1f GFLOP/s): the peak loop is not doing the work it counts",
+                       max(native, split), VectorISA.widest.rawValue, widest / 1e9))
+        }
         // The row counts routed layers run at (36 text tokens + a tier's kept tokens); A B A B.
         do {  // a scope, so the packed copy of the weights is freed before section 3 packs its own
             let blasOnly = FastDecoder(weights: weights, options: .init(recordHiddenStates: false, threads: threads, packedRowLimit: 0, isa: isa))

@@ -38,6 +38,7 @@ int reroute_isa_widest(void);
 /// AVX2: 8 lanes, one FMA each; portable: scalar multiply and add), `iterations` times over 12
 /// accumulators, on the calling thread. Returns the floating-point operations done (2 per lane
 /// per multiply-add); with the elapsed time this is the core's peak, the bound no kernel beats.
+/// The vector paths' FMAs are inline assembly, so every counted operation is executed.
 double reroute_fma_peak_loop(int isa, long iterations);
 
 /// `g[i] = g[i] / (1 + exp(−g[i])) · u[i]` (SwiGLU after the gate and up products). AVX2 and
